@@ -1,0 +1,171 @@
+/* mplb: the command-line front end. A table of subcommands (like linit.c's
+ * table of libraries); each returns the process exit status. */
+#include "mplb.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *usage_text =
+    "usage: mplb <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force]\n"
+    "              run an experiment with the cost model; writes one HDF5 run file\n"
+    "  inspect FILE.h5          summarise a run file\n"
+    "  --help, --version\n"
+    "\n"
+    "Policies and profiles are looked up beside the experiment, in ./policies,\n"
+    "./profiles, $MPLB_DATA_DIR and the install's data directory.\n";
+
+static int cmd_help(int argc, char **argv) { (void)argc; (void)argv; fputs(usage_text, stdout); return 0; }
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("mplb %s (git %s)\n", MPLB_VERSION, mplb_git_revision());
+    return 0;
+}
+
+static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const char *out) {
+    printf("%-14s %14s %14s %9s %10s %12s %11s\n", "policy", "layer_us", "baseline_us", "speedup",
+           "imbalance", "error_proxy", "decide_us");
+    for (int i = 0; i < sum->n_policies; i++) {
+        const mplb_policy_summary *p = &sum->pol[i];
+        if (p->rows == 0) continue;
+        double n = (double)p->rows;
+        printf("%-14s %14.1f %14.1f %8.3fx %10.3f %12.4f %11.2f\n", p->name, p->sum_t_layer / n,
+               p->sum_t_baseline / n, p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0,
+               p->sum_imbalance / n, p->sum_error_proxy / n, p->sum_decide_us / n);
+    }
+    printf("(times: cost model, profile %s, %d ranks on %d node(s), %s, %d steps x %d layers;"
+           " decide_us measured on this machine)\n",
+           x->cluster.profile, x->cluster.nodes * x->cluster.gpus_per_node, x->cluster.nodes, x->model.name,
+           x->workload.steps, x->model.layers);
+    printf("run file: %s\n", out);
+}
+
+static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < argc && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? " " : "", argv[i]);
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+    const char *exp_path = NULL, *out = NULL;
+    int force = 0, n_sets = 0, n_pol = 0;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    const char **pols = calloc((size_t)argc + 1, sizeof *pols);
+    if (!sets || !pols) { free(sets); free(pols); fprintf(stderr, "mplb: out of memory\n"); return 1; }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(a, "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
+        else if (!strcmp(a, "--policy") && i + 1 < argc) pols[n_pol++] = argv[++i];
+        else if (!strcmp(a, "--force")) force = 1;
+        else if (a[0] == '-') {
+            fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, usage_text);
+            free(sets); free(pols);
+            return 2;
+        } else if (!exp_path) exp_path = a;
+        else { fprintf(stderr, "mplb run: unexpected argument '%s'\n", a); free(sets); free(pols); return 2; }
+    }
+    if (!exp_path) { fprintf(stderr, "mplb run: missing EXP.lua\n%s", usage_text); free(sets); free(pols); return 2; }
+    /* --policy replaces the experiment's list, through the same --set path so
+     * the run file's resolved config says what ran. */
+    char *polset = NULL;
+    if (n_pol) {
+        size_t cap = 32;
+        for (int i = 0; i < n_pol; i++) cap += strlen(pols[i]) * 4 + 8;
+        polset = malloc(cap);
+        size_t n = (size_t)snprintf(polset, cap, "policies={");
+        for (int i = 0; i < n_pol; i++) {
+            n += (size_t)snprintf(polset + n, cap - n, "\"");
+            for (const char *c = pols[i]; *c; c++) {
+                if (*c == '"' || *c == '\\') polset[n++] = '\\';
+                polset[n++] = *c;
+            }
+            n += (size_t)snprintf(polset + n, cap - n, "\",");
+        }
+        snprintf(polset + n, cap - n, "}");
+        sets[n_sets++] = polset;
+    }
+    mplb_exp x;
+    mplb_err err = {0};
+    int rc = mplb_exp_load(exp_path, sets, n_sets, &x, &err);
+    free(sets); free(pols); free(polset);
+    if (rc < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
+    char def_out[MPLB_PATH_MAX];
+    if (!out) {
+        time_t t = time(NULL);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        mkdir("runs", 0777);
+        snprintf(def_out, sizeof def_out, "runs/%s-%s.h5", x.name, stamp);
+        out = def_out;
+    }
+    char cmdline[4096];
+    join_cmd(argc + 1, argv - 1, cmdline, sizeof cmdline);
+    mplb_run_opts o = {.out_path = out, .force = force, .command = cmdline};
+    mplb_run_summary sum;
+    rc = mplb_run(&x, &o, &sum, &err);
+    if (rc < 0) {
+        fprintf(stderr, "mplb: %s\n", err.msg);
+        if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
+    } else print_summary(&sum, &x, out);
+    mplb_run_summary_free(&sum);
+    mplb_exp_free(&x);
+    return rc < 0 ? 1 : 0;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "mplb inspect: missing FILE.h5\n"); return 2; }
+    mplb_runfile_info info;
+    mplb_err err = {0};
+    if (mplb_runfile_read(argv[1], &info, &err) < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
+    printf("file:     %s\n", argv[1]);
+    printf("status:   %s\n", info.status);
+    if (info.error && info.error[0]) printf("error:    %s\n", info.error);
+    printf("schema:   %s (written by mplb %s)\n", info.schema_version, info.mplb_version);
+    printf("command:  %s\n", info.command ? info.command : "");
+    printf("seed:     %llu\n", (unsigned long long)info.seed);
+    printf("ranks:    %d   experts: %d   rows: %lld\n", info.R, info.E, (long long)info.n_rows);
+    printf("%-14s %8s %14s %14s %9s %10s %12s\n", "policy", "rows", "layer_us", "baseline_us", "speedup", "imbalance", "error_proxy");
+    for (int p = 0; p < info.n_policies; p++) {
+        double tl = 0, tb = 0, im = 0, ep = 0;
+        long n = 0;
+        for (int64_t i = 0; i < info.n_rows; i++) {
+            const mplb_step_row *r = &info.rows[i];
+            if (r->policy != p) continue;
+            n++; tl += r->t_layer_us; tb += r->t_baseline_us; im += r->imbalance; ep += r->error_proxy;
+        }
+        if (!n) { printf("%-14s %8d\n", info.policy_names[p], 0); continue; }
+        printf("%-14s %8ld %14.1f %14.1f %8.3fx %10.3f %12.4f\n", info.policy_names[p], n, tl / n, tb / n,
+               tl > 0 ? tb / tl : 1.0, im / n, ep / n);
+    }
+    mplb_runfile_info_free(&info);
+    return 0;
+}
+
+static const struct { const char *name; int (*fn)(int, char **); } commands[] = {
+    {"run", cmd_run},
+    {"inspect", cmd_inspect},
+    {"help", cmd_help},
+    {"--help", cmd_help},
+    {"-h", cmd_help},
+    {"--version", cmd_version},
+    {"version", cmd_version},
+};
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fputs(usage_text, stderr); return 2; }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "mplb: unknown command '%s'\n%s", argv[1], usage_text);
+    return 2;
+}

@@ -1,0 +1,319 @@
+/* The Lua policy engine: see include/mplb/policy.h. */
+#include "mplb/policy.h"
+#include "lsandbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+
+#define OBS_MT "mplb.obs"
+#define ARR_MT "mplb.array"
+#define ACT_MT "mplb.act"
+
+struct mplb_policy {
+    mplb_lsb sb;
+    char path[MPLB_PATH_MAX];
+    char *source;
+    char *params;         /* resolved params, Lua text */
+    int ref_P, ref_obs, ref_act, ref_fields;
+    mplb_obs obs;         /* the current observation: arrays point at the caller's */
+    mplb_plan *plan;      /* the plan act writes into during decide */
+};
+
+/* An array view reads one field of pol->obs, so views are made once and
+ * never copy: obs.rank_load[r] is a load from the caller's C array. */
+typedef enum { ARR_RANK_LOAD, ARR_RANK_VISION, ARR_EXP_LOAD, ARR_EXP_VISION,
+               ARR_EXP_IMPORTANCE, ARR_EXP_RANK, ARR_COUNT } arr_kind;
+static const char *const arr_names[ARR_COUNT] = {
+    "rank_load", "rank_vision", "expert_load", "expert_vision", "expert_importance", "expert_rank"};
+
+typedef struct arr_view { mplb_policy *pol; arr_kind kind; } arr_view;
+
+static int arr_len(const mplb_obs *o, arr_kind k) {
+    return k <= ARR_RANK_VISION ? o->ranks : o->experts;
+}
+
+static int arr_index(lua_State *L) {
+    arr_view *v = luaL_checkudata(L, 1, ARR_MT);
+    const mplb_obs *o = &v->pol->obs;
+    lua_Integer i = luaL_checkinteger(L, 2);
+    if (i < 1 || i > arr_len(o, v->kind)) { lua_pushnil(L); return 1; }
+    size_t j = (size_t)(i - 1);
+    switch (v->kind) {
+    case ARR_RANK_LOAD: lua_pushnumber(L, o->rank_load[j]); break;
+    case ARR_RANK_VISION: lua_pushnumber(L, o->rank_vision[j]); break;
+    case ARR_EXP_LOAD: lua_pushinteger(L, o->expert_load[j]); break;
+    case ARR_EXP_VISION: lua_pushinteger(L, o->expert_vision[j]); break;
+    case ARR_EXP_IMPORTANCE: lua_pushnumber(L, o->expert_importance[j]); break;
+    case ARR_EXP_RANK: lua_pushinteger(L, o->expert_rank[j] + 1); break;
+    default: lua_pushnil(L);
+    }
+    return 1;
+}
+
+static int arr_lenf(lua_State *L) {
+    arr_view *v = luaL_checkudata(L, 1, ARR_MT);
+    lua_pushinteger(L, arr_len(&v->pol->obs, v->kind));
+    return 1;
+}
+
+static int read_only(lua_State *L) {
+    return luaL_error(L, "obs is read-only (tried to set '%s')", luaL_tolstring(L, 2, NULL));
+}
+
+/* ---- act: records and checks actions ------------------------------------ */
+
+static mplb_policy *act_pol(lua_State *L) {
+    mplb_policy **pp = luaL_checkudata(L, 1, ACT_MT);
+    if (!(*pp)->plan) luaL_error(L, "act may only be used inside decide");
+    return *pp;
+}
+
+static mplb_prec check_prec(lua_State *L, int arg) {
+    const char *name = luaL_checkstring(L, arg);
+    mplb_prec p;
+    if (mplb_prec_parse(name, &p) < 0)
+        luaL_error(L, "unknown precision '%s' (known: %s)", name, mplb_prec_all_names());
+    return p;
+}
+
+static int check_index(lua_State *L, int arg, int n, const char *what) {
+    lua_Integer i = luaL_checkinteger(L, arg);
+    if (i < 1 || i > n) luaL_error(L, "%s %d out of range 1..%d", what, (int)i, n);
+    return (int)(i - 1);
+}
+
+static int act_rank_precision(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    int r = check_index(L, 2, pol->plan->R, "rank");
+    mplb_prec p = check_prec(L, 3);
+    const mplb_placement *pl = &pol->plan->placement;
+    for (int e = 0; e < pl->E; e++)
+        if (pl->home[e] == r) pol->plan->expert_prec[e] = p;
+    return 0;
+}
+
+static int act_expert_precision(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    int e = check_index(L, 2, pol->plan->E, "expert");
+    pol->plan->expert_prec[e] = check_prec(L, 3);
+    return 0;
+}
+
+static int act_dispatch_precision(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    mplb_prec p = check_prec(L, 2);
+    if (p != MPLB_PREC_BF16 && p != MPLB_PREC_FP8_E4M3 && p != MPLB_PREC_FP8_E5M2 && p != MPLB_PREC_MXFP8)
+        luaL_error(L, "dispatch precision must be bf16, fp8_e4m3, fp8_e5m2 or mxfp8, got '%s'", mplb_prec_name(p));
+    pol->plan->dispatch_prec = p;
+    return 0;
+}
+
+static int act_replicate(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    int e = check_index(L, 2, pol->plan->E, "expert");
+    int r = check_index(L, 3, pol->plan->R, "rank");
+    mplb_placement *pl = &pol->plan->placement;
+    if (!pl->has[(size_t)e * pl->R + r]) {
+        pl->has[(size_t)e * pl->R + r] = 1;
+        pl->copies[e]++;
+    }
+    if (!lua_isnoneornil(L, 4)) pol->plan->expert_prec[e] = check_prec(L, 4);
+    return 0;
+}
+
+static const luaL_Reg act_methods[] = {
+    {"rank_precision", act_rank_precision},
+    {"expert_precision", act_expert_precision},
+    {"dispatch_precision", act_dispatch_precision},
+    {"replicate", act_replicate},
+    {NULL, NULL},
+};
+
+/* ---- open / decide / feedback ------------------------------------------- */
+
+static void set_scalars(mplb_policy *pol) {
+    lua_State *L = pol->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_fields);
+    const mplb_obs *o = &pol->obs;
+    static const char *const names[] = {"step", "layer", "layers", "ranks", "experts", "top_k", "nodes", "gpus_per_node"};
+    const int vals[] = {o->step + 1, o->layer + 1, o->layers, o->ranks, o->experts, o->top_k, o->nodes, o->gpus_per_node};
+    for (int i = 0; i < 8; i++) {
+        lua_pushinteger(L, vals[i]);
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pushinteger(L, (lua_Integer)o->tokens);
+    lua_setfield(L, -2, "tokens");
+    lua_pop(L, 1);
+}
+
+static int build_views(mplb_policy *pol) {
+    lua_State *L = pol->sb.L;
+    luaL_newmetatable(L, ARR_MT);
+    lua_pushcfunction(L, arr_index); lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, arr_lenf); lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, read_only); lua_setfield(L, -2, "__newindex");
+    lua_pop(L, 1);
+    lua_newtable(L); /* fields */
+    for (int k = 0; k < ARR_COUNT; k++) {
+        arr_view *v = lua_newuserdatauv(L, sizeof *v, 0);
+        v->pol = pol;
+        v->kind = (arr_kind)k;
+        luaL_setmetatable(L, ARR_MT);
+        lua_setfield(L, -2, arr_names[k]);
+    }
+    lua_pushvalue(L, -1);
+    pol->ref_fields = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_newmetatable(L, OBS_MT);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, read_only); lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "obs"); lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    lua_newuserdatauv(L, 0, 0);
+    luaL_setmetatable(L, OBS_MT);
+    pol->ref_obs = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_newmetatable(L, ACT_MT);
+    luaL_newlib(L, act_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "act"); lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    mplb_policy **pp = lua_newuserdatauv(L, sizeof *pp, 0);
+    *pp = pol;
+    luaL_setmetatable(L, ACT_MT);
+    pol->ref_act = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Merge the experiment's params over P.params; an unknown name is an error,
+ * since a typo would otherwise silently run the default. */
+static int merge_params(mplb_policy *pol, const char *params, mplb_err *err) {
+    lua_State *L = pol->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+    if (lua_getfield(L, -1, "params") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "params");
+    }
+    int pt = lua_gettop(L);
+    int rc = 0;
+    if (params && *params) {
+        char code[64 + 4096];
+        if (strlen(params) > 4096) { lua_settop(L, pt - 2); return mplb_err_set(err, MPLB_ECONFIG, "%s: params too long", pol->path); }
+        snprintf(code, sizeof code, "return %s", params);
+        if ((rc = mplb_lsb_dostring(&pol->sb, code, "=params", 1, err)) < 0) { lua_settop(L, pt - 2); return rc; }
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *k = lua_tostring(L, -2);
+            lua_getfield(L, pt, k);
+            int known = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (!known) {
+                rc = mplb_err_set(err, MPLB_ECONFIG, "%s: policy has no parameter '%s' (its P.params lists the known ones)",
+                                  pol->path, k);
+                break;
+            }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, pt);
+        }
+    }
+    if (rc == 0) {
+        pol->params = mplb_lua_serialize(L, pt);
+        if (!pol->params) rc = mplb_err_set(err, MPLB_ECONFIG, "%s: P.params may hold only data values", pol->path);
+    }
+    lua_settop(L, pt - 2);
+    return rc;
+}
+
+int mplb_policy_open(const char *path, const char *params, const mplb_policy_limits *lim,
+                     const mplb_obs *ctx, mplb_policy **out, mplb_err *err) {
+    *out = NULL;
+    mplb_policy *pol = calloc(1, sizeof *pol);
+    if (!pol) return mplb_err_set(err, MPLB_ENOMEM, "policy: out of memory");
+    snprintf(pol->path, sizeof pol->path, "%s", path);
+    size_t mem = lim && lim->mem_limit ? lim->mem_limit : (64u << 20);
+    long long ins = lim && lim->instr_limit ? lim->instr_limit : 10000000LL;
+    int rc;
+    if ((rc = mplb_read_file(path, &pol->source, NULL, err)) < 0) goto fail;
+    if ((rc = mplb_lsb_open(&pol->sb, mem, ins, err)) < 0) goto fail;
+    lua_State *L = pol->sb.L;
+    build_views(pol);
+    char chunk[MPLB_PATH_MAX + 1];
+    snprintf(chunk, sizeof chunk, "@%s", path);
+    if ((rc = mplb_lsb_dostring(&pol->sb, pol->source, chunk, 1, err)) < 0) goto fail;
+    if (!lua_istable(L, -1)) {
+        rc = mplb_err_set(err, MPLB_EPOLICY, "%s: a policy file must return a table P, got %s", path, luaL_typename(L, -1));
+        goto fail;
+    }
+    if (lua_getfield(L, -1, "decide") != LUA_TFUNCTION) {
+        rc = mplb_err_set(err, MPLB_EPOLICY, "%s: P.decide must be a function (decide(obs, act))", path);
+        goto fail;
+    }
+    lua_pop(L, 1);
+    pol->ref_P = luaL_ref(L, LUA_REGISTRYINDEX);
+    if ((rc = merge_params(pol, params, err)) < 0) goto fail;
+    if (ctx) {
+        pol->obs = *ctx;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+        if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
+            set_scalars(pol);
+            lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_obs);
+            if ((rc = mplb_lsb_pcall(&pol->sb, 1, 0, "init", err)) < 0) { lua_pop(L, 1); goto fail; }
+        } else lua_pop(L, 1);
+        lua_pop(L, 1);
+    }
+    *out = pol;
+    return 0;
+fail:
+    if (rc != MPLB_EIO && strncmp(err->msg, path, strlen(path)) != 0) mplb_err_wrap(err, "policy %s", path);
+    mplb_policy_close(pol);
+    return rc;
+}
+
+int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, mplb_err *err) {
+    lua_State *L = pol->sb.L;
+    pol->obs = *obs;
+    pol->plan = plan;
+    set_scalars(pol);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+    lua_getfield(L, -1, "decide");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_obs);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_act);
+    int rc = mplb_lsb_pcall(&pol->sb, 2, 0, "decide", err);
+    pol->plan = NULL;
+    if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, obs->step, obs->layer);
+    return rc;
+}
+
+int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *err) {
+    lua_State *L = pol->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+    if (lua_getfield(L, -1, "feedback") != LUA_TFUNCTION) { lua_pop(L, 2); return 0; }
+    lua_remove(L, -2);
+    lua_createtable(L, 0, 7);
+    lua_pushinteger(L, fb->step + 1); lua_setfield(L, -2, "step");
+    lua_pushinteger(L, fb->layer + 1); lua_setfield(L, -2, "layer");
+    lua_pushnumber(L, fb->t_layer); lua_setfield(L, -2, "t_layer_us");
+    lua_pushnumber(L, fb->t_baseline); lua_setfield(L, -2, "t_baseline_us");
+    lua_pushnumber(L, fb->t_layer > 0 ? fb->t_baseline / fb->t_layer : 1.0); lua_setfield(L, -2, "speedup");
+    lua_pushnumber(L, fb->imbalance); lua_setfield(L, -2, "imbalance");
+    lua_pushnumber(L, fb->error_proxy); lua_setfield(L, -2, "error_proxy");
+    int rc = mplb_lsb_pcall(&pol->sb, 1, 0, "feedback", err);
+    if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, fb->step, fb->layer);
+    return rc;
+}
+
+void mplb_policy_close(mplb_policy *pol) {
+    if (!pol) return;
+    mplb_lsb_close(&pol->sb);
+    free(pol->source);
+    free(pol->params);
+    free(pol);
+}
+
+const char *mplb_policy_source(const mplb_policy *pol) { return pol->source; }
+const char *mplb_policy_params(const mplb_policy *pol) { return pol->params; }

@@ -1,0 +1,183 @@
+/* The step loop: see include/mplb/run.h. */
+#include "mplb/run.h"
+#include "mplb/runfile.h"
+#include "mplb/version.h"
+#include "mplb/workload.h"
+#include "lsandbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+double mplb_error_proxy(const mplb_routing *rt, const mplb_plan *plan) {
+    double num = 0, den = 0;
+    for (int e = 0; e < rt->E; e++) {
+        den += rt->importance[e];
+        /* Until per-format errors are calibrated, every non-bf16 format counts
+         * fully: the proxy is then the share of gate mass served at low precision. */
+        if (plan->expert_prec[e] != MPLB_PREC_BF16) num += rt->importance[e];
+    }
+    return den > 0 ? num / den : 0;
+}
+
+typedef struct run_state {
+    mplb_profile hw;
+    mplb_placement base;
+    mplb_wl wl;
+    mplb_routing rt;
+    mplb_plan plan, base_plan;
+    mplb_cost_result res, base_res;
+    mplb_policy **pols;
+    double *rank_load, *rank_vision;
+    uint8_t *prec8;
+    mplb_runfile *rf;
+} run_state;
+
+static void state_free(run_state *s, int n_pol) {
+    for (int i = 0; i < n_pol && s->pols; i++) mplb_policy_close(s->pols[i]);
+    free(s->pols);
+    mplb_placement_free(&s->base);
+    mplb_wl_free(&s->wl);
+    mplb_routing_free(&s->rt);
+    mplb_plan_free(&s->plan);
+    mplb_plan_free(&s->base_plan);
+    mplb_cost_result_free(&s->res);
+    mplb_cost_result_free(&s->base_res);
+    free(s->rank_load);
+    free(s->rank_vision);
+    free(s->prec8);
+}
+
+static void observe(const mplb_exp *x, const run_state *s, int step, int layer, mplb_obs *o) {
+    int R = s->base.R, E = s->base.E;
+    memset(s->rank_load, 0, (size_t)R * sizeof(double));
+    memset(s->rank_vision, 0, (size_t)R * sizeof(double));
+    for (int e = 0; e < E; e++) {
+        s->rank_load[s->base.home[e]] += s->rt.expert_counts[e];
+        s->rank_vision[s->base.home[e]] += s->rt.vision_counts[e];
+    }
+    o->step = step; o->layer = layer; o->layers = x->model.layers;
+    o->ranks = R; o->experts = E; o->top_k = x->model.top_k;
+    o->nodes = x->cluster.nodes; o->gpus_per_node = x->cluster.gpus_per_node;
+    o->tokens = s->rt.tokens;
+    o->rank_load = s->rank_load;
+    o->rank_vision = s->rank_vision;
+    o->expert_load = s->rt.expert_counts;
+    o->expert_vision = s->rt.vision_counts;
+    o->expert_importance = s->rt.importance;
+    o->expert_rank = s->base.home;
+}
+
+int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err) {
+    memset(sum, 0, sizeof *sum);
+    run_state s;
+    memset(&s, 0, sizeof s);
+    int R = x->cluster.nodes * x->cluster.gpus_per_node, E = x->model.experts, P = x->n_policies;
+    char base_dir[MPLB_PATH_MAX];
+    snprintf(base_dir, sizeof base_dir, "%s", x->path);
+    char *slash = strrchr(base_dir, '/');
+    if (slash) *slash = 0; else snprintf(base_dir, sizeof base_dir, ".");
+    int rc;
+    if ((rc = mplb_profile_load(x->cluster.profile, base_dir, &s.hw, err)) < 0) return rc;
+    if ((rc = mplb_placement_init_contiguous(&s.base, R, E, err)) < 0) goto out;
+    if ((rc = mplb_wl_init(&s.wl, &x->workload, &x->model, R, x->cluster.gpus_per_node, x->seed, err)) < 0) goto out;
+    if ((rc = mplb_routing_alloc(&s.rt, R, E, x->cluster.nodes, x->model.top_k, err)) < 0) goto out;
+    if ((rc = mplb_plan_init(&s.plan, &s.base, err)) < 0) goto out;
+    if ((rc = mplb_plan_init(&s.base_plan, &s.base, err)) < 0) goto out;
+    if ((rc = mplb_cost_result_alloc(&s.res, R, err)) < 0) goto out;
+    if ((rc = mplb_cost_result_alloc(&s.base_res, R, err)) < 0) goto out;
+    s.pols = calloc((size_t)P, sizeof *s.pols);
+    s.rank_load = calloc((size_t)R, sizeof(double));
+    s.rank_vision = calloc((size_t)R, sizeof(double));
+    s.prec8 = calloc((size_t)E, 1);
+    sum->pol = calloc((size_t)P, sizeof *sum->pol);
+    if (!s.pols || !s.rank_load || !s.rank_vision || !s.prec8 || !sum->pol) {
+        rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
+        goto out;
+    }
+    sum->n_policies = P;
+    mplb_obs ctx;
+    memset(&ctx, 0, sizeof ctx);
+    observe(x, &s, 0, 0, &ctx);
+    const char **names = calloc((size_t)P, sizeof *names), **srcs = calloc((size_t)P, sizeof *srcs),
+               **params = calloc((size_t)P, sizeof *params);
+    for (int i = 0; i < P && names && srcs && params; i++) {
+        if ((rc = mplb_policy_open(x->policies[i].path, x->policies[i].params, &opts->limits, &ctx, &s.pols[i], err)) < 0) {
+            free(names); free(srcs); free(params);
+            goto out;
+        }
+        names[i] = x->policies[i].name;
+        srcs[i] = mplb_policy_source(s.pols[i]);
+        params[i] = mplb_policy_params(s.pols[i]);
+        snprintf(sum->pol[i].name, sizeof sum->pol[i].name, "%s", x->policies[i].name);
+    }
+    char *hw_src = NULL;
+    if (!names || !srcs || !params || mplb_read_file(s.hw.path, &hw_src, NULL, err) < 0) {
+        free(names); free(srcs); free(params);
+        rc = names ? err->code : mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
+        goto out;
+    }
+    mplb_runfile_meta meta = {MPLB_VERSION, mplb_git_revision(), opts->command ? opts->command : "",
+                              x->resolved, hw_src, x->seed, P, names, srcs, params};
+    rc = mplb_runfile_create(opts->out_path, &meta, R, E, opts->force, opts->flush_rows, &s.rf, err);
+    free(names); free(srcs); free(params); free(hw_src);
+    if (rc < 0) goto out;
+
+    for (int step = 0; step < x->workload.steps && rc == 0; step++) {
+        for (int layer = 0; layer < x->model.layers && rc == 0; layer++) {
+            if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
+            mplb_plan_reset(&s.base_plan, &s.base);
+            if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.base_plan, &s.base_res, err)) < 0) break;
+            double lis = mplb_lis(s.rt.expert_counts, E, s.rt.tokens, x->model.top_k);
+            for (int i = 0; i < P && rc == 0; i++) {
+                mplb_obs obs;
+                observe(x, &s, step, layer, &obs);
+                mplb_plan_reset(&s.plan, &s.base);
+                double t0 = now_us();
+                rc = mplb_policy_decide(s.pols[i], &obs, &s.plan, err);
+                double dt = now_us() - t0;
+                if (rc < 0) break;
+                if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.plan, &s.res, err)) < 0) break;
+                mplb_step_row row = {
+                    .policy = i, .step = step, .layer = layer, .tokens = s.rt.tokens,
+                    .t_layer_us = s.res.t_layer, .t_baseline_us = s.base_res.t_layer,
+                    .t_dispatch_us = s.res.t_dispatch, .t_compute_max_us = s.res.t_compute_max,
+                    .t_combine_us = s.res.t_combine, .exposed_conv_us = s.res.exposed_conv,
+                    .imbalance = s.res.imbalance, .lis = lis,
+                    .error_proxy = mplb_error_proxy(&s.rt, &s.plan), .decide_us = dt,
+                };
+                for (int e = 0; e < E; e++) s.prec8[e] = (uint8_t)s.plan.expert_prec[e];
+                if ((rc = mplb_runfile_append(s.rf, &row, s.res.rank_load, s.res.rank_compute,
+                                              s.rt.expert_counts, s.prec8, err)) < 0) break;
+                mplb_policy_summary *ps = &sum->pol[i];
+                ps->rows++;
+                ps->sum_t_layer += row.t_layer_us;
+                ps->sum_t_baseline += row.t_baseline_us;
+                ps->sum_imbalance += row.imbalance;
+                ps->sum_error_proxy += row.error_proxy;
+                ps->sum_decide_us += row.decide_us;
+                mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy};
+                rc = mplb_policy_feedback(s.pols[i], &fb, err);
+            }
+        }
+    }
+    mplb_err cerr = {0};
+    int crc = mplb_runfile_close(s.rf, rc < 0 ? "failed" : "complete", rc < 0 ? err->msg : "", &cerr);
+    s.rf = NULL;
+    if (rc == 0 && crc < 0) { *err = cerr; rc = crc; }
+out:
+    state_free(&s, P);
+    return rc;
+}
+
+void mplb_run_summary_free(mplb_run_summary *sum) {
+    free(sum->pol);
+    memset(sum, 0, sizeof *sum);
+}

@@ -1,0 +1,22 @@
+/* libmplb: mixed-precision load balancing for MoE inference under expert
+ * parallelism. One header per module under mplb/; this one includes them all.
+ *
+ *   mplb_exp exp; mplb_err err;
+ *   mplb_exp_load("experiments/demo.lua", NULL, 0, &exp, &err);
+ *   mplb_run_opts o = {.out_path = "run.h5"};
+ *   mplb_run_summary sum;
+ *   mplb_run(&exp, &o, &sum, &err);
+ */
+#ifndef MPLB_H
+#define MPLB_H
+#include "mplb/version.h"
+#include "mplb/err.h"
+#include "mplb/prec.h"
+#include "mplb/config.h"
+#include "mplb/routing.h"
+#include "mplb/workload.h"
+#include "mplb/cost.h"
+#include "mplb/policy.h"
+#include "mplb/runfile.h"
+#include "mplb/run.h"
+#endif

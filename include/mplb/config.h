@@ -1,0 +1,98 @@
+/* mplb_exp / mplb_profile: experiments and hardware profiles read from Lua.
+ *
+ * An experiment is a Lua file returning a table {name, model, cluster,
+ * workload, policies, backend, seed}; a profile is a Lua file under
+ * profiles/ returning the chip's peaks. Both run in a Lua state with no io,
+ * os or package library. Every field is checked; a bad one yields an error
+ * "FILE:LINE: field PATH: what is wrong" (the line when the key can be found
+ * in the source). The caller owns the result and frees it with *_free.
+ *
+ *   mplb_exp exp; mplb_err err;
+ *   if (mplb_exp_load("experiments/demo.lua", NULL, 0, &exp, &err) < 0) ...
+ *   ... mplb_exp_free(&exp);
+ */
+#ifndef MPLB_CONFIG_H
+#define MPLB_CONFIG_H
+
+#include <stdint.h>
+#include "mplb/err.h"
+#include "mplb/prec.h"
+
+#define MPLB_NAME_MAX 64
+#define MPLB_PATH_MAX 1024
+#define MPLB_EFF_MAX 16
+
+typedef struct mplb_model {
+    char name[MPLB_NAME_MAX];
+    int layers, experts, top_k, hidden, ffn, shared_experts;
+} mplb_model;
+
+typedef struct mplb_cluster {
+    int nodes, gpus_per_node;     /* ranks = nodes * gpus_per_node */
+    char profile[MPLB_NAME_MAX];
+} mplb_cluster;
+
+typedef struct mplb_workload_cfg {
+    char kind[MPLB_NAME_MAX];     /* "synthetic" */
+    int steps;
+    int64_t tokens;               /* tokens per step, over all ranks */
+    double zipf;                  /* skew of text routing */
+    double vision_frac;           /* share of vision tokens */
+    double vision_zipf;           /* skew of vision routing (vision tokens flood few experts) */
+} mplb_workload_cfg;
+
+typedef struct mplb_policy_ref {
+    char name[MPLB_NAME_MAX];
+    char path[MPLB_PATH_MAX];
+    char *params;                 /* Lua table constructor text, e.g. "{tau=1.5}" */
+} mplb_policy_ref;
+
+typedef struct mplb_exp {
+    char path[MPLB_PATH_MAX];
+    char name[MPLB_NAME_MAX];
+    char *source;                 /* the experiment file's text */
+    char *resolved;               /* the resolved experiment as Lua text (for run files) */
+    mplb_model model;
+    mplb_cluster cluster;
+    mplb_workload_cfg workload;
+    int n_policies;
+    mplb_policy_ref *policies;
+    char backend[MPLB_NAME_MAX];  /* "model" */
+    uint64_t seed;
+} mplb_exp;
+
+typedef struct mplb_eff_pt { double n, eff; } mplb_eff_pt;
+
+typedef struct mplb_profile {
+    char name[MPLB_NAME_MAX];
+    char path[MPLB_PATH_MAX];
+    double peak_tflops[MPLB_PREC_COUNT];   /* dense tensor-core peak; 0 = no native units */
+    mplb_prec compute_as[MPLB_PREC_COUNT]; /* the rate a format really runs at on this chip */
+    int n_eff[MPLB_PREC_COUNT];
+    mplb_eff_pt eff[MPLB_PREC_COUNT][MPLB_EFF_MAX]; /* eff(n), piecewise-linear in log n */
+    double hbm_gbps, nvlink_gbps, net_gbps;         /* GB/s per GPU per direction */
+    double nvlink_lat_us, net_lat_us, launch_us;
+    double conv_eff;                                /* weight conversion: share of HBM bw */
+    double memory_gb;
+} mplb_profile;
+
+/* Load an experiment. sets[] are "path.to.field=lua-expression" overrides
+ * applied before checking. Relative policy names resolve through
+ * mplb_find_data. */
+int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
+                  mplb_exp *out, mplb_err *err);
+void mplb_exp_free(mplb_exp *exp);
+
+/* Load profiles/NAME.lua (or a path). A profile may say inherit = "h100". */
+int mplb_profile_load(const char *name_or_path, const char *base_dir,
+                      mplb_profile *out, mplb_err *err);
+
+/* Find a data file: NAME as a path if it names an existing file, else
+ * KIND/NAME.lua looked up beside base_dir, in ., and in the install's data dir. */
+int mplb_find_data(const char *kind, const char *name, const char *base_dir,
+                   char out[MPLB_PATH_MAX], mplb_err *err);
+
+/* Built-in model shapes from public configs (deepseek-v3, qwen3-30b-a3b, ...). */
+int mplb_model_preset(const char *name, mplb_model *out);
+
+#endif

@@ -1,0 +1,58 @@
+/* mplb_err: error codes and the message a caller prints.
+ *
+ * Every fallible mplb call returns int: 0 on success, a negative MPLB_E* code
+ * on failure, and fills a caller-owned mplb_err with a human message that
+ * names the file, line and field at fault. The library never prints or exits.
+ *
+ *   mplb_err err = {0};
+ *   if (mplb_exp_load("demo.lua", &exp, &err) < 0)
+ *       fprintf(stderr, "mplb: %s\n", err.msg);
+ */
+#ifndef MPLB_ERR_H
+#define MPLB_ERR_H
+
+#include <stddef.h>
+
+/* One table for codes and their names (libuv's X-macro pattern). */
+#define MPLB_ERRNO_MAP(X)                                   \
+    X(INVAL,   -1, "invalid argument")                      \
+    X(CONFIG,  -2, "bad configuration")                     \
+    X(IO,      -3, "input/output error")                    \
+    X(NOMEM,   -4, "out of memory")                         \
+    X(POLICY,  -5, "policy error")                          \
+    X(LIMIT,   -6, "resource limit exceeded")               \
+    X(FORMAT,  -7, "malformed file")                        \
+    X(EXISTS,  -8, "file exists")                           \
+    X(RANGE,   -9, "value out of range")                    \
+    X(UNSUPP, -10, "not supported")
+
+enum {
+#define MPLB_ERR_ENUM(name, code, text) MPLB_E##name = code,
+    MPLB_ERRNO_MAP(MPLB_ERR_ENUM)
+#undef MPLB_ERR_ENUM
+};
+
+#define MPLB_ERR_MSG_MAX 1024
+
+typedef struct mplb_err {
+    int code;
+    char msg[MPLB_ERR_MSG_MAX];
+} mplb_err;
+
+/* Fill err (may be NULL) and return code, so callers can `return mplb_err_set(...)`. */
+int mplb_err_set(mplb_err *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Prepend "prefix: " to an existing message (adds context on the way up). */
+int mplb_err_wrap(mplb_err *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+const char *mplb_strerror(int code);
+
+#endif

@@ -1,0 +1,56 @@
+/* mplb_policy: a Lua policy file, sandboxed, called once per (step, layer).
+ *
+ * A policy file returns a table P with P.params (defaults, overridden by the
+ * experiment), P.decide(obs, act), and optionally P.init(ctx) and
+ * P.feedback(result). obs is a read-only view over the C arrays of the
+ * current observation (1-based: obs.rank_load[r], obs.expert_load[e]); act
+ * records actions that are checked as they are made, so a bad one raises an
+ * error at the policy's own file:line. Limits: mem_limit bytes of Lua heap
+ * and instr_limit VM instructions per call.
+ *
+ *   mplb_policy *pol;
+ *   if (mplb_policy_open("policies/threshold.lua", "{tau=1.5}", &lim, &ctx, &pol, &err) < 0) ...
+ *   mplb_policy_decide(pol, &obs, &plan, &err);
+ *   mplb_policy_close(pol);
+ */
+#ifndef MPLB_POLICY_H
+#define MPLB_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mplb/cost.h"
+
+typedef struct mplb_policy mplb_policy;
+
+typedef struct mplb_policy_limits {
+    size_t mem_limit;        /* bytes of Lua heap; 0 = 64 MiB */
+    long long instr_limit;   /* VM instructions per call; 0 = 10 million */
+} mplb_policy_limits;
+
+typedef struct mplb_obs {
+    int step, layer, layers, ranks, experts, top_k, nodes, gpus_per_node;
+    int64_t tokens;
+    const double *rank_load;        /* [R] token copies homed on r */
+    const double *rank_vision;      /* [R] of those, from vision tokens */
+    const int32_t *expert_load;     /* [E] */
+    const int32_t *expert_vision;   /* [E] */
+    const double *expert_importance;/* [E] gate mass */
+    const int *expert_rank;         /* [E] home rank (0-based in C, 1-based in Lua) */
+} mplb_obs;
+
+typedef struct mplb_feedback {
+    int step, layer;
+    double t_layer, t_baseline, imbalance, error_proxy;
+} mplb_feedback;
+
+int mplb_policy_open(const char *path, const char *params, const mplb_policy_limits *lim,
+                     const mplb_obs *ctx, mplb_policy **out, mplb_err *err);
+/* Reset plan to all-bf16 on the base placement, then let the policy act. */
+int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, mplb_err *err);
+int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *err);
+void mplb_policy_close(mplb_policy *pol);
+/* The policy's source text and its resolved params as Lua text (owned by pol). */
+const char *mplb_policy_source(const mplb_policy *pol);
+const char *mplb_policy_params(const mplb_policy *pol);
+
+#endif

@@ -1,0 +1,57 @@
+/* mplb_routing / mplb_placement: who sends how many tokens to which expert.
+ *
+ * A placement maps each logical expert to the ranks holding a copy (its
+ * home rank first). The default is contiguous blocks: expert e lives on rank
+ * floor(e * R / E), which spreads E % R extra experts when E is not divisible
+ * by R. Routing for one (step, layer) is counted per source rank and expert;
+ * everything the cost model needs derives from these counts. When per-token
+ * choices are known, tokens sent to several experts on one rank or node are
+ * also counted once (dedup), as DeepEP sends them.
+ */
+#ifndef MPLB_ROUTING_H
+#define MPLB_ROUTING_H
+
+#include <stdint.h>
+#include "mplb/err.h"
+
+typedef struct mplb_placement {
+    int R, E;
+    int *home;          /* [E] rank of the original copy */
+    uint8_t *has;       /* [E*R] 1 when rank r holds a copy of expert e */
+    int *copies;        /* [E] number of ranks holding e (>= 1) */
+} mplb_placement;
+
+int mplb_placement_init_contiguous(mplb_placement *p, int R, int E, mplb_err *err);
+int mplb_placement_copy(mplb_placement *dst, const mplb_placement *src, mplb_err *err);
+void mplb_placement_assign(mplb_placement *dst, const mplb_placement *src); /* same R, E */
+void mplb_placement_free(mplb_placement *p);
+/* Experts whose home is r. */
+int mplb_placement_rank_experts(const mplb_placement *p, int r);
+
+typedef struct mplb_routing {
+    int R, E, nodes, top_k;
+    int64_t tokens;          /* T: tokens in the step (all ranks) */
+    int32_t *src_counts;     /* [R*E] token copies from source rank r to expert e */
+    int32_t *expert_counts;  /* [E] sum over sources */
+    int32_t *vision_counts;  /* [E] copies that came from vision tokens */
+    int32_t *src_vision;     /* [R] vision tokens originating on r */
+    double *importance;      /* [E] gate-weight mass */
+    int has_dedup;
+    int32_t *tok_to_rank;    /* [R*R] tokens from r with >= 1 expert homed on d */
+    int32_t *tok_to_node;    /* [R*nodes] tokens from r with >= 1 expert on node n */
+} mplb_routing;
+
+int mplb_routing_alloc(mplb_routing *rt, int R, int E, int nodes, int top_k, mplb_err *err);
+void mplb_routing_clear(mplb_routing *rt);
+void mplb_routing_free(mplb_routing *rt);
+/* Add one token from src with top-k experts ids[] and gate weights w[]. */
+void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
+                            int src, int vision, const int *ids, const float *w);
+
+/* LIS (R&Q): E * max_e n_e / (T * k): the busiest expert's tokens over the
+ * equal split; 1 = balanced. 0 when T = 0. */
+double mplb_lis(const int32_t *expert_counts, int E, int64_t tokens, int top_k);
+/* Rank analogue: max rank load / mean rank load (1 when all idle). */
+double mplb_imbalance(const double *rank_load, int R);
+
+#endif

@@ -1,0 +1,41 @@
+/* mplb_run: the step loop of one experiment (backend "model").
+ *
+ * For each step, layer: generate routing; evaluate the all-bf16 baseline;
+ * then for each policy: observe -> decide (Lua, timed) -> validate -> cost
+ * model -> one /steps row -> feedback. All policies see the same routing,
+ * so their rows compare like for like. A policy error ends the run with
+ * status "failed"; every row already appended is flushed first.
+ */
+#ifndef MPLB_RUN_H
+#define MPLB_RUN_H
+
+#include "mplb/config.h"
+#include "mplb/policy.h"
+
+typedef struct mplb_run_opts {
+    const char *out_path;   /* required */
+    int force;              /* overwrite an existing file */
+    int flush_rows;         /* 0 = 64 */
+    const char *command;    /* recorded in the file */
+    mplb_policy_limits limits;
+} mplb_run_opts;
+
+typedef struct mplb_policy_summary {
+    char name[MPLB_NAME_MAX];
+    long rows;
+    double sum_t_layer, sum_t_baseline, sum_imbalance, sum_error_proxy, sum_decide_us;
+} mplb_policy_summary;
+
+typedef struct mplb_run_summary {
+    int n_policies;
+    mplb_policy_summary *pol;   /* malloc'd */
+} mplb_run_summary;
+
+int mplb_run(const mplb_exp *exp, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err);
+void mplb_run_summary_free(mplb_run_summary *sum);
+
+/* Error proxy of a plan: gate mass served in each format weighted by the
+ * format's relative error, over all gate mass (0 = all bf16). */
+double mplb_error_proxy(const mplb_routing *rt, const mplb_plan *plan);
+
+#endif

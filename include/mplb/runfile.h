@@ -1,0 +1,62 @@
+/* mplb_runfile: the HDF5 file one run writes (schema in docs/run-file.md).
+ *
+ * Root attributes: schema_version, mplb_version, git_revision, command,
+ * seed, status (running/complete/failed), error. /config: the resolved
+ * experiment (Lua text). /policy/{names,sources,params}. /hardware: the
+ * profile's source. /steps: one compound row per (policy, step, layer);
+ * /ranks/{load,compute} [rows x R]; /experts/{load,precision} [rows x E],
+ * precision as an HDF5 enum of the mplb precision names. Datasets are
+ * chunked and deflated with an unlimited first axis; rows are buffered and
+ * flushed every flush_rows rows, so a killed run keeps every flushed row.
+ * The file is opened with H5Fcreate(EXCL) unless force: results are never
+ * silently overwritten.
+ */
+#ifndef MPLB_RUNFILE_H
+#define MPLB_RUNFILE_H
+
+#include <stdint.h>
+#include "mplb/err.h"
+
+#define MPLB_SCHEMA_VERSION "1.0"
+
+typedef struct mplb_step_row {
+    int32_t policy, step, layer;
+    int64_t tokens;
+    double t_layer_us, t_baseline_us, t_dispatch_us, t_compute_max_us, t_combine_us;
+    double exposed_conv_us, imbalance, lis, error_proxy, decide_us;
+} mplb_step_row;
+
+typedef struct mplb_runfile_meta {
+    const char *mplb_version, *git_revision, *command, *config, *hardware;
+    uint64_t seed;
+    int n_policies;
+    const char *const *policy_names, *const *policy_sources, *const *policy_params;
+} mplb_runfile_meta;
+
+typedef struct mplb_runfile mplb_runfile;
+
+int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, int E,
+                        int force, int flush_rows, mplb_runfile **out, mplb_err *err);
+int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double *rank_load,
+                        const double *rank_compute, const int32_t *expert_load,
+                        const uint8_t *expert_prec, mplb_err *err);
+int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err);
+/* Flush, write status ("complete" or "failed") and error, close, free rf. */
+int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err);
+
+/* Reading back (inspect, tests). */
+typedef struct mplb_runfile_info {
+    char status[32], schema_version[16], mplb_version[32];
+    char *error, *config, *command;    /* malloc'd */
+    uint64_t seed;
+    int n_policies;
+    char **policy_names;               /* malloc'd */
+    int64_t n_rows;
+    mplb_step_row *rows;               /* malloc'd, n_rows */
+    int R, E;
+} mplb_runfile_info;
+
+int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
+void mplb_runfile_info_free(mplb_runfile_info *info);
+
+#endif
