@@ -29,13 +29,13 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const char *out) {
-    printf("%-14s %14s %14s %9s %10s %12s %11s\n", "policy", "layer_us", "baseline_us", "speedup",
+    printf("%-34s %10s %12s %9s %10s %12s %10s\n", "policy", "layer_us", "baseline_us", "speedup",
            "imbalance", "error_proxy", "decide_us");
     for (int i = 0; i < sum->n_policies; i++) {
         const mplb_policy_summary *p = &sum->pol[i];
         if (p->rows == 0) continue;
         double n = (double)p->rows;
-        printf("%-14s %14.1f %14.1f %8.3fx %10.3f %12.4f %11.2f\n", p->name, p->sum_t_layer / n,
+        printf("%-34s %10.1f %12.1f %8.3fx %10.3f %12.4f %10.2f\n", p->name, p->sum_t_layer / n,
                p->sum_t_baseline / n, p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0,
                p->sum_imbalance / n, p->sum_error_proxy / n, p->sum_decide_us / n);
     }
@@ -135,7 +135,7 @@ static int cmd_inspect(int argc, char **argv) {
     printf("command:  %s\n", info.command ? info.command : "");
     printf("seed:     %llu\n", (unsigned long long)info.seed);
     printf("ranks:    %d   experts: %d   rows: %lld\n", info.R, info.E, (long long)info.n_rows);
-    printf("%-14s %8s %14s %14s %9s %10s %12s\n", "policy", "rows", "layer_us", "baseline_us", "speedup", "imbalance", "error_proxy");
+    printf("%-34s %6s %10s %12s %9s %10s %12s\n", "policy", "rows", "layer_us", "baseline_us", "speedup", "imbalance", "error_proxy");
     for (int p = 0; p < info.n_policies; p++) {
         double tl = 0, tb = 0, im = 0, ep = 0;
         long n = 0;
@@ -144,8 +144,8 @@ static int cmd_inspect(int argc, char **argv) {
             if (r->policy != p) continue;
             n++; tl += r->t_layer_us; tb += r->t_baseline_us; im += r->imbalance; ep += r->error_proxy;
         }
-        if (!n) { printf("%-14s %8d\n", info.policy_names[p], 0); continue; }
-        printf("%-14s %8ld %14.1f %14.1f %8.3fx %10.3f %12.4f\n", info.policy_names[p], n, tl / n, tb / n,
+        if (!n) { printf("%-34s %6d\n", info.policy_names[p], 0); continue; }
+        printf("%-34s %6ld %10.1f %12.1f %8.3fx %10.3f %12.4f\n", info.policy_names[p], n, tl / n, tb / n,
                tl > 0 ? tb / tl : 1.0, im / n, ep / n);
     }
     mplb_runfile_info_free(&info);

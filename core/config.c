@@ -272,6 +272,21 @@ out:
     return rc;
 }
 
+/* "threshold" + {["low"]="nvfp4",["tau"]=1.5,} -> "threshold(low=nvfp4,tau=1.5)" */
+static void make_label(mplb_policy_ref *p) {
+    size_t n = (size_t)snprintf(p->label, sizeof p->label, "%s", p->name);
+    if (!p->params || strcmp(p->params, "{}") == 0) return;
+    char tmp[sizeof p->label];
+    size_t k = 0;
+    for (const char *c = p->params + 1; c[1] && k + 1 < sizeof tmp; c++) {
+        if (*c == '"' || *c == '[' || *c == ']') continue;
+        if (*c == ',' && c[1] == '}') continue;
+        tmp[k++] = *c;
+    }
+    tmp[k] = 0;
+    snprintf(p->label + n, sizeof p->label - n, "(%s)", tmp);
+}
+
 static int read_policies(cfg *c, int top, const char *base_dir, mplb_exp *e) {
     int t = cfg_get(c, top, "policies");
     int rc = 0;
@@ -304,10 +319,13 @@ static int read_policies(cfg *c, int top, const char *base_dir, mplb_exp *e) {
             }
             snprintf(p->name, sizeof p->name, "%s", lua_tostring(c->L, -1));
             lua_pop(c->L, 1);
+            if (lua_getfield(c->L, pi, "label") == LUA_TSTRING)
+                snprintf(p->label, sizeof p->label, "%s", lua_tostring(c->L, -1));
+            lua_pop(c->L, 1);
             lua_newtable(c->L);
             lua_pushnil(c->L);
             while (lua_next(c->L, pi)) {
-                if (lua_type(c->L, -2) == LUA_TSTRING) {
+                if (lua_type(c->L, -2) == LUA_TSTRING && strcmp(lua_tostring(c->L, -2), "label") != 0) {
                     lua_pushvalue(c->L, -2);
                     lua_insert(c->L, -2);
                     lua_settable(c->L, -4);
@@ -334,6 +352,7 @@ static int read_policies(cfg *c, int top, const char *base_dir, mplb_exp *e) {
         if (slash) memmove(p->name, slash + 1, strlen(slash + 1) + 1);
         char *dot = strstr(p->name, ".lua");
         if (dot) *dot = 0;
+        if (!p->label[0]) make_label(p);
     }
 out:
     lua_pop(c->L, 1);

@@ -37,7 +37,7 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
         sb->killed = 1;
         lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
     }
-    luaL_error(L, "instruction limit exceeded (%lld VM instructions)", sb->instr_limit);
+    luaL_error(L, "instruction limit exceeded (%I VM instructions)", (LUAI_UACINT)sb->instr_limit);
 }
 
 static const luaL_Reg sb_libs[] = {
@@ -200,7 +200,11 @@ static int ser(lua_State *L, int idx, sbuf *b, int depth) {
             else if (v == HUGE_VAL) snprintf(num, sizeof num, "math.huge");
             else if (v == -HUGE_VAL) snprintf(num, sizeof num, "-math.huge");
             else {
-                snprintf(num, sizeof num, "%.17g", v);
+                /* shortest of %.15g..%.17g that reads back exactly */
+                for (int prec = 15; prec <= 17; prec++) {
+                    snprintf(num, sizeof num, "%.*g", prec, v);
+                    if (strtod(num, NULL) == v) break;
+                }
                 if (!strpbrk(num, ".en")) strcat(num, ".0"); /* stay a float when read back */
             }
         }

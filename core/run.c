@@ -113,10 +113,10 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
             free(names); free(srcs); free(params);
             goto out;
         }
-        names[i] = x->policies[i].name;
+        names[i] = x->policies[i].label;
         srcs[i] = mplb_policy_source(s.pols[i]);
         params[i] = mplb_policy_params(s.pols[i]);
-        snprintf(sum->pol[i].name, sizeof sum->pol[i].name, "%s", x->policies[i].name);
+        snprintf(sum->pol[i].name, sizeof sum->pol[i].name, "%s", x->policies[i].label);
     }
     char *hw_src = NULL;
     if (!names || !srcs || !params || mplb_read_file(s.hw.path, &hw_src, NULL, err) < 0) {

@@ -231,6 +231,7 @@ static char *get_str_attr(hid_t obj, const char *name) {
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
     char *v = NULL, *out = NULL;
     if (H5Aread(a, t, &v) >= 0 && v) {
         out = strdup(v);
@@ -246,6 +247,7 @@ static char *get_str_dset(hid_t loc, const char *name) {
     hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
     char *v = NULL, *out = NULL;
     if (d >= 0 && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0 && v) {
         out = strdup(v);
@@ -293,6 +295,7 @@ int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err) 
         char **v = calloc((size_t)n + 1, sizeof *v);
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5T_CSET_UTF8);
         if (v && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
             info->policy_names = calloc((size_t)n + 1, sizeof(char *));
             for (hssize_t i = 0; i < n && info->policy_names; i++) info->policy_names[i] = strdup(v[i] ? v[i] : "");

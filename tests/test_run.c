@@ -1,1 +1,166 @@
-int main(void){return 0;}
+/* End to end: experiment -> run loop -> run file, including failures. */
+#include <hdf5.h>
+#include <math.h>
+#include <time.h>
+#include "testutil.h"
+
+static void write_exp(const char *path, int R, int E, int k, int steps, int tokens, const char *policies) {
+    char buf[2048];
+    snprintf(buf, sizeof buf,
+             "return {\n"
+             "  model = { layers = 3, experts = %d, top_k = %d, hidden = 256, ffn = 128 },\n"
+             "  cluster = { nodes = 1, gpus_per_node = %d, profile = 'h100' },\n"
+             "  workload = { steps = %d, tokens = %d, zipf = 1.0, vision_frac = 0.5, vision_zipf = 1.5 },\n"
+             "  policies = %s,\n"
+             "  seed = 11,\n"
+             "}\n", E, k, R, steps, tokens, policies);
+    write_text(path, buf);
+}
+
+static int run_exp(const char *exp_path, const char *out, mplb_run_summary *sum, mplb_err *err) {
+    mplb_exp x;
+    int rc = mplb_exp_load(exp_path, NULL, 0, &x, err);
+    if (rc) return rc;
+    mplb_run_opts o = {.out_path = out, .force = 1, .flush_rows = 4, .command = "test"};
+    rc = mplb_run(&x, &o, sum, err);
+    mplb_exp_free(&x);
+    return rc;
+}
+
+static void test_run_not_divisible(void **st) {
+    (void)st;
+    write_exp("e1.lua", 4, 10, 2, 3, 500,
+              "{ 'baseline', { 'threshold', tau = 1.1, low = 'nvfp4', min_tokens = 0 } }");
+    mplb_run_summary sum;
+    mplb_err err = {0};
+    int rc = run_exp("e1.lua", "e1.h5", &sum, &err);
+    if (rc) fail_msg("%s", err.msg);
+    mplb_run_summary_free(&sum);
+    mplb_runfile_info info;
+    assert_int_equal(mplb_runfile_read("e1.h5", &info, &err), 0);
+    assert_string_equal(info.status, "complete");
+    assert_int_equal(info.n_rows, 2 * 3 * 3);
+    assert_int_equal(info.R, 4);
+    assert_int_equal(info.E, 10);
+    /* LIS recomputed from the stored per-expert loads (an independent path). */
+    int32_t *el = calloc((size_t)info.n_rows * 10, sizeof(int32_t));
+    hid_t f = H5Fopen("e1.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "experts/load", H5P_DEFAULT);
+    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, el) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    int low_rows = 0;
+    for (int64_t i = 0; i < info.n_rows; i++) {
+        const mplb_step_row *r = &info.rows[i];
+        long sum_e = 0, mx = 0;
+        for (int e = 0; e < 10; e++) { sum_e += el[i * 10 + e]; if (el[i * 10 + e] > mx) mx = el[i * 10 + e]; }
+        assert_int_equal(sum_e, 500 * 2);          /* every token has k = 2 distinct experts */
+        assert_int_equal(r->tokens, 500);
+        assert_close(r->lis, 10.0 * mx / (500.0 * 2), 1e-12);
+        if (r->policy == 0) {
+            assert_close(r->t_layer_us, r->t_baseline_us, 0);
+            assert_close(r->error_proxy, 0, 0);
+        } else if (r->error_proxy > 0) low_rows++;
+        assert_true(r->t_layer_us > 0);
+        assert_true(r->decide_us >= 0);
+    }
+    assert_true(low_rows > 0);
+    free(el);
+    mplb_runfile_info_free(&info);
+}
+
+static void test_one_rank_zero_tokens(void **st) {
+    (void)st;
+    write_exp("e2.lua", 1, 3, 1, 2, 0, "{ 'baseline', 'threshold' }");
+    mplb_run_summary sum;
+    mplb_err err = {0};
+    int rc = run_exp("e2.lua", "e2.h5", &sum, &err);
+    if (rc) fail_msg("%s", err.msg);
+    mplb_run_summary_free(&sum);
+    mplb_runfile_info info;
+    assert_int_equal(mplb_runfile_read("e2.h5", &info, &err), 0);
+    assert_int_equal(info.n_rows, 2 * 2 * 3);
+    for (int64_t i = 0; i < info.n_rows; i++) {
+        assert_close(info.rows[i].t_layer_us, 0, 0);
+        assert_close(info.rows[i].imbalance, 1, 0);
+        assert_close(info.rows[i].lis, 0, 0);
+    }
+    mplb_runfile_info_free(&info);
+    /* one rank with tokens: no dispatch at all */
+    write_exp("e3.lua", 1, 3, 2, 1, 64, "{ 'baseline' }");
+    rc = run_exp("e3.lua", "e3.h5", &sum, &err);
+    if (rc) fail_msg("%s", err.msg);
+    mplb_run_summary_free(&sum);
+    assert_int_equal(mplb_runfile_read("e3.h5", &info, &err), 0);
+    for (int64_t i = 0; i < info.n_rows; i++) {
+        assert_close(info.rows[i].t_dispatch_us, 0, 0);
+        assert_true(info.rows[i].t_layer_us > 0);
+    }
+    mplb_runfile_info_free(&info);
+}
+
+/* A policy that fails at step 3 (1-based): the run ends "failed" with the
+ * message, and every row before the failure is in the file. */
+static void test_policy_failure_keeps_rows(void **st) {
+    (void)st;
+    write_text("failing.lua",
+               "local P = {}\n"
+               "function P.decide(obs, act)\n"
+               "  if obs.step == 3 then error('bad step') end\n"
+               "end\nreturn P\n");
+    write_exp("e4.lua", 2, 4, 1, 5, 50, "{ 'baseline', 'failing.lua' }");
+    mplb_run_summary sum;
+    mplb_err err = {0};
+    int rc = run_exp("e4.lua", "e4.h5", &sum, &err);
+    assert_int_equal(rc, MPLB_EPOLICY);
+    assert_contains(err.msg, "failing.lua:3: bad step");
+    mplb_run_summary_free(&sum);
+    mplb_runfile_info info;
+    assert_int_equal(mplb_runfile_read("e4.h5", &info, &err), 0);
+    assert_string_equal(info.status, "failed");
+    assert_contains(info.error, "failing.lua:3: bad step");
+    /* steps 1, 2 complete (2 steps x 3 layers x 2 policies) plus the baseline row of step 3, layer 1 */
+    assert_int_equal(info.n_rows, 2 * 3 * 2 + 1);
+    mplb_runfile_info_free(&info);
+}
+
+static void test_workload_reproducible(void **st) {
+    (void)st;
+    mplb_model m = {"t", 2, 16, 4, 8, 8, 0};
+    mplb_workload_cfg c = {"synthetic", 1, 1000, 1.2, 0.3, 2.0};
+    mplb_wl a, b;
+    mplb_placement pl;
+    mplb_routing ra, rb;
+    mplb_err err;
+    assert_int_equal(mplb_placement_init_contiguous(&pl, 4, 16, &err), 0);
+    assert_int_equal(mplb_wl_init(&a, &c, &m, 4, 4, 5, &err), 0);
+    assert_int_equal(mplb_wl_init(&b, &c, &m, 4, 4, 5, &err), 0);
+    assert_int_equal(mplb_routing_alloc(&ra, 4, 16, 1, 4, &err), 0);
+    assert_int_equal(mplb_routing_alloc(&rb, 4, 16, 1, 4, &err), 0);
+    /* (step, layer) cells are independent of generation order */
+    assert_int_equal(mplb_wl_generate(&a, 7, 1, &pl, &ra, &err), 0);
+    assert_int_equal(mplb_wl_generate(&b, 0, 0, &pl, &rb, &err), 0);
+    assert_int_equal(mplb_wl_generate(&b, 7, 1, &pl, &rb, &err), 0);
+    assert_memory_equal(ra.src_counts, rb.src_counts, 4 * 16 * sizeof(int32_t));
+    assert_memory_equal(ra.tok_to_rank, rb.tok_to_rank, 4 * 4 * sizeof(int32_t));
+    long vis = 0;
+    for (int r = 0; r < 4; r++) vis += ra.src_vision[r];
+    assert_true(vis > 200 && vis < 400);      /* ~30% of 1000, binomial sd ~15 */
+    double imp = 0;
+    for (int e = 0; e < 16; e++) imp += ra.importance[e];
+    assert_close(imp, 1000, 1e-5);            /* gate weights sum to 1 per token */
+    assert_int_equal(mplb_wl_generate(&b, 0, 2, &pl, &rb, &err), MPLB_ERANGE);
+    mplb_wl_free(&a); mplb_wl_free(&b);
+    mplb_routing_free(&ra); mplb_routing_free(&rb);
+    mplb_placement_free(&pl);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run_not_divisible),
+        cmocka_unit_test(test_one_rank_zero_tokens),
+        cmocka_unit_test(test_policy_failure_keeps_rows),
+        cmocka_unit_test(test_workload_reproducible),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,1 +1,128 @@
-int main(void){return 0;}
+/* Run file: write rows, read them back through the HDF5 API, compare. */
+#include <hdf5.h>
+#include <math.h>
+#include <time.h>
+#include "testutil.h"
+
+static void meta_init(mplb_runfile_meta *m, const char **names, const char **srcs, const char **params) {
+    *m = (mplb_runfile_meta){"0.0-test", "abc123", "mplb run t.lua", "{x=1}", "return {}", 99, 2, names, srcs, params};
+}
+
+static void test_round_trip(void **st) {
+    (void)st;
+    mplb_rng rng;
+    mplb_rng_seed(&rng, test_seed());
+    const int R = 3, E = 5, N = 157; /* N not a multiple of the flush size */
+    const char *names[] = {"baseline", "threshold(tau=1.5)"}, *srcs[] = {"-- a", "-- b"}, *params[] = {"{}", "{tau=1.5}"};
+    mplb_runfile_meta meta;
+    meta_init(&meta, names, srcs, params);
+    mplb_runfile *rf;
+    mplb_err err = {0};
+    remove("rt.h5");
+    int rc = mplb_runfile_create("rt.h5", &meta, R, E, 0, 16, &rf, &err);
+    if (rc) fail_msg("%s", err.msg);
+    mplb_step_row *rows = calloc(N, sizeof *rows);
+    double *rl = calloc((size_t)N * R, sizeof(double)), *rcmp = calloc((size_t)N * R, sizeof(double));
+    int32_t *el = calloc((size_t)N * E, sizeof(int32_t));
+    uint8_t *ep = calloc((size_t)N * E, 1);
+    for (int i = 0; i < N; i++) {
+        mplb_step_row *r = &rows[i];
+        r->policy = i % 2; r->step = i / 10; r->layer = i % 10; r->tokens = (int64_t)(mplb_rng_next(&rng) >> 20);
+        double *d = &r->t_layer_us;
+        for (int k = 0; k < 10; k++) d[k] = (mplb_rng_uniform(&rng) - 0.5) * 1e6;
+        if (i == 3) r->error_proxy = NAN;
+        for (int j = 0; j < R; j++) { rl[i * R + j] = mplb_rng_uniform(&rng); rcmp[i * R + j] = mplb_rng_uniform(&rng); }
+        for (int j = 0; j < E; j++) { el[i * E + j] = (int32_t)mplb_rng_next(&rng); ep[i * E + j] = (uint8_t)(mplb_rng_next(&rng) % MPLB_PREC_COUNT); }
+        assert_int_equal(mplb_runfile_append(rf, r, rl + i * R, rcmp + i * R, el + i * E, ep + i * E, &err), 0);
+    }
+    assert_int_equal(mplb_runfile_close(rf, "complete", "", &err), 0);
+
+    /* Through mplb's reader... */
+    mplb_runfile_info info;
+    rc = mplb_runfile_read("rt.h5", &info, &err);
+    if (rc) fail_msg("%s", err.msg);
+    assert_string_equal(info.status, "complete");
+    assert_int_equal(info.n_rows, N);
+    assert_int_equal(info.n_policies, 2);
+    assert_string_equal(info.policy_names[1], "threshold(tau=1.5)");
+    assert_int_equal((int)info.seed, 99);
+    assert_string_equal(info.config, "{x=1}");
+    for (int i = 0; i < N; i++) {
+        if (i == 3) { assert_true(isnan(info.rows[i].error_proxy)); info.rows[i].error_proxy = 0; rows[i].error_proxy = 0; }
+        assert_memory_equal(&info.rows[i], &rows[i], sizeof rows[i]);
+    }
+    mplb_runfile_info_free(&info);
+
+    /* ...and the per-rank / per-expert arrays through the raw HDF5 API. */
+    hid_t f = H5Fopen("rt.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    double *rl2 = calloc((size_t)N * R, sizeof(double));
+    int32_t *el2 = calloc((size_t)N * E, sizeof(int32_t));
+    uint8_t *ep2 = calloc((size_t)N * E, 1);
+    hid_t d = H5Dopen2(f, "ranks/load", H5P_DEFAULT);
+    assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, rl2) >= 0);
+    H5Dclose(d);
+    d = H5Dopen2(f, "experts/load", H5P_DEFAULT);
+    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, el2) >= 0);
+    H5Dclose(d);
+    d = H5Dopen2(f, "experts/precision", H5P_DEFAULT);
+    hid_t t = H5Dget_type(d);
+    assert_int_equal(H5Tget_class(t), H5T_ENUM);
+    char name[32];
+    uint8_t v = MPLB_PREC_NVFP4;
+    assert_true(H5Tenum_nameof(t, &v, name, sizeof name) >= 0);
+    assert_string_equal(name, "nvfp4");
+    assert_true(H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, ep2) >= 0);
+    H5Tclose(t);
+    H5Dclose(d);
+    H5Fclose(f);
+    assert_memory_equal(rl, rl2, (size_t)N * R * sizeof(double));
+    assert_memory_equal(el, el2, (size_t)N * E * sizeof(int32_t));
+    assert_memory_equal(ep, ep2, (size_t)N * E);
+    free(rows); free(rl); free(rcmp); free(el); free(ep); free(rl2); free(el2); free(ep2);
+}
+
+static void test_no_silent_overwrite(void **st) {
+    (void)st;
+    const char *names[] = {"a", "b"}, *srcs[] = {"", ""}, *params[] = {"{}", "{}"};
+    mplb_runfile_meta meta;
+    meta_init(&meta, names, srcs, params);
+    mplb_runfile *rf;
+    mplb_err err = {0};
+    remove("once.h5");
+    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 0, 0, &rf, &err), 0);
+    assert_int_equal(mplb_runfile_close(rf, "complete", "", &err), 0);
+    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 0, 0, &rf, &err), MPLB_EEXISTS);
+    assert_contains(err.msg, "--force");
+    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 1, 0, &rf, &err), 0);
+    assert_int_equal(mplb_runfile_close(rf, "failed", "because", &err), 0);
+    mplb_runfile_info info;
+    assert_int_equal(mplb_runfile_read("once.h5", &info, &err), 0);
+    assert_string_equal(info.status, "failed");
+    assert_string_equal(info.error, "because");
+    assert_int_equal(info.n_rows, 0);
+    mplb_runfile_info_free(&info);
+}
+
+static void test_bad_files(void **st) {
+    (void)st;
+    mplb_runfile_info info;
+    mplb_err err = {0};
+    write_text("noth5.h5", "hello");
+    assert_int_equal(mplb_runfile_read("noth5.h5", &info, &err), MPLB_EFORMAT);
+    assert_contains(err.msg, "noth5.h5");
+    assert_int_equal(mplb_runfile_read("missing.h5", &info, &err), MPLB_EFORMAT);
+    hid_t f = H5Fcreate("other.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    assert_int_equal(mplb_runfile_read("other.h5", &info, &err), MPLB_EFORMAT);
+    assert_contains(err.msg, "not an mplb run file");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_no_silent_overwrite),
+        cmocka_unit_test(test_bad_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -43,6 +43,7 @@ typedef struct mplb_workload_cfg {
 
 typedef struct mplb_policy_ref {
     char name[MPLB_NAME_MAX];
+    char label[2 * MPLB_NAME_MAX]; /* name(params) unless the experiment gives label = "..." */
     char path[MPLB_PATH_MAX];
     char *params;                 /* Lua table constructor text, e.g. "{tau=1.5}" */
 } mplb_policy_ref;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The mplb binary as a user meets it: exit codes and messages.
+# usage: cli_test.sh PATH/TO/mplb SOURCE_DIR
+set -u
+MPLB=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+SRC=$(cd "$2" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+pass=0 fail=0
+
+check() { # name, expected-exit, needle, command...
+  local name=$1 want=$2 needle=$3
+  shift 3
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$want" ] || ! grep -qF -- "$needle" <<<"$out"; then
+    echo "FAIL $name: exit $rc (want $want), output:"
+    echo "$out" | sed 's/^/    /'
+    fail=$((fail + 1))
+  else
+    echo "ok   $name"
+    pass=$((pass + 1))
+  fi
+}
+
+cat > small.lua <<LUA
+return {
+  model = { layers = 2, experts = 6, top_k = 2, hidden = 128, ffn = 64 },
+  cluster = { gpus_per_node = 4, profile = "h100" },
+  workload = { steps = 2, tokens = 256, vision_frac = 0.5 },
+  policies = { "baseline", { "threshold", tau = 1.1, min_tokens = 0 } },
+}
+LUA
+check version 0 "mplb 0." "$MPLB" --version
+check help 0 "usage: mplb" "$MPLB" --help
+check no-command 2 "usage" "$MPLB"
+check unknown-command 2 "unknown command 'frobnicate'" "$MPLB" frobnicate
+check run 0 "run file: out.h5" "$MPLB" run small.lua -o out.h5
+check run-table 0 "threshold(min_tokens=0,tau=1.1)" "$MPLB" run small.lua -o out2.h5
+check no-overwrite 1 "file exists (use --force" "$MPLB" run small.lua -o out.h5
+check force 0 "run file: out.h5" "$MPLB" run small.lua -o out.h5 --force
+check inspect 0 "status:   complete" "$MPLB" inspect out.h5
+check inspect-rows 0 "rows: 8" "$MPLB" inspect out.h5
+check set-override 0 "1 node(s)" "$MPLB" run small.lua -o out3.h5 --set workload.tokens=64
+check policy-flag 0 "baseline" "$MPLB" run small.lua -o out4.h5 --policy baseline
+check bad-set 1 "'nosuch' is not a table" "$MPLB" run small.lua -o out5.h5 --set nosuch.x=1
+check missing-exp 1 "nope.lua: cannot open" "$MPLB" run nope.lua
+check unknown-option 2 "unknown option '--bogus'" "$MPLB" run small.lua --bogus
+sed 's/experts = 6/experts = "six"/' small.lua > badtype.lua
+check bad-type 1 "badtype.lua:2: field model.experts: expected an integer, got string" "$MPLB" run badtype.lua -o x.h5
+sed 's/"baseline", //' small.lua | sed 's/"threshold"/"nosuch"/' > badpol.lua
+check unknown-policy 1 "policies 'nosuch' not found" "$MPLB" run badpol.lua -o y.h5
+sed 's/gpus_per_node = 4, //' small.lua > missing.lua
+check missing-field 1 "field cluster.gpus_per_node: missing" "$MPLB" run missing.lua -o z.h5
+sed 's/profile = "h100"/profile = "h999"/' small.lua > badprof.lua
+check unknown-profile 1 "profiles 'h999' not found" "$MPLB" run badprof.lua -o w.h5
+printf 'local P = {}\nfunction P.decide(obs, act)\n  act:rank_precision(1, "fp5")\nend\nreturn P\n' > badprec.lua
+check unknown-precision 1 "badprec.lua:3: unknown precision 'fp5'" "$MPLB" run small.lua -o v.h5 --policy ./badprec.lua
+check failed-file-kept 0 "status:   failed" "$MPLB" inspect v.h5
+echo "hello" > text.h5
+check inspect-garbage 1 "not an HDF5 file" "$MPLB" inspect text.h5
+check demo 0 "speedup" "$MPLB" run "$SRC/experiments/demo.lua" -o demo.h5 --set workload.steps=1
+if command -v h5dump >/dev/null; then
+  check h5dump 0 "DATASET \"steps\"" h5dump -H out.h5
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
