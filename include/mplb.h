@@ -19,4 +19,5 @@
 #include "mplb/policy.h"
 #include "mplb/runfile.h"
 #include "mplb/run.h"
+#include "mplb/quant.h"
 #endif

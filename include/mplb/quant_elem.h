@@ -1,0 +1,169 @@
+/* Per-element number-format conversions, shared by C and CUDA.
+ *
+ * Every function here is `MPLB_HD` (__host__ __device__ under nvcc, static
+ * inline in C), so a CUDA kernel and the CPU reference run the same lines.
+ * Rounding is round-to-nearest-even on the exact value of the float32 input;
+ * no intermediate rounding. Formats (OCP FP8 v1.0, OCP MX v1.0):
+ *   E4M3 "fn": bias 7, max 448, no Inf, NaN = S.1111.111 (sign kept);
+ *              non-saturating: overflow and Inf -> NaN; saturating: -> +-448.
+ *   E5M2: bias 15, max 57344, Inf = S.11111.00, NaN -> S.11111.10;
+ *         non-saturating: overflow -> Inf; saturating: -> +-57344 (Inf too).
+ *   E2M1: bias 1, values +-{0, .5, 1, 1.5, 2, 3, 4, 6}, always saturating;
+ *         no NaN: mplb encodes NaN as +0 (block formats mark NaN in the scale).
+ *   E8M0: 2^(c-127), c = 0xFF is NaN.  BF16, FP16: IEEE-style, RNE.
+ */
+#ifndef MPLB_QUANT_ELEM_H
+#define MPLB_QUANT_ELEM_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#define MPLB_HD __host__ __device__ __forceinline__
+#else
+#define MPLB_HD static inline
+#endif
+
+MPLB_HD uint32_t mplb_f32_bits(float x) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(x);
+#else
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+#endif
+}
+
+MPLB_HD float mplb_bits_f32(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+#endif
+}
+
+/* Round-to-nearest-even right shift of v by s >= 1 bits. */
+MPLB_HD uint64_t mplb_rne_shift(uint64_t v, int s) {
+    if (s >= 63) return 0;
+    return (v + (((uint64_t)1 << (s - 1)) - 1) + ((v >> s) & 1)) >> s;
+}
+
+/* Magnitude code of |x| (finite) in a format with E exponent bits, M mantissa
+ * bits and bias: exponent field << M | mantissa, RNE, unbounded above (the
+ * caller compares with its largest finite code). */
+MPLB_HD uint32_t mplb_mag_code(uint32_t abs_bits, int M, int bias) {
+    uint32_t e32 = abs_bits >> 23, m32 = abs_bits & 0x7FFFFFu;
+    uint64_t full = e32 ? (m32 | 0x800000u) : m32;
+    int eff_e = e32 ? (int)e32 : 1;
+    int t = eff_e - 127 + bias;          /* target exponent field if normal */
+    int shift = 23 - M;
+    if (t >= 1 && e32) {
+        uint64_t v = ((uint64_t)t << 23) | m32;
+        return (uint32_t)mplb_rne_shift(v, shift);
+    }
+    /* subnormal in the target, or a float32 subnormal (bf16 shares its exponent range) */
+    return (uint32_t)mplb_rne_shift(full, shift + 1 - (t < 1 ? t : 1));
+}
+
+MPLB_HD uint8_t mplb_f32_to_e4m3(float x, int saturate) {
+    uint32_t u = mplb_f32_bits(x), sign = (u >> 24) & 0x80u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint8_t)(sign | 0x7F);                 /* NaN */
+    if (a == 0x7F800000u) return (uint8_t)(sign | (saturate ? 0x7E : 0x7F));
+    uint32_t c = mplb_mag_code(a, 3, 7);
+    if (c > 0x7E) c = saturate ? 0x7E : 0x7F;
+    return (uint8_t)(sign | c);
+}
+
+MPLB_HD uint8_t mplb_f32_to_e5m2(float x, int saturate) {
+    uint32_t u = mplb_f32_bits(x), sign = (u >> 24) & 0x80u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint8_t)(sign | 0x7E);
+    if (a == 0x7F800000u) return (uint8_t)(sign | (saturate ? 0x7B : 0x7C));
+    uint32_t c = mplb_mag_code(a, 2, 15);
+    if (c > 0x7B) c = saturate ? 0x7B : 0x7C;
+    return (uint8_t)(sign | c);
+}
+
+MPLB_HD uint8_t mplb_f32_to_e2m1(float x) {
+    uint32_t u = mplb_f32_bits(x), sign = (u >> 28) & 0x8u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return 0;
+    if (a == 0x7F800000u) return (uint8_t)(sign | 0x7);
+    uint32_t c = mplb_mag_code(a, 1, 1);
+    if (c > 0x7) c = 0x7;
+    return (uint8_t)(sign | c);
+}
+
+MPLB_HD uint16_t mplb_f32_to_bf16(float x) {
+    uint32_t u = mplb_f32_bits(x), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint16_t)(sign | 0x7FC0u | ((a >> 16) & 0x3F));
+    if (a == 0x7F800000u) return (uint16_t)(sign | 0x7F80u);
+    uint32_t c = mplb_mag_code(a, 7, 127);
+    if (c > 0x7F7Fu) c = 0x7F80u;
+    return (uint16_t)(sign | c);
+}
+
+MPLB_HD uint16_t mplb_f32_to_fp16(float x) {
+    uint32_t u = mplb_f32_bits(x), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((a >> 13) & 0x1FF));
+    if (a == 0x7F800000u) return (uint16_t)(sign | 0x7C00u);
+    uint32_t c = mplb_mag_code(a, 10, 15);
+    if (c > 0x7BFFu) c = 0x7C00u;
+    return (uint16_t)(sign | c);
+}
+
+/* Decode a code with E exponent bits, M mantissa bits, bias (finite part). */
+MPLB_HD float mplb_code_to_f32(uint32_t mag, int M, int bias) {
+    uint32_t e = mag >> M, m = mag & ((1u << M) - 1);
+    if (e == 0) {
+        /* subnormal: m * 2^(1 - bias - M), exact in float32 for these formats */
+        float s = mplb_bits_f32((uint32_t)(127 + 1 - bias - M) << 23);
+        return (float)m * s;
+    }
+    return mplb_bits_f32(((e - (uint32_t)bias + 127u) << 23) | (m << (23 - M)));
+}
+
+MPLB_HD float mplb_e4m3_to_f32(uint8_t c) {
+    float v = (c & 0x7F) == 0x7F ? mplb_bits_f32(0x7FC00000u) : mplb_code_to_f32(c & 0x7F, 3, 7);
+    return (c & 0x80) ? -v : v;
+}
+
+MPLB_HD float mplb_e5m2_to_f32(uint8_t c) {
+    uint32_t mag = c & 0x7F;
+    float v = mag > 0x7C ? mplb_bits_f32(0x7FC00000u)
+            : mag == 0x7C ? mplb_bits_f32(0x7F800000u) : mplb_code_to_f32(mag, 2, 15);
+    return (c & 0x80) ? -v : v;
+}
+
+MPLB_HD float mplb_e2m1_to_f32(uint8_t c) {
+    float v = mplb_code_to_f32(c & 0x7, 1, 1);
+    return (c & 0x8) ? -v : v;
+}
+
+MPLB_HD float mplb_bf16_to_f32(uint16_t h) { return mplb_bits_f32((uint32_t)h << 16); }
+
+MPLB_HD float mplb_fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, mag = h & 0x7FFFu;
+    if (mag >= 0x7C00u) return mplb_bits_f32(sign | 0x7F800000u | ((mag & 0x3FFu) << 13));
+    float v = mplb_code_to_f32(mag, 10, 15);
+    return (h & 0x8000u) ? -v : v;
+}
+
+MPLB_HD float mplb_e8m0_to_f32(uint8_t c) {
+    if (c == 0xFF) return mplb_bits_f32(0x7FC00000u);
+    if (c == 0) return mplb_bits_f32(0x00400000u);      /* 2^-127 is a float32 subnormal */
+    return mplb_bits_f32((uint32_t)c << 23);
+}
+
+/* floor(log2(a)) of a finite a > 0 (subnormals included), exactly. */
+MPLB_HD int mplb_floor_log2(float a) {
+    uint32_t u = mplb_f32_bits(a) & 0x7FFFFFFFu;
+    int e = (int)(u >> 23);
+    if (e) return e - 127;
+    int k = 0;
+    uint32_t m = u;
+    while (m >>= 1) k++;
+    return k - 149;
+}
+
+#endif
