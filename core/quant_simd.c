@@ -1,12 +1,310 @@
-/* Fast quantizer paths with runtime dispatch. Each must equal the scalar
- * reference in quant.c bit for bit (tests/test_quant.c checks that on every
- * format and on random inputs). */
+/* Fast quantizer paths: AVX2 where the CPU has it (checked at run time),
+ * the scalar reference otherwise. Each fast path must equal the reference
+ * in quant.c bit for bit; tests run both on the same inputs.
+ *
+ * Covered: fp8_e4m3 / fp8_e5m2 casts (no tensor scaling), mxfp8, mxfp4 and
+ * nvfp4 (1x16) quantize; e4m3/e2m1 dequantize through 256/16-entry tables.
+ * Everything else falls back to the reference. */
 #include "mplb/quant.h"
 
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MPLB_X86 1
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+#ifdef MPLB_X86
+/* 8 floats -> 8 FP8 codes (in the low byte of each 32-bit lane).
+ * M mantissa bits, bias, largest finite code, NaN code, overflow code.
+ * Normal results: integer RNE of the float's bits. Subnormal results: the
+ * float add |x| + 2^23 q rounds |x| to a multiple of the subnormal quantum q
+ * (RNE, by IEEE), and the code is the difference of bit patterns. */
+AVX2 static __m256i fp8_codes(__m256 x, int M, int bias, int maxc, int nanc, int ovc) {
+    const __m256i xi = _mm256_castps_si256(x);
+    __m256i a = _mm256_and_si256(xi, _mm256_set1_epi32(0x7FFFFFFF));
+    __m256i sign = _mm256_and_si256(_mm256_srli_epi32(xi, 24), _mm256_set1_epi32(0x80));
+    const int shift = 23 - M;
+    __m256i v = _mm256_sub_epi32(a, _mm256_set1_epi32((127 - bias) << 23));
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(1));
+    __m256i cn = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(v, _mm256_set1_epi32((1 << (shift - 1)) - 1)), odd), shift);
+    const int magic_bits = (127 + 23 + 1 - bias - M) << 23;   /* 2^23 * 2^(1-bias-M) */
+    __m256 sum = _mm256_add_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(_mm256_set1_epi32(magic_bits)));
+    __m256i cs = _mm256_sub_epi32(_mm256_castps_si256(sum), _mm256_set1_epi32(magic_bits));
+    __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32((128 - bias) << 23), a); /* |x| < 2^(1-bias) */
+    __m256i c = _mm256_blendv_epi8(cn, cs, is_sub);
+    __m256i over = _mm256_cmpgt_epi32(c, _mm256_set1_epi32(maxc));
+    c = _mm256_blendv_epi8(c, _mm256_set1_epi32(ovc), over);
+    __m256i isnan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
+    c = _mm256_blendv_epi8(c, _mm256_set1_epi32(nanc), isnan);
+    return _mm256_or_si256(c, sign);
+}
+
+/* Pack 4 x 8 lanes of codes (each < 256) into 32 bytes in order. */
+AVX2 static void store32(uint8_t *dst, __m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_packus_epi32(a, b), cd = _mm256_packus_epi32(c, d);
+    __m256i abcd = _mm256_packus_epi16(ab, cd);
+    abcd = _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)dst, abcd);
+}
+
+AVX2 static void cast_fp8_avx2(const float *x, uint8_t *out, int64_t n, int e5m2, int sat) {
+    int M = e5m2 ? 2 : 3, bias = e5m2 ? 15 : 7, maxc = e5m2 ? 0x7B : 0x7E;
+    int nanc = e5m2 ? 0x7E : 0x7F, ovc = sat ? maxc : (e5m2 ? 0x7C : 0x7F);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        store32(out + i, fp8_codes(_mm256_loadu_ps(x + i), M, bias, maxc, nanc, ovc),
+                fp8_codes(_mm256_loadu_ps(x + i + 8), M, bias, maxc, nanc, ovc),
+                fp8_codes(_mm256_loadu_ps(x + i + 16), M, bias, maxc, nanc, ovc),
+                fp8_codes(_mm256_loadu_ps(x + i + 24), M, bias, maxc, nanc, ovc));
+    for (; i < n; i++) out[i] = e5m2 ? mplb_f32_to_e5m2(x[i], sat) : mplb_f32_to_e4m3(x[i], sat);
+}
+
+/* E2M1 code of |v| by counting midpoints passed; ties go to the even code,
+ * so boundaries below an even code use >=. */
+AVX2 static __m256i e2m1_codes(__m256 v) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 a = _mm256_and_ps(v, absm);
+    __m256i c = _mm256_setzero_si256();
+    static const float mids[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+    for (int k = 0; k < 7; k++) {
+        __m256 m = _mm256_set1_ps(mids[k]);
+        __m256 ge = (k & 1) ? _mm256_cmp_ps(a, m, _CMP_GE_OQ) : _mm256_cmp_ps(a, m, _CMP_GT_OQ);
+        c = _mm256_sub_epi32(c, _mm256_castps_si256(ge));
+    }
+    /* Inf counts as above every midpoint; NaN as none (its block is marked NaN) */
+    __m256i sign = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(v), 28), _mm256_set1_epi32(8));
+    __m256i isnan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_andnot_si256(isnan, _mm256_or_si256(c, sign));
+}
+
+/* 32 codes (< 16) -> 16 bytes, element 2i low nibble. */
+AVX2 static void store_nibbles32(uint8_t *dst, __m256i a, __m256i b, __m256i c, __m256i d) {
+    uint8_t tmp[32];
+    store32(tmp, a, b, c, d);
+    __m128i lo = _mm_loadu_si128((const __m128i *)tmp), hi = _mm_loadu_si128((const __m128i *)(tmp + 16));
+    /* gather even and odd bytes, then combine */
+    const __m128i ev = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i od = _mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m128i e = _mm_unpacklo_epi64(_mm_shuffle_epi8(lo, ev), _mm_shuffle_epi8(hi, ev));
+    __m128i o = _mm_unpacklo_epi64(_mm_shuffle_epi8(lo, od), _mm_shuffle_epi8(hi, od));
+    _mm_storeu_si128((__m128i *)dst, _mm_or_si128(e, _mm_slli_epi16(o, 4)));
+}
+
+AVX2 static float amax32(const float *x, int *bad) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 a0 = _mm256_and_ps(_mm256_loadu_ps(x), absm), a1 = _mm256_and_ps(_mm256_loadu_ps(x + 8), absm);
+    __m256 a2 = _mm256_and_ps(_mm256_loadu_ps(x + 16), absm), a3 = _mm256_and_ps(_mm256_loadu_ps(x + 24), absm);
+    __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256 nf = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(a0, inf, _CMP_NLT_UQ), _mm256_cmp_ps(a1, inf, _CMP_NLT_UQ)),
+                             _mm256_or_ps(_mm256_cmp_ps(a2, inf, _CMP_NLT_UQ), _mm256_cmp_ps(a3, inf, _CMP_NLT_UQ)));
+    *bad = _mm256_movemask_ps(nf) != 0;
+    __m256 m = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+/* MX quantize for rows whose length is a multiple of 32 (others: reference). */
+AVX2 static void mx_avx2(const float *x, mplb_qtensor *t) {
+    int fp4 = t->fmt == MPLB_PREC_MXFP4, emax = fp4 ? 2 : 8;
+    float maxv = fp4 ? 6.0f : 448.0f;
+    int64_t nb = t->cols / 32, rowbytes = fp4 ? t->cols / 2 : t->cols;
+    for (int64_t r = 0; r < t->rows; r++) {
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + r * t->cols + b * 32;
+            uint8_t *dst = t->data + r * rowbytes + (fp4 ? b * 16 : b * 32);
+            int bad;
+            float amax = amax32(xb, &bad);
+            int e = 0;
+            uint8_t sc;
+            if (bad) sc = 0xFF;
+            else if (amax == 0) sc = 0;
+            else {
+                if (t->opts.mx_round_up) {
+                    e = mplb_floor_log2(amax) - mplb_floor_log2(maxv);
+                    while (ldexp(maxv, e) < amax) e++;
+                    while (ldexp(maxv, e - 1) >= amax) e--;
+                } else e = mplb_floor_log2(amax) - emax;
+                if (e < -127) e = -127;
+                if (e > 127) e = 127;
+                sc = (uint8_t)(e + 127);
+            }
+            t->scales[r * nb + b] = sc;
+            if (sc == 0xFF || amax == 0) {
+                memset(dst, 0, fp4 ? 16 : 32);
+                continue;
+            }
+            /* 2^-e as a float: exact (2^127 and the subnormal 2^-127 both are) */
+            __m256 inv = _mm256_set1_ps(ldexpf(1.0f, -e));
+            __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(xb), inv), v1 = _mm256_mul_ps(_mm256_loadu_ps(xb + 8), inv);
+            __m256 v2 = _mm256_mul_ps(_mm256_loadu_ps(xb + 16), inv), v3 = _mm256_mul_ps(_mm256_loadu_ps(xb + 24), inv);
+            if (fp4) store_nibbles32(dst, e2m1_codes(v0), e2m1_codes(v1), e2m1_codes(v2), e2m1_codes(v3));
+            else store32(dst, fp8_codes(v0, 3, 7, 0x7E, 0x7F, 0x7E), fp8_codes(v1, 3, 7, 0x7E, 0x7F, 0x7E),
+                         fp8_codes(v2, 3, 7, 0x7E, 0x7F, 0x7E), fp8_codes(v3, 3, 7, 0x7E, 0x7F, 0x7E));
+        }
+    }
+}
+
+/* E2M1 codes of 8 values: the number of thresholds |v| is above, plus the sign. */
+AVX2 static inline __m256i nv_codes8(__m256 v, const __m256 *hi) {
+    __m256 a = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+    __m256i c = _mm256_setzero_si256();
+    for (int k = 0; k < 7; k++) c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, hi[k], _CMP_GT_OQ)));
+    __m256i sign = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(v), 28), _mm256_set1_epi32(8));
+    return _mm256_or_si256(c, sign);
+}
+
+/* Block scale: nearest E4M3 to bmax / (6 gs), ties to even, exactly.
+ * e4[c] holds the E4M3 magnitudes. */
+static int nv_scale(float bmax, float gs, const double *e4) {
+    double D6 = 6.0 * (double)gs;
+    int sc = mplb_f32_to_e4m3((float)((double)bmax / D6), 1);
+    /* (float) of the quotient may cross an E4M3 midpoint: settle exactly */
+    for (;;) {
+        if (sc > 0) {
+            double mid = (e4[sc] + e4[sc - 1]) * 0.5 * D6;
+            if ((double)bmax < mid || ((double)bmax == mid && (sc & 1))) { sc--; continue; }
+        }
+        if (sc < 0x7E) {
+            double mid = (e4[sc] + e4[sc + 1]) * 0.5 * D6;
+            if ((double)bmax > mid || ((double)bmax == mid && (sc & 1))) { sc++; continue; }
+        }
+        return sc;
+    }
+}
+
+AVX2 static float amax16(const float *x, int *bad) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 a0 = _mm256_and_ps(_mm256_loadu_ps(x), absm), a1 = _mm256_and_ps(_mm256_loadu_ps(x + 8), absm);
+    __m256 inf = _mm256_set1_ps(INFINITY);
+    *bad = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(a0, inf, _CMP_NLT_UQ), _mm256_cmp_ps(a1, inf, _CMP_NLT_UQ))) != 0;
+    __m256 m = _mm256_max_ps(a0, a1);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+/* NVFP4 1x16 for rows whose length is a multiple of 32. */
+AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
+    int64_t nb = t->cols / 16, rowbytes = t->cols / 2;
+    double e4[127];
+    for (int c = 0; c < 127; c++) e4[c] = mplb_code_to_f32((uint32_t)c, 3, 7);
+    const __m256 mids = _mm256_setr_ps(0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 1e30f);
+    const __m256 gsv = _mm256_set1_ps(gs), zero = _mm256_setzero_ps();
+    const __m256 odd_k = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
+    for (int64_t r = 0; r < t->rows; r++) {
+        for (int64_t b = 0; b < nb; b += 2) {
+            __m256i codes[4];
+            for (int h = 0; h < 2; h++) {
+                const float *xb = x + r * t->cols + (b + h) * 16;
+                int bad;
+                float bmax = amax16(xb, &bad);
+                int sc = bad ? 0x7F : nv_scale(bmax, gs, e4);
+                t->scales[r * nb + b + h] = (uint8_t)sc;
+                float s = bad ? 0.0f : (float)e4[sc];
+                if (s == 0) {
+                    /* NaN block: all codes 0; zero scale: signed zeros */
+                    __m256i keep = bad ? _mm256_setzero_si256() : _mm256_set1_epi32(8);
+                    for (int q = 0; q < 2; q++)
+                        codes[2 * h + q] = _mm256_and_si256(
+                            _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_loadu_ps(xb + 8 * q)), 28), _mm256_set1_epi32(8)), keep);
+                    continue;
+                }
+                /* T_k = (mid_k * s) * gs: mid_k * s is exact in float, the
+                 * product with gs is th_k plus an exact FMA remainder lo_k.
+                 * For a float a: a > T <=> a > th, or a == th and lo < 0; a >= T
+                 * <=> a > th, or a == th and lo <= 0. Ties go to the even code:
+                 * strict below an odd code (k even), >= below an even one. Where
+                 * the test includes a == th, compare with the float below th. */
+                __m256 A = _mm256_mul_ps(mids, _mm256_set1_ps(s));
+                __m256 th = _mm256_mul_ps(A, gsv);
+                __m256 lo = _mm256_fmsub_ps(A, gsv, th);
+                __m256 incl = _mm256_or_ps(_mm256_and_ps(odd_k, _mm256_cmp_ps(lo, zero, _CMP_LE_OQ)),
+                                           _mm256_andnot_ps(odd_k, _mm256_cmp_ps(lo, zero, _CMP_LT_OQ)));
+                __m256i below = _mm256_sub_epi32(_mm256_castps_si256(th), _mm256_set1_epi32(1));
+                __m256 thb = _mm256_blendv_ps(_mm256_castsi256_ps(below), _mm256_set1_ps(-1.0f),
+                                              _mm256_cmp_ps(th, zero, _CMP_EQ_OQ));
+                th = _mm256_blendv_ps(th, thb, incl);
+                __m256 hi[7];
+                for (int k = 0; k < 7; k++) hi[k] = _mm256_permutevar8x32_ps(th, _mm256_set1_epi32(k));
+                codes[2 * h] = nv_codes8(_mm256_loadu_ps(xb), hi);
+                codes[2 * h + 1] = nv_codes8(_mm256_loadu_ps(xb + 8), hi);
+            }
+            store_nibbles32(t->data + r * rowbytes + b * 8, codes[0], codes[1], codes[2], codes[3]);
+        }
+    }
+}
+#endif
+
+static int have_avx2(void) {
+#ifdef MPLB_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
+#ifdef MPLB_X86
+    if (have_avx2() && x && t->data) {
+        mplb_prec f = t->fmt;
+        if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_NONE) {
+            t->global_scale = 1.0f;
+            cast_fp8_avx2(x, t->data, t->rows * t->cols, f == MPLB_PREC_FP8_E5M2, t->opts.saturate);
+            return 0;
+        }
+        if ((f == MPLB_PREC_MXFP8 || f == MPLB_PREC_MXFP4) && t->cols % 32 == 0) {
+            mx_avx2(x, t);
+            return 0;
+        }
+        if (f == MPLB_PREC_NVFP4 && !t->opts.nvfp4_2d && t->cols % 32 == 0) {
+            int bad = 0;
+            float amax = 0;
+            int64_t n = t->rows * t->cols, i = 0;
+            for (; i + 32 <= n; i += 32) {
+                int b;
+                float m = amax32(x + i, &b);
+                bad |= b;
+                if (m > amax) amax = m;
+            }
+            (void)bad; /* NaN/Inf do not enter the tensor amax; their blocks are marked */
+            if (bad) {
+                /* the vector amax saw a NaN or Inf: recompute over finite values only */
+                amax = 0;
+                for (i = 0; i < n; i++) {
+                    float a = fabsf(x[i]);
+                    if (a <= 3.4028235e38f && a > amax) amax = a;
+                }
+            }
+            float gs = amax > 0 ? amax / 2688.0f : 1.0f;
+            if (gs == 0) gs = 1.4e-45f;
+            t->global_scale = gs;
+            nv_avx2(x, t, gs);
+            return 0;
+        }
+    }
+#endif
     return mplb_quant_quantize_ref(x, t, err);
 }
 
 int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err) {
+    mplb_prec f = t->fmt;
+    if (y && t->data && (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2)) {
+        float lut[256];
+        for (int c = 0; c < 256; c++)
+            lut[c] = f == MPLB_PREC_FP8_E4M3 ? mplb_e4m3_to_f32((uint8_t)c) : mplb_e5m2_to_f32((uint8_t)c);
+        int64_t n = t->rows * t->cols;
+        float gs = t->global_scale;
+        if (gs == 1.0f)
+            for (int64_t i = 0; i < n; i++) y[i] = lut[t->data[i]];
+        else
+            for (int64_t i = 0; i < n; i++) y[i] = lut[t->data[i]] * gs;
+        return 0;
+    }
     return mplb_quant_dequantize_ref(t, y, err);
 }

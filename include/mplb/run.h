@@ -34,8 +34,11 @@ typedef struct mplb_run_summary {
 int mplb_run(const mplb_exp *exp, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err);
 void mplb_run_summary_free(mplb_run_summary *sum);
 
-/* Error proxy of a plan: gate mass served in each format weighted by the
- * format's relative error, over all gate mass (0 = all bf16). */
-double mplb_error_proxy(const mplb_routing *rt, const mplb_plan *plan);
+/* Per-format relative RMS weight error on a seeded synthetic heavy-tailed
+ * matrix, through the real quantizers; bf16 (the stored format) counts 0. */
+void mplb_error_table(double relerr[MPLB_PREC_COUNT]);
+/* Error proxy of a plan: each expert's gate mass times its format's relative
+ * error, over all gate mass. A proxy for accuracy loss, not a measurement. */
+double mplb_error_proxy(const mplb_routing *rt, const mplb_plan *plan, const double *relerr);
 
 #endif

@@ -250,16 +250,18 @@ def block_inputs(r, rows, cols):
 
 @pytest.mark.parametrize("fmt", ["mxfp8", "mxfp4"])
 @pytest.mark.parametrize("round_up", [False, True])
-def test_mx_exact(fmt, round_up):
-    x = block_inputs(rng(), 12, 75)  # 75: a partial last block
+@pytest.mark.parametrize("cols", [75, 64])  # 75: a partial last block; 64: the SIMD path
+def test_mx_exact(fmt, round_up, cols):
+    x = block_inputs(rng(), 12, cols)
     got = quant.fake_quant(x, fmt, mx_round_up=round_up)
     ref = oracle_mx(x, fmt == "mxfp4", round_up)
     assert np.array_equal(bits32(got), bits32(ref))
 
 
 @pytest.mark.parametrize("two_d", [False, True])
-def test_nvfp4_exact(two_d):
-    x = block_inputs(rng(), 20, 40)  # 20 rows: a partial 16x16 tile too
+@pytest.mark.parametrize("cols", [40, 64])
+def test_nvfp4_exact(two_d, cols):
+    x = block_inputs(rng(), 20, cols)  # 20 rows: a partial 16x16 tile too
     got = quant.fake_quant(x, "nvfp4", nvfp4_2d=two_d)
     ref = oracle_nvfp4(x, two_d)
     assert np.array_equal(bits32(got), bits32(ref))
@@ -330,10 +332,12 @@ def test_errors():
 @pytest.mark.parametrize("fmt", quant.PRECISIONS)
 def test_fast_path_equals_reference(fmt):
     r = rng()
-    x = np.concatenate([random_floats(20_000, r), r.standard_normal(20_000).astype(np.float32)]).reshape(120, 500)
+    x = np.concatenate([random_floats(20_000, r), r.standard_normal(20_000).astype(np.float32)]).reshape(125, 480)
     opts = [{}]
     if fmt.startswith("fp8"):
         opts = [{}, {"saturate": True}, {"scaling": "tensor"}]
+    if fmt.startswith("mx"):
+        opts = [{}, {"mx_round_up": True}]
     for o in opts:
         a = quant.quantize(x, fmt, **o)
         b = quant.quantize(x, fmt, _ref=True, **o)

@@ -1,0 +1,110 @@
+/* Quantizers in C (and so under ASan/UBSan): fast path equals the scalar
+ * reference bit for bit; element decoders against an independent ldexp
+ * formula; edge shapes. The exact-value oracles (ml_dtypes, fractions) are
+ * in tests/python/test_quant.py. */
+#include <math.h>
+#include <time.h>
+#include "testutil.h"
+
+static float rand_float(mplb_rng *g) {
+    uint64_t r = mplb_rng_next(g);
+    if (r & 1) return mplb_bits_f32((uint32_t)(r >> 32));          /* any bit pattern */
+    return (float)((mplb_rng_uniform(g) - 0.5) * ldexp(1.0, (int)(r >> 40) % 40 - 20));
+}
+
+static void test_decode_formula(void **st) {
+    (void)st;
+    for (int c = 0; c < 256; c++) {
+        int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
+        double v = e ? ldexp(1 + m / 8.0, e - 7) : ldexp(m / 8.0, -6);
+        float got = mplb_e4m3_to_f32((uint8_t)c);
+        if (e == 15 && m == 7) assert_true(isnan(got));
+        else assert_true(got == (float)(s ? -v : v));
+        int e5 = (c >> 2) & 31, m5 = c & 3;
+        double v5 = e5 ? ldexp(1 + m5 / 4.0, e5 - 15) : ldexp(m5 / 4.0, -14);
+        float g5 = mplb_e5m2_to_f32((uint8_t)c);
+        if (e5 == 31) assert_true(m5 ? isnan(g5) : isinf(g5));
+        else assert_true(g5 == (float)(s ? -v5 : v5));
+        /* every finite code encodes back to itself */
+        if (!(e == 15 && m == 7)) assert_int_equal(mplb_f32_to_e4m3(got, 0), c);
+        if (e5 != 31) assert_int_equal(mplb_f32_to_e5m2(g5, 0), c);
+    }
+    assert_int_equal(mplb_f32_to_e4m3(464.0f, 0), 0x7E);   /* tie below max: to even (448) */
+    assert_int_equal(mplb_f32_to_e4m3(464.1f, 0), 0x7F);   /* above: NaN when not saturating */
+    assert_int_equal(mplb_f32_to_e4m3(1e30f, 1), 0x7E);
+    assert_int_equal(mplb_f32_to_e4m3(-INFINITY, 1), 0xFE);
+    assert_int_equal(mplb_f32_to_e5m2(61440.0f, 0), 0x7C);   /* tie above max: to even = Inf */
+    assert_int_equal(mplb_f32_to_e2m1(5.0f), 0x6);           /* tie 4|6 -> 4 (even) */
+    assert_int_equal(mplb_f32_to_e2m1(-0.25f), 0x8);         /* tie 0|0.5 -> -0 */
+    assert_true(mplb_e8m0_to_f32(127) == 1.0f);
+    assert_true(mplb_e8m0_to_f32(0) == ldexpf(1.0f, -127));
+    assert_true(isnan(mplb_e8m0_to_f32(255)));
+}
+
+static void test_fast_equals_ref(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int64_t shapes[][2] = {{7, 64}, {3, 96}, {5, 33}, {1, 1}, {2, 160}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t R = shapes[si][0], C = shapes[si][1], n = R * C;
+        float *x = malloc((size_t)n * sizeof(float)), *ya = malloc((size_t)n * sizeof(float)), *yb = malloc((size_t)n * sizeof(float));
+        for (int it = 0; it < 40; it++) {
+            for (int64_t i = 0; i < n; i++) x[i] = it % 4 == 0 ? (float)(mplb_rng_uniform(&g) - 0.5) : rand_float(&g);
+            for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+                for (int variant = 0; variant < 2; variant++) {
+                    mplb_qopts o = {.saturate = variant, .mx_round_up = variant, .int4_asym = variant};
+                    mplb_qtensor a, b;
+                    mplb_err err;
+                    assert_int_equal(mplb_qtensor_alloc(&a, (mplb_prec)p, &o, R, C, &err), 0);
+                    assert_int_equal(mplb_qtensor_alloc(&b, (mplb_prec)p, &o, R, C, &err), 0);
+                    assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
+                    assert_int_equal(mplb_quant_quantize_ref(x, &b, &err), 0);
+                    if (memcmp(a.data, b.data, a.data_bytes) || memcmp(a.scales, b.scales, a.scale_bytes) ||
+                        mplb_f32_bits(a.global_scale) != mplb_f32_bits(b.global_scale))
+                        fail_msg("%s %lldx%lld variant %d: fast != ref", mplb_prec_name(p), (long long)R, (long long)C, variant);
+                    assert_int_equal(mplb_quant_dequantize(&a, ya, &err), 0);
+                    assert_int_equal(mplb_quant_dequantize_ref(&b, yb, &err), 0);
+                    for (int64_t i = 0; i < n; i++)
+                        if (mplb_f32_bits(ya[i]) != mplb_f32_bits(yb[i]) && !(isnan(ya[i]) && isnan(yb[i])))
+                            fail_msg("%s dequant %lld differs", mplb_prec_name(p), (long long)i);
+                    mplb_qtensor_free(&a);
+                    mplb_qtensor_free(&b);
+                }
+            }
+        }
+        free(x); free(ya); free(yb);
+    }
+}
+
+static void test_empty_and_errors(void **st) {
+    (void)st;
+    mplb_err err;
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        assert_int_equal(mplb_quant_fake(NULL, NULL, 0, 16, (mplb_prec)p, NULL, &err), 0);
+        assert_int_equal(mplb_quant_fake(NULL, NULL, 4, 0, (mplb_prec)p, NULL, &err), 0);
+    }
+    assert_int_equal(mplb_quant_fake(NULL, NULL, 1, 1, (mplb_prec)99, NULL, &err), MPLB_EINVAL);
+    assert_contains(err.msg, "unknown precision");
+    assert_int_equal(mplb_quant_fake(NULL, NULL, -1, 1, MPLB_PREC_INT8, NULL, &err), MPLB_EINVAL);
+}
+
+static void test_error_stats(void **st) {
+    (void)st;
+    float x[4] = {1, -2, 3, NAN}, y[4] = {1.5f, -2, 3, 0};
+    mplb_qstats s;
+    mplb_quant_stats(x, y, 4, &s);
+    assert_close(s.max_abs, 0.5, 0);
+    assert_close(s.rms_rel, sqrt(0.25 / 14.0), 1e-12);
+    assert_close(s.snr_db, 10 * log10(14.0 / 0.25), 1e-12);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_formula),
+        cmocka_unit_test(test_fast_equals_ref),
+        cmocka_unit_test(test_empty_and_errors),
+        cmocka_unit_test(test_error_stats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
