@@ -15,6 +15,8 @@ static const char *usage_text =
     "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force]\n"
     "              run an experiment with the cost model; writes one HDF5 run file\n"
     "  inspect FILE.h5          summarise a run file\n"
+    "  calibrate --backend cpu [-o profiles/NAME.lua] [--quick]\n"
+    "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
     "  --help, --version\n"
     "\n"
     "Policies and profiles are looked up beside the experiment, in ./policies,\n"
@@ -152,7 +154,50 @@ static int cmd_inspect(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_calibrate(int argc, char **argv) {
+    const char *backend = NULL, *out = NULL;
+    mplb_calib_opts o = {0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) { o.max_tokens = 256; o.min_seconds = 0.01; }
+        else { fprintf(stderr, "mplb calibrate: unknown argument '%s'\n", argv[i]); return 2; }
+    }
+    if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu; cuda comes with the CUDA backend)\n"); return 2; }
+    if (strcmp(backend, "cpu") != 0) {
+        fprintf(stderr, "mplb calibrate: backend '%s' is not available (known: cpu)\n", backend);
+        return 2;
+    }
+    char name[MPLB_NAME_MAX] = "cpu";
+    if (out) {
+        const char *b = strrchr(out, '/');
+        snprintf(name, sizeof name, "%s", b ? b + 1 : out);
+        char *dot = strstr(name, ".lua");
+        if (dot) *dot = 0;
+    }
+    o.name = name;
+    /* write to a temporary file first: a failed calibration leaves no half profile */
+    char tmp[MPLB_PATH_MAX];
+    FILE *f = stdout;
+    if (out) {
+        snprintf(tmp, sizeof tmp, "%s.tmp", out);
+        f = fopen(tmp, "w");
+        if (!f) { fprintf(stderr, "mplb calibrate: cannot write %s\n", tmp); return 1; }
+    }
+    mplb_err err = {0};
+    int rc = mplb_calibrate_cpu(&o, f, &err);
+    if (out) {
+        if (fclose(f) != 0 && rc == 0) rc = mplb_err_set(&err, MPLB_EIO, "%s: write error", tmp);
+        if (rc == 0 && rename(tmp, out) != 0) rc = mplb_err_set(&err, MPLB_EIO, "cannot rename %s to %s", tmp, out);
+        if (rc < 0) remove(tmp);
+    }
+    if (rc < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
+    if (out) fprintf(stderr, "mplb: wrote profile %s (use it as cluster.profile = \"%s\")\n", out, out);
+    return 0;
+}
+
 static const struct { const char *name; int (*fn)(int, char **); } commands[] = {
+    {"calibrate", cmd_calibrate},
     {"run", cmd_run},
     {"inspect", cmd_inspect},
     {"help", cmd_help},

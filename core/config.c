@@ -239,7 +239,8 @@ static int read_cluster(cfg *c, int top, mplb_cluster *cl) {
     cl->nodes = (int)v;
     if ((rc = cfg_int(c, i, "cluster.gpus_per_node", "gpus_per_node", 1, 0, 1, 1024, &v)) < 0) goto out;
     cl->gpus_per_node = (int)v;
-    rc = cfg_str(c, i, "cluster.profile", "profile", 0, "h100", cl->profile, sizeof cl->profile);
+    if ((rc = cfg_str(c, i, "cluster.profile", "profile", 0, "h100", cl->profile, sizeof cl->profile)) < 0) goto out;
+    rc = cfg_num(c, i, "cluster.expert_memory_gb", "expert_memory_gb", 0, 0, 0, 1e6, &cl->expert_memory_gb);
 out:
     lua_pop(c->L, 1);
     return rc;

@@ -19,19 +19,20 @@ struct mplb_policy {
     int ref_P, ref_obs, ref_act, ref_fields;
     mplb_obs obs;         /* the current observation: arrays point at the caller's */
     mplb_plan *plan;      /* the plan act writes into during decide */
+    double *mem;          /* [R] scratch for the memory check */
 };
 
 /* An array view reads one field of pol->obs, so views are made once and
  * never copy: obs.rank_load[r] is a load from the caller's C array. */
-typedef enum { ARR_RANK_LOAD, ARR_RANK_VISION, ARR_EXP_LOAD, ARR_EXP_VISION,
+typedef enum { ARR_RANK_LOAD, ARR_RANK_VISION, ARR_RANK_MEM, ARR_EXP_LOAD, ARR_EXP_VISION,
                ARR_EXP_IMPORTANCE, ARR_EXP_RANK, ARR_COUNT } arr_kind;
 static const char *const arr_names[ARR_COUNT] = {
-    "rank_load", "rank_vision", "expert_load", "expert_vision", "expert_importance", "expert_rank"};
+    "rank_load", "rank_vision", "rank_mem", "expert_load", "expert_vision", "expert_importance", "expert_rank"};
 
 typedef struct arr_view { mplb_policy *pol; arr_kind kind; } arr_view;
 
 static int arr_len(const mplb_obs *o, arr_kind k) {
-    return k <= ARR_RANK_VISION ? o->ranks : o->experts;
+    return k <= ARR_RANK_MEM ? o->ranks : o->experts;
 }
 
 static int arr_index(lua_State *L) {
@@ -43,6 +44,7 @@ static int arr_index(lua_State *L) {
     switch (v->kind) {
     case ARR_RANK_LOAD: lua_pushnumber(L, o->rank_load[j]); break;
     case ARR_RANK_VISION: lua_pushnumber(L, o->rank_vision[j]); break;
+    case ARR_RANK_MEM: lua_pushnumber(L, o->rank_mem ? o->rank_mem[j] : 0); break;
     case ARR_EXP_LOAD: lua_pushinteger(L, o->expert_load[j]); break;
     case ARR_EXP_VISION: lua_pushinteger(L, o->expert_vision[j]); break;
     case ARR_EXP_IMPORTANCE: lua_pushnumber(L, o->expert_importance[j]); break;
@@ -84,13 +86,21 @@ static int check_index(lua_State *L, int arg, int n, const char *what) {
     return (int)(i - 1);
 }
 
+/* Optional conversion mode: "online" (convert each layer, ReaLB), "stored"
+ * (weights kept at p, R&Q) or "cached" (a converted copy kept beside bf16). */
+static int check_mode(lua_State *L, int arg) {
+    static const char *const modes[] = {"online", "stored", "cached", NULL};
+    return luaL_checkoption(L, arg, "online", modes);
+}
+
 static int act_rank_precision(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int r = check_index(L, 2, pol->plan->R, "rank");
     mplb_prec p = check_prec(L, 3);
+    int mode = check_mode(L, 4);
     const mplb_placement *pl = &pol->plan->placement;
     for (int e = 0; e < pl->E; e++)
-        if (pl->home[e] == r) pol->plan->expert_prec[e] = p;
+        if (pl->home[e] == r) { pol->plan->expert_prec[e] = p; pol->plan->expert_mode[e] = (uint8_t)mode; }
     return 0;
 }
 
@@ -98,6 +108,39 @@ static int act_expert_precision(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
     pol->plan->expert_prec[e] = check_prec(L, 3);
+    pol->plan->expert_mode[e] = (uint8_t)check_mode(L, 4);
+    return 0;
+}
+
+/* place(e, r): expert e's only copy moves to rank r (EPLB-style placement). */
+static int act_place(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    int e = check_index(L, 2, pol->plan->E, "expert");
+    int r = check_index(L, 3, pol->plan->R, "rank");
+    mplb_placement *pl = &pol->plan->placement;
+    for (int i = 0; i < pl->copies[e]; i++) pl->has[(size_t)e * pl->R + pl->ranks[(size_t)e * pl->R + i]] = 0;
+    pl->copies[e] = 0;
+    pl->home[e] = r;
+    mplb_placement_add(pl, e, r);
+    return 0;
+}
+
+/* move_tokens(e, from, to, n): n of expert e's tokens computed on rank
+ * `from` are computed on rank `to` instead (HarMoEny); `to` fetches e's
+ * weights if it holds no copy. */
+static int act_move_tokens(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    int e = check_index(L, 2, pol->plan->E, "expert");
+    int from = check_index(L, 3, pol->plan->R, "rank");
+    int to = check_index(L, 4, pol->plan->R, "rank");
+    double n = luaL_checknumber(L, 5);
+    const mplb_placement *pl = &pol->plan->placement;
+    if (!pl->has[(size_t)e * pl->R + from])
+        return luaL_error(L, "move_tokens: rank %d holds no copy of expert %d", from + 1, e + 1);
+    if (!(n >= 0) || n > pol->obs.expert_load[e])
+        return luaL_error(L, "move_tokens: n = %f outside [0, %d] (expert %d's tokens)", n, (int)pol->obs.expert_load[e], e + 1);
+    mplb_err err;
+    if (mplb_plan_add_move(pol->plan, e, from, to, n, &err) < 0) return luaL_error(L, "%s", err.msg);
     return 0;
 }
 
@@ -114,11 +157,7 @@ static int act_replicate(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
     int r = check_index(L, 3, pol->plan->R, "rank");
-    mplb_placement *pl = &pol->plan->placement;
-    if (!pl->has[(size_t)e * pl->R + r]) {
-        pl->has[(size_t)e * pl->R + r] = 1;
-        pl->copies[e]++;
-    }
+    mplb_placement_add(&pol->plan->placement, e, r);
     if (!lua_isnoneornil(L, 4)) pol->plan->expert_prec[e] = check_prec(L, 4);
     return 0;
 }
@@ -128,6 +167,8 @@ static const luaL_Reg act_methods[] = {
     {"expert_precision", act_expert_precision},
     {"dispatch_precision", act_dispatch_precision},
     {"replicate", act_replicate},
+    {"place", act_place},
+    {"move_tokens", act_move_tokens},
     {NULL, NULL},
 };
 
@@ -145,7 +186,30 @@ static void set_scalars(mplb_policy *pol) {
     }
     lua_pushinteger(L, (lua_Integer)o->tokens);
     lua_setfield(L, -2, "tokens");
+    lua_pushnumber(L, o->mem_budget);
+    lua_setfield(L, -2, "mem_budget");
+    lua_pushnumber(L, o->model ? 3.0 * o->model->hidden * o->model->ffn * 2.0 : 0);
+    lua_setfield(L, -2, "expert_bytes");
     lua_pop(L, 1);
+}
+
+/* mplb.bits(p): stored bits per weight of precision p (scales included). */
+static int lib_bits(lua_State *L) {
+    lua_pushnumber(L, mplb_prec_bits(check_prec(L, 1)));
+    return 1;
+}
+
+static void open_mplb_lib(lua_State *L) {
+    lua_newtable(L);
+    lua_pushcfunction(L, lib_bits);
+    lua_setfield(L, -2, "bits");
+    lua_newtable(L);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        lua_pushstring(L, mplb_prec_name(p));
+        lua_rawseti(L, -2, p + 1);
+    }
+    lua_setfield(L, -2, "precisions");
+    lua_setglobal(L, "mplb");
 }
 
 static int build_views(mplb_policy *pol) {
@@ -241,6 +305,7 @@ int mplb_policy_open(const char *path, const char *params, const mplb_policy_lim
     if ((rc = mplb_lsb_open(&pol->sb, mem, ins, err)) < 0) goto fail;
     lua_State *L = pol->sb.L;
     build_views(pol);
+    open_mplb_lib(L);
     char chunk[MPLB_PATH_MAX + 1];
     snprintf(chunk, sizeof chunk, "@%s", path);
     if ((rc = mplb_lsb_dostring(&pol->sb, pol->source, chunk, 1, err)) < 0) goto fail;
@@ -285,7 +350,20 @@ int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, m
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_act);
     int rc = mplb_lsb_pcall(&pol->sb, 2, 0, "decide", err);
     pol->plan = NULL;
-    if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, obs->step, obs->layer);
+    if (rc == 0 && obs->model && obs->mem_budget > 0) {
+        if (!pol->mem) pol->mem = calloc((size_t)plan->R, sizeof *pol->mem);
+        if (!pol->mem) return mplb_err_set(err, MPLB_ENOMEM, "policy: out of memory");
+        mplb_plan_memory(plan, obs->model, pol->mem);
+        for (int r = 0; r < plan->R; r++)
+            if (pol->mem[r] > obs->mem_budget * (1 + 1e-12)) {
+                rc = mplb_err_set(err, MPLB_EPOLICY,
+                                  "decide: rank %d would hold %.3f GB of expert weights, over the budget of %.3f GB "
+                                  "(replicas and cached copies cost memory; stored low-precision weights free it)",
+                                  r + 1, pol->mem[r] / 1e9, obs->mem_budget / 1e9);
+                break;
+            }
+    }
+    if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, obs->step + 1, obs->layer + 1);
     return rc;
 }
 
@@ -303,7 +381,7 @@ int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *er
     lua_pushnumber(L, fb->imbalance); lua_setfield(L, -2, "imbalance");
     lua_pushnumber(L, fb->error_proxy); lua_setfield(L, -2, "error_proxy");
     int rc = mplb_lsb_pcall(&pol->sb, 1, 0, "feedback", err);
-    if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, fb->step, fb->layer);
+    if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, fb->step + 1, fb->layer + 1);
     return rc;
 }
 
@@ -312,6 +390,7 @@ void mplb_policy_close(mplb_policy *pol) {
     mplb_lsb_close(&pol->sb);
     free(pol->source);
     free(pol->params);
+    free(pol->mem);
     free(pol);
 }
 

@@ -195,5 +195,13 @@ int mplb_profile_load(const char *name_or_path, const char *base_dir,
         }
     }
     if (!out->name[0]) snprintf(out->name, sizeof out->name, "%s", name_or_path);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++)
+        for (int i = 0; i < out->n_eff[p]; i++) {
+            out->eff_ln[p][i] = log(out->eff[p][i].n);
+            if (i > 0)
+                out->eff_slope[p][i] = (out->eff[p][i].eff - out->eff[p][i - 1].eff) /
+                                       (out->eff_ln[p][i] - out->eff_ln[p][i - 1]);
+        }
+    out->eff_ln_ready = 1;
     return 0;
 }

@@ -12,7 +12,8 @@ int mplb_placement_init_contiguous(mplb_placement *p, int R, int E, mplb_err *er
     p->home = calloc((size_t)E, sizeof *p->home);
     p->has = calloc((size_t)E * (size_t)R, 1);
     p->copies = calloc((size_t)E, sizeof *p->copies);
-    if (!p->home || !p->has || !p->copies) {
+    p->ranks = calloc((size_t)E * (size_t)R, sizeof *p->ranks);
+    if (!p->home || !p->has || !p->copies || !p->ranks) {
         mplb_placement_free(p);
         return mplb_err_set(err, MPLB_ENOMEM, "placement: out of memory");
     }
@@ -21,8 +22,16 @@ int mplb_placement_init_contiguous(mplb_placement *p, int R, int E, mplb_err *er
         p->home[e] = r;
         p->has[(size_t)e * R + r] = 1;
         p->copies[e] = 1;
+        p->ranks[(size_t)e * R] = r;
     }
     return 0;
+}
+
+void mplb_placement_add(mplb_placement *p, int e, int r) {
+    size_t i = (size_t)e * p->R;
+    if (p->has[i + r]) return;
+    p->has[i + r] = 1;
+    p->ranks[i + p->copies[e]++] = r;
 }
 
 int mplb_placement_copy(mplb_placement *dst, const mplb_placement *src, mplb_err *err) {
@@ -36,12 +45,16 @@ void mplb_placement_assign(mplb_placement *dst, const mplb_placement *src) {
     memcpy(dst->home, src->home, (size_t)src->E * sizeof *src->home);
     memcpy(dst->has, src->has, (size_t)src->E * (size_t)src->R);
     memcpy(dst->copies, src->copies, (size_t)src->E * sizeof *src->copies);
+    /* only the used prefix of each rank list matters */
+    for (int e = 0; e < src->E; e++)
+        memcpy(dst->ranks + (size_t)e * src->R, src->ranks + (size_t)e * src->R, (size_t)src->copies[e] * sizeof(int));
 }
 
 void mplb_placement_free(mplb_placement *p) {
     free(p->home);
     free(p->has);
     free(p->copies);
+    free(p->ranks);
     memset(p, 0, sizeof *p);
 }
 

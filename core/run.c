@@ -64,7 +64,7 @@ typedef struct run_state {
     mplb_plan plan, base_plan;
     mplb_cost_result res, base_res;
     mplb_policy **pols;
-    double *rank_load, *rank_vision;
+    double *rank_load, *rank_vision, *rank_mem, mem_budget;
     uint8_t *prec8;
     mplb_runfile *rf;
     double relerr[MPLB_PREC_COUNT];
@@ -82,6 +82,7 @@ static void state_free(run_state *s, int n_pol) {
     mplb_cost_result_free(&s->base_res);
     free(s->rank_load);
     free(s->rank_vision);
+    free(s->rank_mem);
     free(s->prec8);
 }
 
@@ -103,6 +104,9 @@ static void observe(const mplb_exp *x, const run_state *s, int step, int layer, 
     o->expert_vision = s->rt.vision_counts;
     o->expert_importance = s->rt.importance;
     o->expert_rank = s->base.home;
+    o->rank_mem = s->rank_mem;
+    o->model = &x->model;
+    o->mem_budget = s->mem_budget;
 }
 
 int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err) {
@@ -127,13 +131,20 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     s.rank_load = calloc((size_t)R, sizeof(double));
     s.rank_vision = calloc((size_t)R, sizeof(double));
     s.prec8 = calloc((size_t)E, 1);
+    s.rank_mem = calloc((size_t)R, sizeof(double));
     sum->pol = calloc((size_t)P, sizeof *sum->pol);
-    if (!s.pols || !s.rank_load || !s.rank_vision || !s.prec8 || !sum->pol) {
+    if (!s.pols || !s.rank_load || !s.rank_vision || !s.prec8 || !s.rank_mem || !sum->pol) {
         rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
         goto out;
     }
     sum->n_policies = P;
     mplb_error_table(s.relerr);
+    mplb_plan_memory(&s.base_plan, &x->model, s.rank_mem);
+    s.mem_budget = x->cluster.expert_memory_gb * 1e9;
+    if (s.mem_budget <= 0) {
+        for (int r = 0; r < R; r++) if (s.rank_mem[r] > s.mem_budget) s.mem_budget = s.rank_mem[r];
+        s.mem_budget *= 1.25;
+    }
     mplb_obs ctx;
     memset(&ctx, 0, sizeof ctx);
     observe(x, &s, 0, 0, &ctx);
@@ -183,6 +194,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                     .t_combine_us = s.res.t_combine, .exposed_conv_us = s.res.exposed_conv,
                     .imbalance = s.res.imbalance, .lis = lis,
                     .error_proxy = mplb_error_proxy(&s.rt, &s.plan, s.relerr), .decide_us = dt,
+                    .bytes_intra = s.res.bytes_intra, .bytes_inter = s.res.bytes_inter,
                 };
                 for (int e = 0; e < E; e++) s.prec8[e] = (uint8_t)s.plan.expert_prec[e];
                 if ((rc = mplb_runfile_append(s.rf, &row, s.res.rank_load, s.res.rank_compute,

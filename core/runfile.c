@@ -31,6 +31,7 @@ static hid_t row_type(void) {
     F(t_combine_us, H5T_NATIVE_DOUBLE); F(exposed_conv_us, H5T_NATIVE_DOUBLE);
     F(imbalance, H5T_NATIVE_DOUBLE); F(lis, H5T_NATIVE_DOUBLE);
     F(error_proxy, H5T_NATIVE_DOUBLE); F(decide_us, H5T_NATIVE_DOUBLE);
+    F(bytes_intra, H5T_NATIVE_DOUBLE); F(bytes_inter, H5T_NATIVE_DOUBLE);
 #undef F
     return t;
 }

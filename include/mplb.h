@@ -20,4 +20,5 @@
 #include "mplb/runfile.h"
 #include "mplb/run.h"
 #include "mplb/quant.h"
+#include "mplb/calibrate.h"
 #endif

@@ -62,6 +62,11 @@ check failed-file-kept 0 "status:   failed" "$MPLB" inspect v.h5
 echo "hello" > text.h5
 check inspect-garbage 1 "not an HDF5 file" "$MPLB" inspect text.h5
 check demo 0 "speedup" "$MPLB" run "$SRC/experiments/demo.lua" -o demo.h5 --set workload.steps=1
+check calibrate 0 "wrote profile prof.lua" "$MPLB" calibrate --backend cpu --quick -o prof.lua
+check calibrate-profile 0 "profile prof.lua" "$MPLB" run small.lua -o cal.h5 --set cluster.profile=prof.lua
+check calibrate-cuda 2 "backend 'cuda' is not available" "$MPLB" calibrate --backend cuda
+check h200 0 "profile h200" "$MPLB" run small.lua -o h200.h5 --set cluster.profile=h200
+check b200 0 "profile b200" "$MPLB" run small.lua -o b200.h5 --set cluster.profile=b200
 if command -v h5dump >/dev/null; then
   check h5dump 0 "DATASET \"steps\"" h5dump -H out.h5
 fi

@@ -122,10 +122,11 @@ static void test_dispatch_two_nodes(void **st) {
     assert_close(f.res.t_combine, 0.02048 + 0.04096 + 10, 1e-12);
     assert_close(f.res.bytes_intra, 2048, 0);
     assert_close(f.res.bytes_inter, 2048, 0);
-    /* fp8 dispatch halves the dispatch bytes, not the combine's */
+    /* fp8 dispatch: 1024 B plus 8 float scales (one per 128 channels) = 1056 B;
+     * the combine stays bf16 */
     f.plan.dispatch_prec = MPLB_PREC_FP8_E4M3;
     assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
-    assert_close(f.res.t_dispatch, 0.01024 + 0.02048 + 10, 1e-12);
+    assert_close(f.res.t_dispatch, 0.01056 + 0.02112 + 10, 1e-12);
     assert_close(f.res.t_combine, 0.02048 + 0.04096 + 10, 1e-12);
     fx_free(&f);
 }
@@ -163,8 +164,7 @@ static void test_replicas_split_tokens(void **st) {
     mplb_err err;
     assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
     assert_close(f.res.imbalance, 2.0, 1e-15);
-    f.plan.placement.has[0 * 2 + 1] = 1;
-    f.plan.placement.copies[0] = 2;
+    mplb_placement_add(&f.plan.placement, 0, 1);
     assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
     assert_close(f.res.rank_load[0], 500, 0);
     assert_close(f.res.rank_load[1], 500, 0);
@@ -261,6 +261,67 @@ static void test_monotonic_random(void **st) {
     }
 }
 
+/* Conversion modes: stored weights need no conversion and take p's memory;
+ * a cached copy needs none either but costs bf16 + p. */
+static void test_conversion_modes_and_memory(void **st) {
+    (void)st;
+    mplb_profile hw = flat_profile();
+    mplb_model m = small_model(2, 1);
+    fixture f;
+    fx_init(&f, 2, 2, 1, 1);
+    add_tokens(&f, 2, 0, 10, 1);
+    mplb_err err;
+    double bf16 = 3.0 * 1024 * 512 * 2, fp8 = 3.0 * 1024 * 512;
+    f.plan.expert_prec[1] = MPLB_PREC_FP8_E4M3;
+    f.plan.expert_mode[1] = MPLB_CONV_STORED;
+    assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
+    assert_close(f.res.exposed_conv, 0, 0);
+    double mem[2];
+    mplb_plan_memory(&f.plan, &m, mem);
+    assert_close(mem[0], bf16, 0);
+    assert_close(mem[1], fp8, 0);
+    f.plan.expert_mode[1] = MPLB_CONV_CACHED;
+    assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
+    assert_close(f.res.exposed_conv, 0, 0);
+    mplb_plan_memory(&f.plan, &m, mem);
+    assert_close(mem[1], bf16 + fp8, 0);
+    /* a replica costs its stored bytes on the new rank */
+    mplb_placement_add(&f.plan.placement, 0, 1);
+    mplb_plan_memory(&f.plan, &m, mem);
+    assert_close(mem[1], bf16 + fp8 + bf16, 0);
+    assert_close(mplb_expert_bytes(&m, MPLB_PREC_NVFP4, MPLB_CONV_STORED), 3.0 * 1024 * 512 * 4.5 / 8, 0);
+    fx_free(&f);
+}
+
+/* 1000 tokens of expert 0 (rank 0); 400 move to rank 1, which holds no copy
+ * and fetches 3145728 B of bf16 weights over NVLink (100 GB/s): 31.45728 us.
+ * Rank 1 computes 400 tokens: 6*400*1024*512/1e14 s = 12.582912 us (compute-
+ * bound) + 5 us launch; the fetch hides behind dispatch (2 us latency, no
+ * bytes) + that compute: exposed 31.45728 - 19.582912 = 11.874368 us. */
+static void test_move_tokens_prefetch(void **st) {
+    (void)st;
+    mplb_profile hw = flat_profile();
+    mplb_model m = small_model(2, 1);
+    fixture f;
+    fx_init(&f, 2, 2, 1, 1);
+    add_tokens(&f, 2, 0, 1000, 0);
+    mplb_err err;
+    assert_int_equal(mplb_plan_add_move(&f.plan, 0, 0, 1, 400, &err), 0);
+    assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
+    assert_close(f.res.rank_load[0], 600, 0);
+    assert_close(f.res.rank_load[1], 400, 0);
+    assert_close(f.res.rank_compute[0], mplb_cost_expert_us(&hw, &m, MPLB_PREC_BF16, 600) + 5, 1e-12);
+    assert_close(f.res.rank_compute[1], 12.582912 + 5 + 11.874368, 1e-12);
+    assert_close(f.res.exposed_conv, 11.874368, 1e-12);
+    /* moving to a rank that already holds a replica fetches nothing */
+    mplb_placement_add(&f.plan.placement, 0, 1);
+    assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
+    assert_close(f.res.rank_load[0], 100, 0);   /* 500 each from the split, then 400 moved */
+    assert_close(f.res.rank_load[1], 900, 0);
+    assert_close(f.res.exposed_conv, 0, 0);
+    fx_free(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_expert_compute_bound),
@@ -273,6 +334,8 @@ int main(void) {
         cmocka_unit_test(test_zero_tokens_one_rank),
         cmocka_unit_test(test_lis_definition),
         cmocka_unit_test(test_monotonic_random),
+        cmocka_unit_test(test_conversion_modes_and_memory),
+        cmocka_unit_test(test_move_tokens_prefetch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@ typedef struct mplb_model {
 typedef struct mplb_cluster {
     int nodes, gpus_per_node;     /* ranks = nodes * gpus_per_node */
     char profile[MPLB_NAME_MAX];
+    double expert_memory_gb;      /* expert weights per rank; 0 = 1.25 x the all-bf16 footprint */
 } mplb_cluster;
 
 typedef struct mplb_workload_cfg {
@@ -75,6 +76,10 @@ typedef struct mplb_profile {
     double nvlink_lat_us, net_lat_us, launch_us;
     double conv_eff;                                /* weight conversion: share of HBM bw */
     double memory_gb;
+    /* derived at load: ln of each curve point's n (0 when built by hand) */
+    int eff_ln_ready;
+    double eff_ln[MPLB_PREC_COUNT][MPLB_EFF_MAX];
+    double eff_slope[MPLB_PREC_COUNT][MPLB_EFF_MAX]; /* d eff / d ln n on segment i-1..i */
 } mplb_profile;
 
 /* Load an experiment. sets[] are "path.to.field=lua-expression" overrides

@@ -5,7 +5,8 @@
  * P.feedback(result). obs is a read-only view over the C arrays of the
  * current observation (1-based: obs.rank_load[r], obs.expert_load[e]); act
  * records actions that are checked as they are made, so a bad one raises an
- * error at the policy's own file:line. Limits: mem_limit bytes of Lua heap
+ * error at the policy's own file:line; after decide, a plan whose expert
+ * weights exceed obs.mem_budget on some rank is refused. Limits: mem_limit bytes of Lua heap
  * and instr_limit VM instructions per call.
  *
  *   mplb_policy *pol;
@@ -36,6 +37,9 @@ typedef struct mplb_obs {
     const int32_t *expert_vision;   /* [E] */
     const double *expert_importance;/* [E] gate mass */
     const int *expert_rank;         /* [E] home rank (0-based in C, 1-based in Lua) */
+    const double *rank_mem;         /* [R] expert-weight bytes on r with all experts bf16 at home */
+    const mplb_model *model;        /* shapes, for memory accounting */
+    double mem_budget;              /* expert-weight bytes allowed per rank */
 } mplb_obs;
 
 typedef struct mplb_feedback {

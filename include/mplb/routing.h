@@ -19,12 +19,15 @@ typedef struct mplb_placement {
     int *home;          /* [E] rank of the original copy */
     uint8_t *has;       /* [E*R] 1 when rank r holds a copy of expert e */
     int *copies;        /* [E] number of ranks holding e (>= 1) */
+    int *ranks;         /* [E*R] ranks holding e: ranks[e*R + i], i < copies[e]; home first */
 } mplb_placement;
 
 int mplb_placement_init_contiguous(mplb_placement *p, int R, int E, mplb_err *err);
 int mplb_placement_copy(mplb_placement *dst, const mplb_placement *src, mplb_err *err);
 void mplb_placement_assign(mplb_placement *dst, const mplb_placement *src); /* same R, E */
 void mplb_placement_free(mplb_placement *p);
+/* Give rank r a copy of expert e (no-op if it has one). */
+void mplb_placement_add(mplb_placement *p, int e, int r);
 /* Experts whose home is r. */
 int mplb_placement_rank_experts(const mplb_placement *p, int r);
 

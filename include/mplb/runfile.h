@@ -24,6 +24,7 @@ typedef struct mplb_step_row {
     int64_t tokens;
     double t_layer_us, t_baseline_us, t_dispatch_us, t_compute_max_us, t_combine_us;
     double exposed_conv_us, imbalance, lis, error_proxy, decide_us;
+    double bytes_intra, bytes_inter;
 } mplb_step_row;
 
 typedef struct mplb_runfile_meta {

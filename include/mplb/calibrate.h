@@ -1,0 +1,27 @@
+/* mplb_calibrate: measure this machine and write a hardware profile.
+ *
+ * Backend "cpu": FP32 GEMM through OpenBLAS (one thread) over a grid of
+ * tokens-per-expert n on an expert-shaped SwiGLU (gate+up d->2f, down f->d),
+ * memory bandwidth (memcpy), and weight-conversion throughput (the fp8
+ * quantizer). eff(n) = GFLOP/s at n over the best GFLOP/s of the grid.
+ * Until the CPU backend has its own mixed-precision kernels, every format
+ * computes as bf16 at the FP32 GEMM rate (a weight-only format there only
+ * saves bytes). The profile says which numbers were measured.
+ */
+#ifndef MPLB_CALIBRATE_H
+#define MPLB_CALIBRATE_H
+
+#include <stdio.h>
+#include "mplb/err.h"
+
+typedef struct mplb_calib_opts {
+    int hidden, ffn;        /* expert shape; 0 = 1024 x 512 */
+    int max_tokens;         /* top of the n grid; 0 = 2048 */
+    double min_seconds;     /* per grid point; 0 = 0.05 */
+    const char *name;       /* profile name */
+} mplb_calib_opts;
+
+/* Measure and write the profile as Lua source to out. */
+int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
+
+#endif
