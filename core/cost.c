@@ -26,6 +26,7 @@ void mplb_plan_reset(mplb_plan *pl, const mplb_placement *base) {
     memset(pl->expert_mode, MPLB_CONV_ONLINE, (size_t)pl->E);
     pl->dispatch_prec = MPLB_PREC_BF16;
     pl->n_moves = 0;
+    pl->placement_changed = 0;
     mplb_placement_assign(&pl->placement, base);
 }
 
@@ -211,14 +212,23 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     double tb = mplb_cost_token_bytes(m, plan->dispatch_prec), cb = mplb_cost_token_bytes(m, MPLB_PREC_BF16);
     double intra_tok = 0, inter_tok = 0, t_disp = 0, t_comb = 0;
     int inter = 0;
+    const int32_t *to_rank = rt->tok_to_rank, *to_node = rt->tok_to_node;
+    int32_t *scratch = NULL;
+    if (rt->has_dedup && plan->placement_changed) {
+        scratch = malloc(((size_t)R * R + (size_t)R * rt->nodes) * sizeof *scratch);
+        if (!scratch) { free(conv); return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory"); }
+        mplb_routing_dedup(rt, pl, gpn, scratch, scratch + (size_t)R * R);
+        to_rank = scratch;
+        to_node = scratch + (size_t)R * R;
+    }
     for (int s = 0; s < R; s++) {
         double s_intra = 0, s_inter = 0;
         int sn = s / gpn;
         if (rt->has_dedup) {
-            const int32_t *row = rt->tok_to_rank + (size_t)s * R;
+            const int32_t *row = to_rank + (size_t)s * R;
             for (int d = sn * gpn; d < (sn + 1) * gpn && d < R; d++)
                 if (d != s) s_intra += row[d];
-            const int32_t *nrow = rt->tok_to_node + (size_t)s * rt->nodes;
+            const int32_t *nrow = to_node + (size_t)s * rt->nodes;
             for (int nd = 0; nd < rt->nodes; nd++)
                 if (nd != sn) s_inter += nrow[nd];
         } else {
@@ -241,6 +251,7 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
         if (link * tb > t_disp) t_disp = link * tb;
         if (link * cb > t_comb) t_comb = link * cb;
     }
+    free(scratch);
     double lat = R > 1 ? (inter ? hw->net_lat_us : hw->nvlink_lat_us) : 0;
     res->t_dispatch = R > 1 ? t_disp + lat : 0;
     res->t_combine = R > 1 ? t_comb + lat : 0;

@@ -122,6 +122,7 @@ static int act_place(lua_State *L) {
     pl->copies[e] = 0;
     pl->home[e] = r;
     mplb_placement_add(pl, e, r);
+    pol->plan->placement_changed = 1;
     return 0;
 }
 
@@ -158,6 +159,7 @@ static int act_replicate(lua_State *L) {
     int e = check_index(L, 2, pol->plan->E, "expert");
     int r = check_index(L, 3, pol->plan->R, "rank");
     mplb_placement_add(&pol->plan->placement, e, r);
+    pol->plan->placement_changed = 1;
     if (!lua_isnoneornil(L, 4)) pol->plan->expert_prec[e] = check_prec(L, 4);
     return 0;
 }
@@ -199,10 +201,42 @@ static int lib_bits(lua_State *L) {
     return 1;
 }
 
-static void open_mplb_lib(lua_State *L) {
+/* mplb.error(p): the run's relative weight error of p (0 for bf16). */
+static int lib_error(lua_State *L) {
+    mplb_policy *pol = lua_touserdata(L, lua_upvalueindex(1));
+    mplb_prec p = check_prec(L, 1);
+    lua_pushnumber(L, pol->obs.prec_error ? pol->obs.prec_error[p] : (p == MPLB_PREC_BF16 ? 0 : 1));
+    return 1;
+}
+
+/* mplb.speedup(p): compute-bound rate of p over bf16 on this chip (1 where
+ * p only saves bytes, e.g. FP4 on Hopper). */
+static int lib_speedup(lua_State *L) {
+    mplb_policy *pol = lua_touserdata(L, lua_upvalueindex(1));
+    mplb_prec p = check_prec(L, 1);
+    lua_pushnumber(L, pol->obs.prec_speed ? pol->obs.prec_speed[p] : 1);
+    return 1;
+}
+
+/* obs.src_load(r, e): token copies from source rank r to expert e. */
+static int obs_src_load(lua_State *L) {
+    mplb_policy *pol = lua_touserdata(L, lua_upvalueindex(1));
+    const mplb_obs *o = &pol->obs;
+    int r = check_index(L, 1, o->ranks, "rank"), e = check_index(L, 2, o->experts, "expert");
+    lua_pushinteger(L, o->src_counts ? o->src_counts[(size_t)r * o->experts + e] : 0);
+    return 1;
+}
+
+static void open_mplb_lib(lua_State *L, mplb_policy *pol) {
     lua_newtable(L);
     lua_pushcfunction(L, lib_bits);
     lua_setfield(L, -2, "bits");
+    lua_pushlightuserdata(L, pol);
+    lua_pushcclosure(L, lib_error, 1);
+    lua_setfield(L, -2, "error");
+    lua_pushlightuserdata(L, pol);
+    lua_pushcclosure(L, lib_speedup, 1);
+    lua_setfield(L, -2, "speedup");
     lua_newtable(L);
     for (int p = 0; p < MPLB_PREC_COUNT; p++) {
         lua_pushstring(L, mplb_prec_name(p));
@@ -227,6 +261,9 @@ static int build_views(mplb_policy *pol) {
         luaL_setmetatable(L, ARR_MT);
         lua_setfield(L, -2, arr_names[k]);
     }
+    lua_pushlightuserdata(L, pol);
+    lua_pushcclosure(L, obs_src_load, 1);
+    lua_setfield(L, -2, "src_load");
     lua_pushvalue(L, -1);
     pol->ref_fields = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newmetatable(L, OBS_MT);
@@ -305,7 +342,7 @@ int mplb_policy_open(const char *path, const char *params, const mplb_policy_lim
     if ((rc = mplb_lsb_open(&pol->sb, mem, ins, err)) < 0) goto fail;
     lua_State *L = pol->sb.L;
     build_views(pol);
-    open_mplb_lib(L);
+    open_mplb_lib(L, pol);
     char chunk[MPLB_PATH_MAX + 1];
     snprintf(chunk, sizeof chunk, "@%s", path);
     if ((rc = mplb_lsb_dostring(&pol->sb, pol->source, chunk, 1, err)) < 0) goto fail;
@@ -357,7 +394,7 @@ int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, m
         for (int r = 0; r < plan->R; r++)
             if (pol->mem[r] > obs->mem_budget * (1 + 1e-12)) {
                 rc = mplb_err_set(err, MPLB_EPOLICY,
-                                  "decide: rank %d would hold %.3f GB of expert weights, over the budget of %.3f GB "
+                                  "decide: rank %d would hold %.6g GB of expert weights, over the budget of %.6g GB "
                                   "(replicas and cached copies cost memory; stored low-precision weights free it)",
                                   r + 1, pol->mem[r] / 1e9, obs->mem_budget / 1e9);
                 break;

@@ -98,6 +98,7 @@ void mplb_routing_clear(mplb_routing *rt) {
 void mplb_routing_free(mplb_routing *rt) {
     free(rt->src_counts); free(rt->expert_counts); free(rt->vision_counts);
     free(rt->src_vision); free(rt->importance); free(rt->tok_to_rank); free(rt->tok_to_node);
+    free(rt->tok_src); free(rt->tok_ids);
     memset(rt, 0, sizeof *rt);
 }
 
@@ -106,8 +107,21 @@ void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus
     int R = rt->R, E = rt->E;
     /* top_k is small (<= 8 in every public MoE), so a linear "seen" scan beats a bitmap. */
     int seen_rank[64], seen_node[64], nr = 0, nn = 0;
+    if (rt->tokens == rt->tok_cap) {
+        int64_t cap = rt->tok_cap ? 2 * rt->tok_cap : 1024;
+        int32_t *s = realloc(rt->tok_src, (size_t)cap * sizeof *s);
+        if (s) rt->tok_src = s;
+        int32_t *ids2 = s ? realloc(rt->tok_ids, (size_t)cap * rt->top_k * sizeof *ids2) : NULL;
+        if (ids2) { rt->tok_ids = ids2; rt->tok_cap = cap; }
+    }
+    /* when the token log cannot grow, counts stay exact; re-deduplication under
+     * another placement is then unavailable (has_dedup stays as it was) */
+    if (rt->tokens < rt->tok_cap) {
+        rt->tok_src[rt->tokens] = src;
+        for (int j = 0; j < rt->top_k; j++) rt->tok_ids[rt->tokens * rt->top_k + j] = ids[j];
+        if (rt->tokens == 0) rt->has_dedup = 1;
+    } else rt->has_dedup = 0;
     rt->tokens++;
-    rt->has_dedup = 1;
     if (vision) rt->src_vision[src]++;
     for (int j = 0; j < rt->top_k; j++) {
         int e = ids[j];
@@ -120,6 +134,24 @@ void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus
         if (k == nr && nr < 64) { seen_rank[nr++] = d; rt->tok_to_rank[(size_t)src * R + d]++; }
         for (k = 0; k < nn && seen_node[k] != node; k++) {}
         if (k == nn && nn < 64) { seen_node[nn++] = node; rt->tok_to_node[(size_t)src * rt->nodes + node]++; }
+    }
+}
+
+void mplb_routing_dedup(const mplb_routing *rt, const mplb_placement *pl, int gpn,
+                        int32_t *to_rank, int32_t *to_node) {
+    int R = rt->R, k = rt->top_k;
+    memset(to_rank, 0, (size_t)R * R * sizeof *to_rank);
+    memset(to_node, 0, (size_t)R * rt->nodes * sizeof *to_node);
+    for (int64_t t = 0; t < rt->tokens; t++) {
+        int src = rt->tok_src[t], seen_rank[64], seen_node[64], nr = 0, nn = 0;
+        for (int j = 0; j < k; j++) {
+            int e = rt->tok_ids[t * k + j];
+            int d = pl->ranks[(size_t)e * R + (int)((t + j) % pl->copies[e])], node = d / gpn, q;
+            for (q = 0; q < nr && seen_rank[q] != d; q++) {}
+            if (q == nr && nr < 64) { seen_rank[nr++] = d; to_rank[(size_t)src * R + d]++; }
+            for (q = 0; q < nn && seen_node[q] != node; q++) {}
+            if (q == nn && nn < 64) { seen_node[nn++] = node; to_node[(size_t)src * rt->nodes + node]++; }
+        }
     }
 }
 

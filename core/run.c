@@ -67,7 +67,7 @@ typedef struct run_state {
     double *rank_load, *rank_vision, *rank_mem, mem_budget;
     uint8_t *prec8;
     mplb_runfile *rf;
-    double relerr[MPLB_PREC_COUNT];
+    double relerr[MPLB_PREC_COUNT], speed[MPLB_PREC_COUNT];
 } run_state;
 
 static void state_free(run_state *s, int n_pol) {
@@ -105,6 +105,9 @@ static void observe(const mplb_exp *x, const run_state *s, int step, int layer, 
     o->expert_importance = s->rt.importance;
     o->expert_rank = s->base.home;
     o->rank_mem = s->rank_mem;
+    o->src_counts = s->rt.src_counts;
+    o->prec_error = s->relerr;
+    o->prec_speed = s->speed;
     o->model = &x->model;
     o->mem_budget = s->mem_budget;
 }
@@ -139,6 +142,8 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     }
     sum->n_policies = P;
     mplb_error_table(s.relerr);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++)
+        s.speed[p] = s.hw.peak_tflops[s.hw.compute_as[p]] / s.hw.peak_tflops[s.hw.compute_as[MPLB_PREC_BF16]];
     mplb_plan_memory(&s.base_plan, &x->model, s.rank_mem);
     s.mem_budget = x->cluster.expert_memory_gb * 1e9;
     if (s.mem_budget <= 0) {

@@ -1,30 +1,54 @@
 -- threshold: ReaLB's rule (per-rank precision switching).
 --
--- Paper: ReaLB, "real-time load balancing for multimodal MoE inference" —
--- when the batch is large enough to be compute-bound (tokens >= min_tokens),
--- ranks whose load exceeds tau x the mean rank load, and whose tokens are
--- mostly vision (share >= vision_share), run that layer's experts in a low
--- precision (NVFP4 W4A4 in the paper); weights are converted on the fly,
--- hidden behind the dispatch.
--- Simplified: "overloaded" is the tau x mean rule (the paper does not publish
--- its exact test); vision_share = 0 disables the modality condition.
+-- Paper: ReaLB (real-time load balancing for multimodal MoE inference).
+-- When the batch is large enough to be compute-bound (tokens >= min_tokens),
+-- ranks that are overloaded and mostly serve vision tokens (share >=
+-- vision_share) run that layer's experts in a low precision (NVFP4 W4A4 in
+-- the paper); weights stay bf16 and are converted on the fly, hidden behind
+-- the dispatch ("online").
+-- Simplified: the paper does not publish its exact overload test, so it is a
+-- parameter: overload = "factor" (load > tau x mean rank load) or "top"
+-- (the top_ranks most loaded ranks). vision_share = 0 drops the modality test
+-- (the paper's threshold 0); 0.7 is its default.
 local P = {
   params = {
     tau = 1.25,            -- overloaded: load > tau * mean rank load
     low = "nvfp4",         -- precision for overloaded ranks
     min_tokens = 2048,     -- act only in the compute-bound regime
     vision_share = 0.0,    -- require this share of vision tokens (ReaLB: 0.7)
+    overload = "factor",   -- "factor" or "top"
+    top_ranks = 1,         -- with overload = "top"
+    mode = "online",       -- conversion: online (ReaLB), stored, cached
   },
 }
+
+local function overloaded_ranks(obs, p)
+  local list = {}
+  if p.overload == "top" then
+    local order = {}
+    for r = 1, obs.ranks do order[r] = r end
+    table.sort(order, function(a, b)
+      local la, lb = obs.rank_load[a], obs.rank_load[b]
+      if la ~= lb then return la > lb end
+      return a < b
+    end)
+    for i = 1, math.min(p.top_ranks, obs.ranks) do list[#list + 1] = order[i] end
+  else
+    local mean = obs.tokens * obs.top_k / obs.ranks
+    for r = 1, obs.ranks do
+      if obs.rank_load[r] > p.tau * mean then list[#list + 1] = r end
+    end
+  end
+  return list
+end
 
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end
-  local mean = obs.tokens * obs.top_k / obs.ranks
-  for r = 1, obs.ranks do
+  for _, r in ipairs(overloaded_ranks(obs, p)) do
     local load = obs.rank_load[r]
-    if load > p.tau * mean and obs.rank_vision[r] >= p.vision_share * load then
-      act:rank_precision(r, p.low)
+    if load > 0 and obs.rank_vision[r] >= p.vision_share * load then
+      act:rank_precision(r, p.low, p.mode)
     end
   end
 end

@@ -62,6 +62,18 @@ check failed-file-kept 0 "status:   failed" "$MPLB" inspect v.h5
 echo "hello" > text.h5
 check inspect-garbage 1 "not an HDF5 file" "$MPLB" inspect text.h5
 check demo 0 "speedup" "$MPLB" run "$SRC/experiments/demo.lua" -o demo.h5 --set workload.steps=1
+for pol in baseline static threshold lis expert_level learned redistribute eplb locality; do
+  check "policy-check-$pol" 0 "ok on the check workload" "$MPLB" policy check "$SRC/policies/$pol.lua"
+done
+check policy-check-param 0 "ok" "$MPLB" policy check "$SRC/policies/threshold.lua" --param tau=2 --param low='"fp8_e4m3"'
+check policy-check-badparam 1 "no parameter 'taux'" "$MPLB" policy check "$SRC/policies/threshold.lua" --param taux=2
+check policy-check-error 1 "badprec.lua:3: unknown precision 'fp5'" "$MPLB" policy check badprec.lua
+printf 'local P = {}\nfunction P.decide(obs, act)\n  while true do end\nend\nreturn P\n' > loop.lua
+check policy-check-loop 1 "instruction limit exceeded" "$MPLB" policy check loop.lua
+printf 'local P = {}\nfunction P.decide(obs, act)\n  os.execute("touch pwned")\nend\nreturn P\n' > os.lua
+check policy-check-os 1 "os.lua:3: attempt to index a nil value (global 'os')" "$MPLB" policy check os.lua
+check run-hostile-kept 1 "status: failed" "$MPLB" run small.lua -o hostile.h5 --policy baseline --policy ./loop.lua
+check inspect-hostile 0 "instruction limit exceeded" "$MPLB" inspect hostile.h5
 check calibrate 0 "wrote profile prof.lua" "$MPLB" calibrate --backend cpu --quick -o prof.lua
 check calibrate-profile 0 "profile prof.lua" "$MPLB" run small.lua -o cal.h5 --set cluster.profile=prof.lua
 check calibrate-cuda 2 "backend 'cuda' is not available" "$MPLB" calibrate --backend cuda

@@ -39,6 +39,7 @@ typedef struct mplb_plan {
     uint8_t *expert_mode;     /* [E] MPLB_CONV_* */
     mplb_prec dispatch_prec;  /* bf16, fp8_e4m3, fp8_e5m2 or mxfp8 */
     mplb_placement placement;
+    int placement_changed;    /* set by place/replicate: dispatch is re-deduplicated */
     int n_moves, cap_moves;
     mplb_move *moves;
 } mplb_plan;

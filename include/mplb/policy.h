@@ -38,6 +38,9 @@ typedef struct mplb_obs {
     const double *expert_importance;/* [E] gate mass */
     const int *expert_rank;         /* [E] home rank (0-based in C, 1-based in Lua) */
     const double *rank_mem;         /* [R] expert-weight bytes on r with all experts bf16 at home */
+    const int32_t *src_counts;      /* [R*E] token copies from source rank r to expert e */
+    const double *prec_error;       /* [MPLB_PREC_COUNT] relative weight error of each format */
+    const double *prec_speed;       /* [MPLB_PREC_COUNT] compute-rate ratio over bf16 on this chip */
     const mplb_model *model;        /* shapes, for memory accounting */
     double mem_budget;              /* expert-weight bytes allowed per rank */
 } mplb_obs;

@@ -39,9 +39,12 @@ typedef struct mplb_routing {
     int32_t *vision_counts;  /* [E] copies that came from vision tokens */
     int32_t *src_vision;     /* [R] vision tokens originating on r */
     double *importance;      /* [E] gate-weight mass */
-    int has_dedup;
+    int has_dedup;           /* per-token choices known (synthetic, per-token traces) */
     int32_t *tok_to_rank;    /* [R*R] tokens from r with >= 1 expert homed on d */
     int32_t *tok_to_node;    /* [R*nodes] tokens from r with >= 1 expert on node n */
+    int32_t *tok_src;        /* [tokens] source rank of each token */
+    int32_t *tok_ids;        /* [tokens*top_k] its experts */
+    int64_t tok_cap;
 } mplb_routing;
 
 int mplb_routing_alloc(mplb_routing *rt, int R, int E, int nodes, int top_k, mplb_err *err);
@@ -50,6 +53,13 @@ void mplb_routing_free(mplb_routing *rt);
 /* Add one token from src with top-k experts ids[] and gate weights w[]. */
 void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
                             int src, int vision, const int *ids, const float *w);
+
+/* Tokens per (source, destination rank) and (source, destination node),
+ * each token counted once per destination, under placement pl. A token's
+ * j-th expert with c copies goes to copy (t + j) mod c, which splits an
+ * expert's tokens evenly over its replicas. Needs has_dedup. */
+void mplb_routing_dedup(const mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
+                        int32_t *to_rank, int32_t *to_node);
 
 /* LIS (R&Q): E * max_e n_e / (T * k): the busiest expert's tokens over the
  * equal split; 1 = balanced. 0 when T = 0. */

@@ -1,0 +1,37 @@
+-- learned: ReaLB's threshold with tau learned online (dual ascent).
+--
+-- Maximise speedup subject to a mean error proxy <= budget. Each layer keeps
+-- its own tau: after every step, feedback moves tau up when the layer's
+-- error proxy was above budget (fewer ranks switch) and down when below
+-- (more switch): tau <- clamp(tau + lr * (error - budget) / budget). On a
+-- drifting workload tau follows the drift; the error settles near budget.
+local P = {
+  params = { budget = 0.02, low = "nvfp4", tau0 = 1.5, lr = 0.05, tau_min = 1.0, tau_max = 4.0,
+             min_tokens = 0, mode = "online" },
+}
+
+P.tau = {}   -- per layer; read by tests and by feedback
+
+local function tau_of(layer)
+  local t = P.tau[layer]
+  if t == nil then t = P.params.tau0; P.tau[layer] = t end
+  return t
+end
+
+function P.decide(obs, act)
+  local p = P.params
+  if obs.tokens < p.min_tokens then return end
+  local tau = tau_of(obs.layer)
+  local mean = obs.tokens * obs.top_k / obs.ranks
+  for r = 1, obs.ranks do
+    if obs.rank_load[r] > tau * mean then act:rank_precision(r, p.low, p.mode) end
+  end
+end
+
+function P.feedback(res)
+  local p = P.params
+  local t = tau_of(res.layer) + p.lr * (res.error_proxy - p.budget) / p.budget
+  P.tau[res.layer] = math.max(p.tau_min, math.min(p.tau_max, t))
+end
+
+return P
