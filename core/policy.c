@@ -10,6 +10,7 @@
 #define OBS_MT "mplb.obs"
 #define ARR_MT "mplb.array"
 #define ACT_MT "mplb.act"
+#define SCALARS 9
 
 struct mplb_policy {
     mplb_lsb sb;
@@ -20,6 +21,12 @@ struct mplb_policy {
     mplb_obs obs;         /* the current observation: arrays point at the caller's */
     mplb_plan *plan;      /* the plan act writes into during decide */
     double *mem;          /* [R] scratch for the memory check */
+    int *by_rank, *rank_start; /* experts grouped by base home rank: by_rank[rank_start[r]..] */
+    const char *names[MPLB_PREC_COUNT]; /* interned precision names (kept in the registry) */
+    const int *by_rank_src;    /* the obs.expert_rank array the index was built from */
+    int pushed_ok;        /* the scalar cache below is valid */
+    lua_Integer pushed[SCALARS];
+    double pushed_budget, pushed_ebytes;
 };
 
 /* An array view reads one field of pol->obs, so views are made once and
@@ -35,11 +42,14 @@ static int arr_len(const mplb_obs *o, arr_kind k) {
     return k <= ARR_RANK_MEM ? o->ranks : o->experts;
 }
 
+/* The array metatables hide themselves (__metatable), so these metamethods
+ * only ever see their own userdata: no luaL_checkudata on the hot path. */
 static int arr_index(lua_State *L) {
-    arr_view *v = luaL_checkudata(L, 1, ARR_MT);
+    arr_view *v = lua_touserdata(L, 1);
     const mplb_obs *o = &v->pol->obs;
-    lua_Integer i = luaL_checkinteger(L, 2);
-    if (i < 1 || i > arr_len(o, v->kind)) { lua_pushnil(L); return 1; }
+    int isnum;
+    lua_Integer i = lua_tointegerx(L, 2, &isnum);
+    if (!isnum || i < 1 || i > arr_len(o, v->kind)) { lua_pushnil(L); return 1; }
     size_t j = (size_t)(i - 1);
     switch (v->kind) {
     case ARR_RANK_LOAD: lua_pushnumber(L, o->rank_load[j]); break;
@@ -55,7 +65,7 @@ static int arr_index(lua_State *L) {
 }
 
 static int arr_lenf(lua_State *L) {
-    arr_view *v = luaL_checkudata(L, 1, ARR_MT);
+    arr_view *v = lua_touserdata(L, 1);
     lua_pushinteger(L, arr_len(&v->pol->obs, v->kind));
     return 1;
 }
@@ -72,13 +82,21 @@ static mplb_policy *act_pol(lua_State *L) {
     return *pp;
 }
 
-static mplb_prec check_prec(lua_State *L, int arg) {
+/* Lua interns short strings, so a policy passing "nvfp4" passes the same
+ * pointer every time: compare with the names interned at open (pol->names)
+ * before falling back to strcmp. */
+static mplb_prec check_prec_fast(lua_State *L, const mplb_policy *pol, int arg) {
     const char *name = luaL_checkstring(L, arg);
+    if (pol)
+        for (int p = 0; p < MPLB_PREC_COUNT; p++)
+            if (pol->names[p] == name) return (mplb_prec)p;
     mplb_prec p;
     if (mplb_prec_parse(name, &p) < 0)
         luaL_error(L, "unknown precision '%s' (known: %s)", name, mplb_prec_all_names());
     return p;
 }
+
+#define check_prec(L, arg) check_prec_fast(L, NULL, arg)
 
 static int check_index(lua_State *L, int arg, int n, const char *what) {
     lua_Integer i = luaL_checkinteger(L, arg);
@@ -93,12 +111,43 @@ static int check_mode(lua_State *L, int arg) {
     return luaL_checkoption(L, arg, "online", modes);
 }
 
+/* Experts grouped by their base home rank, built once per run (the base
+ * placement does not change), so rank_precision touches only its experts. */
+static int rank_index(mplb_policy *pol) {
+    const mplb_obs *o = &pol->obs;
+    if (pol->by_rank && pol->by_rank_src == o->expert_rank) return 0;
+    free(pol->by_rank);
+    free(pol->rank_start);
+    pol->by_rank = malloc((size_t)o->experts * sizeof(int));
+    pol->rank_start = calloc((size_t)o->ranks + 1, sizeof(int));
+    if (!pol->by_rank || !pol->rank_start) return -1;
+    for (int e = 0; e < o->experts; e++) pol->rank_start[o->expert_rank[e] + 1]++;
+    for (int r = 0; r < o->ranks; r++) pol->rank_start[r + 1] += pol->rank_start[r];
+    int *fill = calloc((size_t)o->ranks, sizeof(int));
+    if (!fill) return -1;
+    for (int e = 0; e < o->experts; e++) {
+        int r = o->expert_rank[e];
+        pol->by_rank[pol->rank_start[r] + fill[r]++] = e;
+    }
+    free(fill);
+    pol->by_rank_src = o->expert_rank;
+    return 0;
+}
+
 static int act_rank_precision(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int r = check_index(L, 2, pol->plan->R, "rank");
-    mplb_prec p = check_prec(L, 3);
-    int mode = check_mode(L, 4);
+    mplb_prec p = check_prec_fast(L, pol, 3);
+    int mode = lua_isnoneornil(L, 4) ? MPLB_CONV_ONLINE : check_mode(L, 4);
     const mplb_placement *pl = &pol->plan->placement;
+    if (!pol->plan->placement_changed && rank_index(pol) == 0) {
+        for (int i = pol->rank_start[r]; i < pol->rank_start[r + 1]; i++) {
+            int e = pol->by_rank[i];
+            pol->plan->expert_prec[e] = p;
+            pol->plan->expert_mode[e] = (uint8_t)mode;
+        }
+        return 0;
+    }
     for (int e = 0; e < pl->E; e++)
         if (pl->home[e] == r) { pol->plan->expert_prec[e] = p; pol->plan->expert_mode[e] = (uint8_t)mode; }
     return 0;
@@ -107,8 +156,8 @@ static int act_rank_precision(lua_State *L) {
 static int act_expert_precision(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
-    pol->plan->expert_prec[e] = check_prec(L, 3);
-    pol->plan->expert_mode[e] = (uint8_t)check_mode(L, 4);
+    pol->plan->expert_prec[e] = check_prec_fast(L, pol, 3);
+    pol->plan->expert_mode[e] = (uint8_t)(lua_isnoneornil(L, 4) ? MPLB_CONV_ONLINE : check_mode(L, 4));
     return 0;
 }
 
@@ -176,23 +225,35 @@ static const luaL_Reg act_methods[] = {
 
 /* ---- open / decide / feedback ------------------------------------------- */
 
+/* Scalars live in the obs fields table; only the ones that changed since the
+ * last call are written (step, layer and tokens, usually). */
 static void set_scalars(mplb_policy *pol) {
     lua_State *L = pol->sb.L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_fields);
     const mplb_obs *o = &pol->obs;
-    static const char *const names[] = {"step", "layer", "layers", "ranks", "experts", "top_k", "nodes", "gpus_per_node"};
-    const int vals[] = {o->step + 1, o->layer + 1, o->layers, o->ranks, o->experts, o->top_k, o->nodes, o->gpus_per_node};
-    for (int i = 0; i < 8; i++) {
+    static const char *const names[] = {"step", "layer", "layers", "ranks", "experts", "top_k", "nodes",
+                                        "gpus_per_node", "tokens"};
+    const lua_Integer vals[SCALARS] = {o->step + 1, o->layer + 1, o->layers, o->ranks, o->experts, o->top_k,
+                                       o->nodes, o->gpus_per_node, (lua_Integer)o->tokens};
+    double budget = o->mem_budget, ebytes = o->model ? 3.0 * o->model->hidden * o->model->ffn * 2.0 : 0;
+    int fields = 0;
+    for (int i = 0; i < SCALARS; i++) {
+        if (pol->pushed_ok && pol->pushed[i] == vals[i]) continue;
+        if (!fields) { lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_fields); fields = 1; }
         lua_pushinteger(L, vals[i]);
         lua_setfield(L, -2, names[i]);
+        pol->pushed[i] = vals[i];
     }
-    lua_pushinteger(L, (lua_Integer)o->tokens);
-    lua_setfield(L, -2, "tokens");
-    lua_pushnumber(L, o->mem_budget);
-    lua_setfield(L, -2, "mem_budget");
-    lua_pushnumber(L, o->model ? 3.0 * o->model->hidden * o->model->ffn * 2.0 : 0);
-    lua_setfield(L, -2, "expert_bytes");
-    lua_pop(L, 1);
+    if (!pol->pushed_ok || pol->pushed_budget != budget || pol->pushed_ebytes != ebytes) {
+        if (!fields) { lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_fields); fields = 1; }
+        lua_pushnumber(L, budget);
+        lua_setfield(L, -2, "mem_budget");
+        lua_pushnumber(L, ebytes);
+        lua_setfield(L, -2, "expert_bytes");
+        pol->pushed_budget = budget;
+        pol->pushed_ebytes = ebytes;
+    }
+    pol->pushed_ok = 1;
+    if (fields) lua_pop(L, 1);
 }
 
 /* mplb.bits(p): stored bits per weight of precision p (scales included). */
@@ -252,6 +313,7 @@ static int build_views(mplb_policy *pol) {
     lua_pushcfunction(L, arr_index); lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, arr_lenf); lua_setfield(L, -2, "__len");
     lua_pushcfunction(L, read_only); lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "array"); lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
     lua_newtable(L); /* fields */
     for (int k = 0; k < ARR_COUNT; k++) {
@@ -343,6 +405,12 @@ int mplb_policy_open(const char *path, const char *params, const mplb_policy_lim
     lua_State *L = pol->sb.L;
     build_views(pol);
     open_mplb_lib(L, pol);
+    lua_createtable(L, MPLB_PREC_COUNT, 0);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        pol->names[p] = lua_pushstring(L, mplb_prec_name(p));
+        lua_rawseti(L, -2, p + 1);
+    }
+    luaL_ref(L, LUA_REGISTRYINDEX); /* keeps the interned names alive */
     char chunk[MPLB_PATH_MAX + 1];
     snprintf(chunk, sizeof chunk, "@%s", path);
     if ((rc = mplb_lsb_dostring(&pol->sb, pol->source, chunk, 1, err)) < 0) goto fail;
@@ -428,6 +496,8 @@ void mplb_policy_close(mplb_policy *pol) {
     free(pol->source);
     free(pol->params);
     free(pol->mem);
+    free(pol->by_rank);
+    free(pol->rank_start);
     free(pol);
 }
 

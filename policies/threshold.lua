@@ -34,9 +34,10 @@ local function overloaded_ranks(obs, p)
     end)
     for i = 1, math.min(p.top_ranks, obs.ranks) do list[#list + 1] = order[i] end
   else
-    local mean = obs.tokens * obs.top_k / obs.ranks
+    local cut = p.tau * obs.tokens * obs.top_k / obs.ranks   -- tau x mean rank load
+    local load = obs.rank_load
     for r = 1, obs.ranks do
-      if obs.rank_load[r] > p.tau * mean then list[#list + 1] = r end
+      if load[r] > cut then list[#list + 1] = r end
     end
   end
   return list
@@ -45,9 +46,9 @@ end
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end
+  local load, vision = obs.rank_load, obs.rank_vision
   for _, r in ipairs(overloaded_ranks(obs, p)) do
-    local load = obs.rank_load[r]
-    if load > 0 and obs.rank_vision[r] >= p.vision_share * load then
+    if load[r] > 0 and vision[r] >= p.vision_share * load[r] then
       act:rank_precision(r, p.low, p.mode)
     end
   end

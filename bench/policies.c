@@ -1,0 +1,88 @@
+/* bench/policies: decide() microseconds per (step, layer) for each shipped
+ * policy with 64 ranks (8 nodes x 8) and 256 experts (DeepSeek-V3 shapes,
+ * 16k tokens), next to one cost-model evaluation of the same layer, in the
+ * same run. Not a test. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "mplb.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(void) {
+    mplb_err err = {0};
+    mplb_profile hw;
+    if (mplb_profile_load("h100", MPLB_SRC "/profiles", &hw, &err) < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    mplb_model m;
+    mplb_model_preset("deepseek-v3", &m);
+    const int R = 64, gpn = 8, nodes = 8, E = m.experts;
+    mplb_workload_cfg wc = {"synthetic", 1, 16384, 1.0, 0.5, 1.5};
+    mplb_wl wl;
+    mplb_placement pl;
+    mplb_routing rt;
+    mplb_plan plan;
+    mplb_cost_result res;
+    if (mplb_placement_init_contiguous(&pl, R, E, &err) < 0 || mplb_wl_init(&wl, &wc, &m, R, gpn, 1, &err) < 0 ||
+        mplb_routing_alloc(&rt, R, E, nodes, m.top_k, &err) < 0 || mplb_plan_init(&plan, &pl, &err) < 0 ||
+        mplb_cost_result_alloc(&res, R, &err) < 0 || mplb_wl_generate(&wl, 0, 0, &pl, &rt, &err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    double rank_load[64] = {0}, rank_vision[64] = {0}, rank_mem[64], relerr[MPLB_PREC_COUNT], speed[MPLB_PREC_COUNT];
+    for (int e = 0; e < E; e++) {
+        rank_load[pl.home[e]] += rt.expert_counts[e];
+        rank_vision[pl.home[e]] += rt.vision_counts[e];
+    }
+    mplb_plan_memory(&plan, &m, rank_mem);
+    mplb_error_table(relerr);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) speed[p] = hw.peak_tflops[hw.compute_as[p]] / hw.peak_tflops[MPLB_PREC_BF16];
+    mplb_obs obs = {.step = 0, .layer = 0, .layers = 1, .ranks = R, .experts = E, .top_k = m.top_k, .nodes = nodes,
+                    .gpus_per_node = gpn, .tokens = rt.tokens, .rank_load = rank_load, .rank_vision = rank_vision,
+                    .expert_load = rt.expert_counts, .expert_vision = rt.vision_counts,
+                    .expert_importance = rt.importance, .expert_rank = pl.home, .rank_mem = rank_mem,
+                    .src_counts = rt.src_counts, .prec_error = relerr, .prec_speed = speed, .model = &m,
+                    .mem_budget = rank_mem[0] * 1.25};
+    /* cost model reference */
+    int n = 0;
+    double t0 = now();
+    while (now() - t0 < 0.5) { mplb_cost_eval(&hw, &m, gpn, &rt, &plan, &res, &err); n++; }
+    double cost_us = (now() - t0) / n * 1e6;
+    printf("# mplb bench/policies: decide() per (step, layer), R=%d (%d nodes), E=%d, top-%d, %lld tokens, one core\n",
+           R, nodes, E, m.top_k, (long long)rt.tokens);
+    printf("%-14s %12s %14s\n", "policy", "decide_us", "over_costmodel");
+    static const char *names[] = {"baseline", "static", "threshold", "redistribute", "lis", "expert_level",
+                                  "learned", "eplb", "locality"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/policies/%s.lua", MPLB_SRC, names[i]);
+        mplb_policy *pol;
+        const char *params = !strcmp(names[i], "threshold") || !strcmp(names[i], "learned") ? "{min_tokens=0}" : NULL;
+        if (mplb_policy_open(path, params, NULL, &obs, &pol, &err) < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        /* warm up: history-based policies act from their second step on */
+        for (int s = 0; s < 3; s++) {
+            obs.step = s;
+            mplb_plan_reset(&plan, &pl);
+            if (mplb_policy_decide(pol, &obs, &plan, &err) < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        }
+        int calls = 0;
+        double spent = 0;
+        while (spent < 0.5 || calls < 5) {
+            obs.step = 3 + calls;
+            mplb_plan_reset(&plan, &pl);   /* not timed: the run loop does it outside decide too */
+            double a = now();
+            mplb_policy_decide(pol, &obs, &plan, &err);
+            spent += now() - a;
+            calls++;
+        }
+        double us = spent / calls * 1e6;
+        printf("%-14s %12.2f %13.1fx\n", names[i], us, us / cost_us);
+        mplb_policy_close(pol);
+    }
+    printf("%-14s %12.2f %13.1fx\n", "(cost model)", cost_us, 1.0);
+    return 0;
+}
