@@ -14,9 +14,9 @@ static const char *usage_text =
     "usage: mplb <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force]\n"
+    "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force | --resume]\n"
     "              run an experiment with the cost model; writes one HDF5 run file\n"
-    "  inspect FILE.h5          summarise a run file\n"
+    "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
     "  policy check FILE.lua [--param key=value]...\n"
     "              run a policy on a small built-in workload and report problems\n"
     "  calibrate --backend cpu [-o profiles/NAME.lua] [--quick]\n"
@@ -62,7 +62,7 @@ static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
 
 static int cmd_run(int argc, char **argv) {
     const char *exp_path = NULL, *out = NULL;
-    int force = 0, n_sets = 0, n_pol = 0;
+    int force = 0, resume = 0, n_sets = 0, n_pol = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     const char **pols = calloc((size_t)argc + 1, sizeof *pols);
     if (!sets || !pols) { free(sets); free(pols); fprintf(stderr, "mplb: out of memory\n"); return 1; }
@@ -72,6 +72,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
         else if (!strcmp(a, "--policy") && i + 1 < argc) pols[n_pol++] = argv[++i];
         else if (!strcmp(a, "--force")) force = 1;
+        else if (!strcmp(a, "--resume")) resume = 1;
         else if (a[0] == '-') {
             fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, usage_text);
             free(sets); free(pols);
@@ -117,31 +118,70 @@ static int cmd_run(int argc, char **argv) {
     }
     char cmdline[4096];
     join_cmd(argc + 1, argv - 1, cmdline, sizeof cmdline);
-    mplb_run_opts o = {.out_path = out, .force = force, .command = cmdline};
+    if (resume && force) { fprintf(stderr, "mplb run: --resume and --force exclude each other\n"); mplb_exp_free(&x); return 2; }
+    if (resume && out == def_out) {
+        fprintf(stderr, "mplb run: --resume needs -o FILE (the run to continue)\n");
+        mplb_exp_free(&x);
+        return 2;
+    }
+    mplb_run_opts o = {.out_path = out, .force = force, .resume = resume, .command = cmdline};
     mplb_run_summary sum;
     rc = mplb_run(&x, &o, &sum, &err);
     if (rc < 0) {
         fprintf(stderr, "mplb: %s\n", err.msg);
         if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
-    } else print_summary(&sum, &x, out);
+    } else {
+        if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
+        print_summary(&sum, &x, out);
+    }
     mplb_run_summary_free(&sum);
     mplb_exp_free(&x);
     return rc < 0 ? 1 : 0;
 }
 
+static void json_str(const char *s) {
+    putchar('"');
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
 static int cmd_inspect(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "mplb inspect: missing FILE.h5\n"); return 2; }
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!path) path = argv[i];
+        else { fprintf(stderr, "mplb inspect: unexpected argument '%s'\n", argv[i]); return 2; }
+    }
+    if (!path) { fprintf(stderr, "mplb inspect: missing FILE.h5\n"); return 2; }
     mplb_runfile_info info;
     mplb_err err = {0};
-    if (mplb_runfile_read(argv[1], &info, &err) < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
-    printf("file:     %s\n", argv[1]);
-    printf("status:   %s\n", info.status);
-    if (info.error && info.error[0]) printf("error:    %s\n", info.error);
-    printf("schema:   %s (written by mplb %s)\n", info.schema_version, info.mplb_version);
-    printf("command:  %s\n", info.command ? info.command : "");
-    printf("seed:     %llu\n", (unsigned long long)info.seed);
-    printf("ranks:    %d   experts: %d   rows: %lld\n", info.R, info.E, (long long)info.n_rows);
-    printf("%-34s %6s %10s %12s %9s %10s %12s\n", "policy", "rows", "layer_us", "baseline_us", "speedup", "imbalance", "error_proxy");
+    if (mplb_runfile_read(path, &info, &err) < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
+    const char *note = info.unclosed ? "not closed: still running, or killed (mplb run --resume continues it)" : "";
+    if (json) {
+        printf("{\"file\": "); json_str(path);
+        printf(", \"status\": "); json_str(info.status);
+        printf(", \"closed\": %s, \"error\": ", info.unclosed ? "false" : "true"); json_str(info.error);
+        printf(", \"schema_version\": "); json_str(info.schema_version);
+        printf(", \"mplb_version\": "); json_str(info.mplb_version);
+        printf(", \"command\": "); json_str(info.command);
+        printf(", \"seed\": %llu, \"ranks\": %d, \"experts\": %d, \"rows\": %lld, \"policies\": [",
+               (unsigned long long)info.seed, info.R, info.E, (long long)info.n_rows);
+    } else {
+        printf("file:     %s\n", path);
+        printf("status:   %s%s%s\n", info.status, note[0] ? " — " : "", note);
+        if (info.error && info.error[0]) printf("error:    %s\n", info.error);
+        printf("schema:   %s (written by mplb %s)\n", info.schema_version, info.mplb_version);
+        printf("command:  %s\n", info.command ? info.command : "");
+        printf("seed:     %llu\n", (unsigned long long)info.seed);
+        printf("ranks:    %d   experts: %d   rows: %lld\n", info.R, info.E, (long long)info.n_rows);
+        printf("%-34s %6s %10s %12s %9s %10s %12s\n", "policy", "rows", "layer_us", "baseline_us", "speedup", "imbalance", "error_proxy");
+    }
     for (int p = 0; p < info.n_policies; p++) {
         double tl = 0, tb = 0, im = 0, ep = 0;
         long n = 0;
@@ -150,10 +190,19 @@ static int cmd_inspect(int argc, char **argv) {
             if (r->policy != p) continue;
             n++; tl += r->t_layer_us; tb += r->t_baseline_us; im += r->imbalance; ep += r->error_proxy;
         }
-        if (!n) { printf("%-34s %6d\n", info.policy_names[p], 0); continue; }
-        printf("%-34s %6ld %10.1f %12.1f %8.3fx %10.3f %12.4f\n", info.policy_names[p], n, tl / n, tb / n,
-               tl > 0 ? tb / tl : 1.0, im / n, ep / n);
+        double dn = n ? (double)n : 1;
+        if (json) {
+            printf("%s{\"name\": ", p ? ", " : "");
+            json_str(info.policy_names[p]);
+            printf(", \"rows\": %ld, \"mean_t_layer_us\": %.6g, \"mean_t_baseline_us\": %.6g, \"speedup\": %.6g, "
+                   "\"mean_imbalance\": %.6g, \"mean_error_proxy\": %.6g}",
+                   n, tl / dn, tb / dn, tl > 0 ? tb / tl : 1.0, im / dn, ep / dn);
+        } else if (!n) printf("%-34s %6d\n", info.policy_names[p], 0);
+        else
+            printf("%-34s %6ld %10.1f %12.1f %8.3fx %10.3f %12.4f\n", info.policy_names[p], n, tl / dn, tb / dn,
+                   tl > 0 ? tb / tl : 1.0, im / dn, ep / dn);
     }
+    if (json) printf("]}\n");
     mplb_runfile_info_free(&info);
     return 0;
 }

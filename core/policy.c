@@ -503,3 +503,12 @@ void mplb_policy_close(mplb_policy *pol) {
 
 const char *mplb_policy_source(const mplb_policy *pol) { return pol->source; }
 const char *mplb_policy_params(const mplb_policy *pol) { return pol->params; }
+
+int mplb_policy_stateless(const mplb_policy *pol) {
+    lua_State *L = pol->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+    lua_getfield(L, -1, "stateless");
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return v;
+}

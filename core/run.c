@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_us(void) {
     struct timespec ts;
@@ -171,13 +172,67 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
         rc = names ? err->code : mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
         goto out;
     }
-    mplb_runfile_meta meta = {MPLB_VERSION, mplb_git_revision(), opts->command ? opts->command : "",
-                              x->resolved, hw_src, x->seed, P, names, srcs, params};
-    rc = mplb_runfile_create(opts->out_path, &meta, R, E, opts->force, opts->flush_rows, &s.rf, err);
+    char host[256] = "unknown";
+    gethostname(host, sizeof host - 1);
+    mplb_runfile_meta meta = {.mplb_version = MPLB_VERSION, .git_revision = mplb_git_revision(),
+                              .command = opts->command ? opts->command : "", .config = x->resolved,
+                              .hardware = hw_src, .host = host, .seed = x->seed, .n_policies = P,
+                              .policy_names = names, .policy_sources = srcs, .policy_params = params};
+    /* --resume: keep the complete steps of an earlier (killed or failed) run.
+     * The kept rows are copied into a new file beside the old one, which is
+     * renamed over it at the end; the old file is never opened for writing
+     * (a killed SWMR writer leaves it flagged open). */
+    int start_step = 0;
+    char tmp_path[MPLB_PATH_MAX + 16];
+    const char *write_path = opts->out_path;
+    mplb_runfile_info old;
+    memset(&old, 0, sizeof old);
+    int resuming = 0;
+    if (opts->resume && opts->out_path && access(opts->out_path, F_OK) == 0) {
+        rc = mplb_runfile_read_arrays(opts->out_path, &old, err);
+        if (rc == 0 && (!old.config || strcmp(old.config, x->resolved) != 0 || old.R != R || old.E != E ||
+                        old.n_policies != P))
+            rc = mplb_err_set(err, MPLB_ECONFIG, "%s: written by a different experiment (its /config differs); "
+                              "resume needs the same experiment and --set values, or use --force to start over",
+                              opts->out_path);
+        if (rc < 0) { free(names); free(srcs); free(params); free(hw_src); goto out; }
+        int64_t per_step = (int64_t)x->model.layers * P;
+        start_step = (int)(old.n_rows / per_step);
+        if (start_step > x->workload.steps) start_step = x->workload.steps;
+        snprintf(tmp_path, sizeof tmp_path, "%s.resume", opts->out_path);
+        write_path = tmp_path;
+        resuming = 1;
+    }
+    /* out_path NULL: evaluate without writing (benchmarks of the writer's cost) */
+    if (write_path)
+        rc = mplb_runfile_create(write_path, &meta, R, E, opts->force || resuming, opts->flush_rows,
+                                 opts->flush_seconds, &s.rf, err);
     free(names); free(srcs); free(params); free(hw_src);
-    if (rc < 0) goto out;
+    if (rc < 0) { mplb_runfile_info_free(&old); goto out; }
+    if (resuming) {
+        int64_t keep = (int64_t)start_step * x->model.layers * P;
+        for (int64_t i = 0; i < keep && rc == 0; i++) {
+            const mplb_step_row *row = &old.rows[i];
+            rc = mplb_runfile_append(s.rf, row, old.rank_load + i * R, old.rank_compute + i * R,
+                                     old.expert_load + i * E, old.expert_prec + i * E, err);
+            mplb_policy_summary *ps = &sum->pol[row->policy];
+            ps->rows++;
+            ps->sum_t_layer += row->t_layer_us;
+            ps->sum_t_baseline += row->t_baseline_us;
+            ps->sum_imbalance += row->imbalance;
+            ps->sum_error_proxy += row->error_proxy;
+            ps->sum_decide_us += row->decide_us;
+        }
+        sum->resumed_steps = start_step;
+        mplb_runfile_info_free(&old);
+    }
+    /* Policies that keep state (history, learned thresholds) replay the kept
+     * steps without writing, so the resumed run equals an uninterrupted one. */
+    int replay = 0;
+    for (int i = 0; i < P; i++) replay |= !mplb_policy_stateless(s.pols[i]);
 
-    for (int step = 0; step < x->workload.steps && rc == 0; step++) {
+    for (int step = replay ? 0 : start_step; step < x->workload.steps && rc == 0; step++) {
+        int replaying = step < start_step;
         for (int layer = 0; layer < x->model.layers && rc == 0; layer++) {
             if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
             mplb_plan_reset(&s.base_plan, &s.base);
@@ -201,9 +256,14 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                     .error_proxy = mplb_error_proxy(&s.rt, &s.plan, s.relerr), .decide_us = dt,
                     .bytes_intra = s.res.bytes_intra, .bytes_inter = s.res.bytes_inter,
                 };
+                mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy};
+                if (replaying) {
+                    rc = mplb_policy_feedback(s.pols[i], &fb, err);
+                    continue;
+                }
                 for (int e = 0; e < E; e++) s.prec8[e] = (uint8_t)s.plan.expert_prec[e];
-                if ((rc = mplb_runfile_append(s.rf, &row, s.res.rank_load, s.res.rank_compute,
-                                              s.rt.expert_counts, s.prec8, err)) < 0) break;
+                if (s.rf && (rc = mplb_runfile_append(s.rf, &row, s.res.rank_load, s.res.rank_compute,
+                                                      s.rt.expert_counts, s.prec8, err)) < 0) break;
                 mplb_policy_summary *ps = &sum->pol[i];
                 ps->rows++;
                 ps->sum_t_layer += row.t_layer_us;
@@ -211,15 +271,16 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 ps->sum_imbalance += row.imbalance;
                 ps->sum_error_proxy += row.error_proxy;
                 ps->sum_decide_us += row.decide_us;
-                mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy};
                 rc = mplb_policy_feedback(s.pols[i], &fb, err);
             }
         }
     }
     mplb_err cerr = {0};
-    int crc = mplb_runfile_close(s.rf, rc < 0 ? "failed" : "complete", rc < 0 ? err->msg : "", &cerr);
+    int crc = s.rf ? mplb_runfile_close(s.rf, rc < 0 ? "failed" : "complete", rc < 0 ? err->msg : "", &cerr) : 0;
     s.rf = NULL;
     if (rc == 0 && crc < 0) { *err = cerr; rc = crc; }
+    if (resuming && crc == 0 && rename(write_path, opts->out_path) != 0 && rc == 0)
+        rc = mplb_err_set(err, MPLB_EIO, "cannot rename %s to %s", write_path, opts->out_path);
 out:
     state_free(&s, P);
     return rc;

@@ -4,8 +4,10 @@
 
 #include <hdf5.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHUNK_ROWS 256
 
@@ -13,6 +15,7 @@ struct mplb_runfile {
     hid_t file, steps, rank_load, rank_compute, exp_load, exp_prec;
     hid_t row_t, prec_t;
     int R, E, flush_rows;
+    double flush_seconds, last_flush;
     int64_t written, nbuf;
     char path[1024];
     mplb_step_row *rows;
@@ -98,14 +101,22 @@ static void rf_free(mplb_runfile *rf) {
     free(rf);
 }
 
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, int E,
-                        int force, int flush_rows, mplb_runfile **out, mplb_err *err) {
+                        int force, int flush_rows, double flush_seconds, mplb_runfile **out, mplb_err *err) {
     *out = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     mplb_runfile *rf = calloc(1, sizeof *rf);
     if (!rf) return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
     rf->R = R; rf->E = E;
     rf->flush_rows = flush_rows > 0 ? flush_rows : 64;
+    rf->flush_seconds = flush_seconds > 0 ? flush_seconds : 1.0;
+    rf->last_flush = mono_s();
     snprintf(rf->path, sizeof rf->path, "%s", path);
     size_t fr = (size_t)rf->flush_rows;
     rf->rows = calloc(fr, sizeof *rf->rows);
@@ -117,7 +128,11 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
         rf_free(rf);
         return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
     }
-    rf->file = H5Fcreate(path, force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    /* SWMR needs the latest file format */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    rf->file = H5Fcreate(path, force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (rf->file < 0) {
         FILE *f = force ? NULL : fopen(path, "rb");
         int exists = f != NULL;
@@ -135,6 +150,7 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     bad |= set_str_attr(f, "mplb_version", meta->mplb_version);
     bad |= set_str_attr(f, "git_revision", meta->git_revision);
     bad |= set_str_attr(f, "command", meta->command);
+    bad |= set_str_attr(f, "host", meta->host);
     bad |= set_str_attr(f, "status", "running");
     bad |= set_str_attr(f, "error", "");
     hid_t s = H5Screate(H5S_SCALAR);
@@ -166,7 +182,7 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     rf->exp_prec = make_table(ge, "precision", rf->prec_t, E);
     H5Gclose(ge);
     if (bad || rf->steps < 0 || rf->rank_load < 0 || rf->rank_compute < 0 || rf->exp_load < 0 || rf->exp_prec < 0 ||
-        H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
+        H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fstart_swmr_write(f) < 0) {
         rf_free(rf);
         return mplb_err_set(err, MPLB_EIO, "%s: cannot write the run file's header", path);
     }
@@ -196,11 +212,13 @@ int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err) {
         append_rows(rf->rank_compute, H5T_NATIVE_DOUBLE, at, n, rf->R, rf->b_rcomp) < 0 ||
         append_rows(rf->exp_load, H5T_NATIVE_INT32, at, n, rf->E, rf->b_eload) < 0 ||
         append_rows(rf->exp_prec, rf->prec_t, at, n, rf->E, rf->b_eprec) < 0 ||
-        H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+        H5Dflush(rf->steps) < 0 || H5Dflush(rf->rank_load) < 0 || H5Dflush(rf->rank_compute) < 0 ||
+        H5Dflush(rf->exp_load) < 0 || H5Dflush(rf->exp_prec) < 0 || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
         return mplb_err_set(err, MPLB_EIO, "%s: cannot append rows %lld..%lld", rf->path,
                             (long long)at, (long long)(at + n - 1));
     rf->written += n;
     rf->nbuf = 0;
+    rf->last_flush = mono_s();
     return 0;
 }
 
@@ -214,14 +232,20 @@ int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double
     memcpy(rf->b_eload + i * E, expert_load, E * sizeof(int32_t));
     memcpy(rf->b_eprec + i * E, expert_prec, E);
     rf->nbuf++;
-    return rf->nbuf >= rf->flush_rows ? mplb_runfile_flush(rf, err) : 0;
+    if (rf->nbuf >= rf->flush_rows || mono_s() - rf->last_flush >= rf->flush_seconds) return mplb_runfile_flush(rf, err);
+    return 0;
 }
 
 int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err) {
     int rc = mplb_runfile_flush(rf, err);
-    if (set_str_attr(rf->file, "status", status) < 0 || set_str_attr(rf->file, "error", error) < 0)
-        rc = rc < 0 ? rc : mplb_err_set(err, MPLB_EIO, "%s: cannot write status", rf->path);
-    rf_free(rf);
+    char path[sizeof rf->path];
+    memcpy(path, rf->path, sizeof path);
+    rf_free(rf);  /* ends the SWMR session: the file is now complete and consistent */
+    /* attributes cannot change under SWMR writing, so status goes in now */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0 || set_str_attr(f, "status", status) < 0 || set_str_attr(f, "error", error) < 0)
+        rc = rc < 0 ? rc : mplb_err_set(err, MPLB_EIO, "%s: cannot write status", path);
+    if (f >= 0) H5Fclose(f);
     return rc;
 }
 
@@ -264,7 +288,12 @@ int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err) 
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (H5Fis_hdf5(path) <= 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: not an HDF5 file (or cannot be read)", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return mplb_err_set(err, MPLB_EIO, "%s: cannot open (still being written, or damaged)", path);
+    if (f < 0) {
+        /* a running or killed SWMR writer: its flushed rows are readable this way */
+        f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+        info->unclosed = 1;
+    }
+    if (f < 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot open as HDF5 (truncated or damaged)", path);
     int rc = 0;
     char *sv = get_str_attr(f, "schema_version");
     if (!sv) { rc = mplb_err_set(err, MPLB_EFORMAT, "%s: not an mplb run file (no schema_version attribute)", path); goto out; }
@@ -324,9 +353,94 @@ out:
     return rc;
 }
 
+static int read_strings(hid_t f, const char *name, int n, char ***out) {
+    *out = NULL;
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return -1;
+    char **v = calloc((size_t)n + 1, sizeof *v);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = -1;
+    if (v && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
+        *out = calloc((size_t)n + 1, sizeof(char *));
+        for (int i = 0; i < n && *out; i++) (*out)[i] = strdup(v[i] ? v[i] : "");
+        for (int i = 0; i < n; i++) H5free_memory(v[i]);
+        rc = *out ? 0 : -1;
+    }
+    free(v);
+    H5Tclose(t);
+    H5Dclose(d);
+    return rc;
+}
+
+/* Read the first n rows of a [rows x width] table into a malloc'd buffer. */
+static void *read_table(hid_t f, const char *name, hid_t type, size_t elem, int64_t n, int width) {
+    void *buf = calloc((size_t)(n > 0 ? n : 1) * (size_t)width, elem);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (!buf || d < 0) { free(buf); if (d >= 0) H5Dclose(d); return NULL; }
+    if (n > 0) {
+        hsize_t start[2] = {0, 0}, count[2] = {(hsize_t)n, (hsize_t)width};
+        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(2, count, NULL);
+        hsize_t dims[2];
+        H5Sget_simple_extent_dims(fs, dims, NULL);
+        if (dims[0] < (hsize_t)n || dims[1] != (hsize_t)width ||
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+            H5Dread(d, type, ms, fs, H5P_DEFAULT, buf) < 0) { free(buf); buf = NULL; }
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    H5Dclose(d);
+    return buf;
+}
+
+int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err) {
+    int rc = mplb_runfile_read(path, info, err);
+    if (rc < 0) return rc;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY | (info->unclosed ? H5F_ACC_SWMR_READ : 0), H5P_DEFAULT);
+    if (f < 0) { mplb_runfile_info_free(info); return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot reopen", path); }
+    /* the per-row tables may hold fewer flushed rows than /steps in a killed
+     * file: take the common prefix */
+    int64_t n = info->n_rows;
+    hid_t tables[4];
+    const char *names[4] = {"ranks/load", "ranks/compute_us", "experts/load", "experts/precision"};
+    for (int i = 0; i < 4; i++) {
+        tables[i] = H5Dopen2(f, names[i], H5P_DEFAULT);
+        if (tables[i] < 0) continue;
+        hid_t sp = H5Dget_space(tables[i]);
+        hsize_t dims[2] = {0, 0};
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        H5Sclose(sp);
+        H5Dclose(tables[i]);
+        if ((int64_t)dims[0] < n) n = (int64_t)dims[0];
+    }
+    info->n_rows = n;
+    info->rank_load = read_table(f, "ranks/load", H5T_NATIVE_DOUBLE, sizeof(double), n, info->R);
+    info->rank_compute = read_table(f, "ranks/compute_us", H5T_NATIVE_DOUBLE, sizeof(double), n, info->R);
+    info->expert_load = read_table(f, "experts/load", H5T_NATIVE_INT32, sizeof(int32_t), n, info->E);
+    info->expert_prec = read_table(f, "experts/precision", H5T_NATIVE_UINT8, 1, n, info->E);
+    int bad = !info->rank_load || !info->rank_compute || !info->expert_load || !info->expert_prec;
+    bad |= read_strings(f, "policy/sources", info->n_policies, &info->policy_sources) < 0;
+    bad |= read_strings(f, "policy/params", info->n_policies, &info->policy_params) < 0;
+    info->hardware = get_str_dset(f, "hardware");
+    info->host = get_str_attr(f, "host");
+    H5Fclose(f);
+    if (bad) {
+        mplb_runfile_info_free(info);
+        return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot read the per-rank/per-expert tables", path);
+    }
+    return 0;
+}
+
 void mplb_runfile_info_free(mplb_runfile_info *info) {
     free(info->error); free(info->config); free(info->command); free(info->rows);
-    for (int i = 0; i < info->n_policies; i++) free(info->policy_names[i]);
-    free(info->policy_names);
+    for (int i = 0; i < info->n_policies; i++) {
+        free(info->policy_names[i]);
+        if (info->policy_sources) free(info->policy_sources[i]);
+        if (info->policy_params) free(info->policy_params[i]);
+    }
+    free(info->policy_names); free(info->policy_sources); free(info->policy_params);
+    free(info->rank_load); free(info->rank_compute); free(info->expert_load); free(info->expert_prec);
+    free(info->hardware); free(info->host);
     memset(info, 0, sizeof *info);
 }

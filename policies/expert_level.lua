@@ -9,6 +9,8 @@
 -- an expert's sensitivity is its share of the batch's gate mass.
 local P = { params = { budget = 0.01, low = "nvfp4", mode = "online", min_tokens = 0 } }
 
+P.stateless = true   -- decide depends only on obs and params (resume need not replay)
+
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end

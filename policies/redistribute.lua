@@ -10,6 +10,8 @@
 -- Simplified: an expert's tokens on a rank are its count split over copies.
 local P = { params = { q = 150, max_moves = 1000 } }
 
+P.stateless = true   -- decide depends only on obs and params (resume need not replay)
+
 function P.decide(obs, act)
   local q = P.params.q
   local R, E = obs.ranks, obs.experts

@@ -4,6 +4,8 @@
 -- `prec` (smaller memory, no conversion).
 local P = { params = { prec = "fp8_e4m3", mode = "stored" } }
 
+P.stateless = true   -- decide depends only on obs and params (resume need not replay)
+
 function P.decide(obs, act)
   for e = 1, obs.experts do
     act:expert_precision(e, P.params.prec, P.params.mode)

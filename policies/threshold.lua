@@ -43,6 +43,8 @@ local function overloaded_ranks(obs, p)
   return list
 end
 
+P.stateless = true   -- decide depends only on obs and params (resume need not replay)
+
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end

@@ -43,6 +43,9 @@ check no-overwrite 1 "file exists (use --force" "$MPLB" run small.lua -o out.h5
 check force 0 "run file: out.h5" "$MPLB" run small.lua -o out.h5 --force
 check inspect 0 "status:   complete" "$MPLB" inspect out.h5
 check inspect-rows 0 "rows: 8" "$MPLB" inspect out.h5
+check inspect-json 0 '"status": "complete", "closed": true' "$MPLB" inspect out.h5 --json
+check resume-needs-o 2 "--resume needs -o FILE" "$MPLB" run small.lua --resume
+check resume-fresh 0 "run file: fresh.h5" "$MPLB" run small.lua -o fresh.h5 --resume
 check set-override 0 "1 node(s)" "$MPLB" run small.lua -o out3.h5 --set workload.tokens=64
 check policy-flag 0 "baseline" "$MPLB" run small.lua -o out4.h5 --policy baseline
 check bad-set 1 "'nosuch' is not a table" "$MPLB" run small.lua -o out5.h5 --set nosuch.x=1

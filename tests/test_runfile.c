@@ -5,7 +5,9 @@
 #include "testutil.h"
 
 static void meta_init(mplb_runfile_meta *m, const char **names, const char **srcs, const char **params) {
-    *m = (mplb_runfile_meta){"0.0-test", "abc123", "mplb run t.lua", "{x=1}", "return {}", 99, 2, names, srcs, params};
+    *m = (mplb_runfile_meta){.mplb_version = "0.0-test", .git_revision = "abc123", .command = "mplb run t.lua",
+                             .config = "{x=1}", .hardware = "return {}", .host = "testhost", .seed = 99,
+                             .n_policies = 2, .policy_names = names, .policy_sources = srcs, .policy_params = params};
 }
 
 static void test_round_trip(void **st) {
@@ -19,7 +21,7 @@ static void test_round_trip(void **st) {
     mplb_runfile *rf;
     mplb_err err = {0};
     remove("rt.h5");
-    int rc = mplb_runfile_create("rt.h5", &meta, R, E, 0, 16, &rf, &err);
+    int rc = mplb_runfile_create("rt.h5", &meta, R, E, 0, 16, 0, &rf, &err);
     if (rc) fail_msg("%s", err.msg);
     mplb_step_row *rows = calloc(N, sizeof *rows);
     double *rl = calloc((size_t)N * R, sizeof(double)), *rcmp = calloc((size_t)N * R, sizeof(double));
@@ -29,7 +31,7 @@ static void test_round_trip(void **st) {
         mplb_step_row *r = &rows[i];
         r->policy = i % 2; r->step = i / 10; r->layer = i % 10; r->tokens = (int64_t)(mplb_rng_next(&rng) >> 20);
         double *d = &r->t_layer_us;
-        for (int k = 0; k < 10; k++) d[k] = (mplb_rng_uniform(&rng) - 0.5) * 1e6;
+        for (int k = 0; k < 12; k++) d[k] = (mplb_rng_uniform(&rng) - 0.5) * 1e6;
         if (i == 3) r->error_proxy = NAN;
         for (int j = 0; j < R; j++) { rl[i * R + j] = mplb_rng_uniform(&rng); rcmp[i * R + j] = mplb_rng_uniform(&rng); }
         for (int j = 0; j < E; j++) { el[i * E + j] = (int32_t)mplb_rng_next(&rng); ep[i * E + j] = (uint8_t)(mplb_rng_next(&rng) % MPLB_PREC_COUNT); }
@@ -90,11 +92,11 @@ static void test_no_silent_overwrite(void **st) {
     mplb_runfile *rf;
     mplb_err err = {0};
     remove("once.h5");
-    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 0, 0, &rf, &err), 0);
+    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 0, 0, 0, &rf, &err), 0);
     assert_int_equal(mplb_runfile_close(rf, "complete", "", &err), 0);
-    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 0, 0, &rf, &err), MPLB_EEXISTS);
+    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 0, 0, 0, &rf, &err), MPLB_EEXISTS);
     assert_contains(err.msg, "--force");
-    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 1, 0, &rf, &err), 0);
+    assert_int_equal(mplb_runfile_create("once.h5", &meta, 1, 1, 1, 0, 0, &rf, &err), 0);
     assert_int_equal(mplb_runfile_close(rf, "failed", "because", &err), 0);
     mplb_runfile_info info;
     assert_int_equal(mplb_runfile_read("once.h5", &info, &err), 0);
@@ -118,11 +120,55 @@ static void test_bad_files(void **st) {
     assert_contains(err.msg, "not an mplb run file");
 }
 
+/* A newer major schema is refused with its version; a truncated file (a copy
+ * cut short, not a killed writer) is refused as damaged. */
+static void test_schema_and_truncation(void **st) {
+    (void)st;
+    const char *names[] = {"a", "b"}, *srcs[] = {"", ""}, *params[] = {"{}", "{}"};
+    mplb_runfile_meta meta;
+    meta_init(&meta, names, srcs, params);
+    mplb_runfile *rf;
+    mplb_err err = {0};
+    assert_int_equal(mplb_runfile_create("v2.h5", &meta, 2, 3, 1, 0, 0, &rf, &err), 0);
+    mplb_step_row row = {0};
+    double rl[2] = {1, 2};
+    int32_t el[3] = {1, 2, 3};
+    uint8_t ep[3] = {0, 1, 2};
+    for (int i = 0; i < 100; i++) assert_int_equal(mplb_runfile_append(rf, &row, rl, rl, el, ep, &err), 0);
+    assert_int_equal(mplb_runfile_close(rf, "complete", "", &err), 0);
+    /* truncated copy */
+    FILE *in = fopen("v2.h5", "rb"), *out = fopen("cut.h5", "wb");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fwrite(buf, 1, n / 2, out);
+    fclose(in);
+    fclose(out);
+    mplb_runfile_info info;
+    int rc = mplb_runfile_read("cut.h5", &info, &err);
+    assert_true(rc == MPLB_EFORMAT);
+    assert_contains(err.msg, "cut.h5");
+    /* newer schema */
+    hid_t f = H5Fopen("v2.h5", H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    H5Adelete(f, "schema_version");
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "schema_version", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    const char *v = "2.0";
+    H5Awrite(a, t, &v);
+    H5Aclose(a); H5Sclose(sp); H5Tclose(t); H5Fclose(f);
+    assert_int_equal(mplb_runfile_read("v2.h5", &info, &err), MPLB_EFORMAT);
+    assert_contains(err.msg, "schema version 2.0 is not readable by this mplb (reads 1.0.x)");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_no_silent_overwrite),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_schema_and_truncation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

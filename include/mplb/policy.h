@@ -59,5 +59,8 @@ void mplb_policy_close(mplb_policy *pol);
 /* The policy's source text and its resolved params as Lua text (owned by pol). */
 const char *mplb_policy_source(const mplb_policy *pol);
 const char *mplb_policy_params(const mplb_policy *pol);
+/* 1 when the policy declares P.stateless = true: decide depends only on obs
+ * and params, so resume need not replay earlier steps through it. */
+int mplb_policy_stateless(const mplb_policy *pol);
 
 #endif

@@ -13,9 +13,11 @@
 #include "mplb/policy.h"
 
 typedef struct mplb_run_opts {
-    const char *out_path;   /* required */
+    const char *out_path;   /* the run file; NULL evaluates without writing one */
     int force;              /* overwrite an existing file */
     int flush_rows;         /* 0 = 64 */
+    double flush_seconds;   /* 0 = 1 s */
+    int resume;             /* continue out_path from its last complete step */
     const char *command;    /* recorded in the file */
     mplb_policy_limits limits;
 } mplb_run_opts;
@@ -28,6 +30,7 @@ typedef struct mplb_policy_summary {
 
 typedef struct mplb_run_summary {
     int n_policies;
+    int resumed_steps;          /* steps taken from an earlier file by resume */
     mplb_policy_summary *pol;   /* malloc'd */
 } mplb_run_summary;
 

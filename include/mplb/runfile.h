@@ -1,5 +1,13 @@
 /* mplb_runfile: the HDF5 file one run writes (schema in docs/run-file.md).
  *
+ * Written in SWMR mode (single writer, multiple readers): h5py and mplb can
+ * read a running file (h5py: swmr=True). After the last row the file is
+ * closed and reopened once, normally, to record status and error. A run
+ * killed with -9 leaves a file whose "open for write" flag is still set:
+ * every appended-and-flushed row is readable with SWMR read access, which
+ * mplb_runfile_read uses as a fallback; resume copies those rows into a new
+ * file rather than reopening the old one for writing.
+ *
  * Root attributes: schema_version, mplb_version, git_revision, command,
  * seed, status (running/complete/failed), error. /config: the resolved
  * experiment (Lua text). /policy/{names,sources,params}. /hardware: the
@@ -28,7 +36,7 @@ typedef struct mplb_step_row {
 } mplb_step_row;
 
 typedef struct mplb_runfile_meta {
-    const char *mplb_version, *git_revision, *command, *config, *hardware;
+    const char *mplb_version, *git_revision, *command, *config, *hardware, *host;
     uint64_t seed;
     int n_policies;
     const char *const *policy_names, *const *policy_sources, *const *policy_params;
@@ -36,8 +44,9 @@ typedef struct mplb_runfile_meta {
 
 typedef struct mplb_runfile mplb_runfile;
 
+/* flush_rows (0 = 64) and flush_seconds (0 = 1 s): whichever comes first. */
 int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, int E,
-                        int force, int flush_rows, mplb_runfile **out, mplb_err *err);
+                        int force, int flush_rows, double flush_seconds, mplb_runfile **out, mplb_err *err);
 int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double *rank_load,
                         const double *rank_compute, const int32_t *expert_load,
                         const uint8_t *expert_prec, mplb_err *err);
@@ -48,6 +57,7 @@ int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, 
 /* Reading back (inspect, tests). */
 typedef struct mplb_runfile_info {
     char status[32], schema_version[16], mplb_version[32];
+    int unclosed;                      /* still open for write, or killed (read via SWMR) */
     char *error, *config, *command;    /* malloc'd */
     uint64_t seed;
     int n_policies;
@@ -55,9 +65,17 @@ typedef struct mplb_runfile_info {
     int64_t n_rows;
     mplb_step_row *rows;               /* malloc'd, n_rows */
     int R, E;
+    /* with mplb_runfile_read_arrays: [n_rows x R] and [n_rows x E] */
+    double *rank_load, *rank_compute;
+    int32_t *expert_load;
+    uint8_t *expert_prec;
+    char **policy_sources, **policy_params; /* malloc'd, n_policies */
+    char *hardware, *host;
 } mplb_runfile_info;
 
 int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
+/* mplb_runfile_read plus the per-rank and per-expert arrays and policy texts. */
+int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err);
 void mplb_runfile_info_free(mplb_runfile_info *info);
 
 #endif

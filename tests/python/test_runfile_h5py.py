@@ -67,3 +67,42 @@ def test_not_a_run_file(tmp_path):
     q.write_text("text")
     with pytest.raises(mplb.RunFileError, match="cannot open"):
         mplb.load_steps(q)
+
+
+def test_read_while_running(tmp_path):
+    """SWMR: a notebook reads a run file while mplb is still writing it."""
+    import time
+    exp = tmp_path / "long.lua"
+    exp.write_text(
+        'return { model = "olmoe-1b-7b", cluster = { nodes = 2, gpus_per_node = 4 },\n'
+        '  workload = { steps = 400, tokens = 4096 }, policies = { "baseline", "eplb" } }\n')
+    out = tmp_path / "long.h5"
+    proc = subprocess.Popen([BIN, "run", str(exp), "-o", str(out)], stdout=subprocess.DEVNULL)
+    try:
+        seen = None
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists():
+                try:
+                    df = mplb.load_steps(out)
+                except mplb.RunFileError:
+                    df = None
+                if df is not None and len(df) > 0 and df.attrs["status"] == "running":
+                    seen = df
+                    break
+            time.sleep(0.1)
+        assert seen is not None, "never saw rows of the running file"
+        assert (seen["step"].diff().fillna(0) >= 0).all()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_newer_schema_refused(tmp_path, run_file):
+    import shutil
+    p = tmp_path / "v9.h5"
+    shutil.copy(run_file, p)
+    with h5py.File(p, "r+") as f:
+        f.attrs["schema_version"] = "9.0"
+    with pytest.raises(mplb.RunFileError, match="schema version 9.0"):
+        mplb.load_steps(p)
