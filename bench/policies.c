@@ -21,7 +21,7 @@ int main(void) {
     mplb_model m;
     mplb_model_preset("deepseek-v3", &m);
     const int R = 64, gpn = 8, nodes = 8, E = m.experts;
-    mplb_workload_cfg wc = {"synthetic", 1, 16384, 1.0, 0.5, 1.5};
+    mplb_workload_cfg wc = {.kind = "synthetic", .steps = 1, .tokens = 16384, .zipf = 1.0, .vision_frac = 0.5, .vision_zipf = 1.5};
     mplb_wl wl;
     mplb_placement pl;
     mplb_routing rt;

@@ -127,29 +127,35 @@ static int is_file(const char *p) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int mplb_find_data(const char *kind, const char *name, const char *base_dir,
-                   char out[MPLB_PATH_MAX], mplb_err *err) {
-    if (strchr(name, '/') || strstr(name, ".lua")) {
-        if (is_file(name)) { snprintf(out, MPLB_PATH_MAX, "%s", name); return 0; }
-        if (base_dir && name[0] != '/') {
-            snprintf(out, MPLB_PATH_MAX, "%s/%s", base_dir, name);
-            if (is_file(out)) return 0;
-        }
-        return mplb_err_set(err, MPLB_EIO, "%s file '%s' not found", kind, name);
+int mplb_find_data_ext(const char *kind, const char *name, const char *ext, const char *base_dir,
+                       char out[MPLB_PATH_MAX], mplb_err *err) {
+    /* a path that names a file (as given, or beside the experiment) wins */
+    if (is_file(name)) { snprintf(out, MPLB_PATH_MAX, "%s", name); return 0; }
+    if (base_dir && name[0] != '/') {
+        snprintf(out, MPLB_PATH_MAX, "%s/%s", base_dir, name);
+        if (is_file(out)) return 0;
     }
+    if (name[0] == '/' || name[0] == '.')
+        return mplb_err_set(err, MPLB_EIO, "%s file '%s' not found", kind, name);
     const char *env = getenv("MPLB_DATA_DIR");
     const char *dirs[4] = {base_dir ? base_dir : ".", ".", env, MPLB_DATA_DIR};
-    const char *fmts[2] = {"%s/../%s/%s.lua", "%s/%s/%s.lua"};
+    const char *fmts[2] = {"%s/../%s/%s%s", "%s/%s/%s%s"};
+    const char *suffix = strstr(name, ext) ? "" : ext;
     for (int d = 0; d < 4; d++) {
         if (!dirs[d]) continue;
         for (int f = 0; f < 2; f++) {
-            snprintf(out, MPLB_PATH_MAX, fmts[f], dirs[d], kind, name);
+            snprintf(out, MPLB_PATH_MAX, fmts[f], dirs[d], kind, name, suffix);
             if (is_file(out)) return 0;
         }
     }
     return mplb_err_set(err, MPLB_EIO,
-                        "%s '%s' not found (looked for %s/%s.lua beside the experiment, in ., "
-                        "in $MPLB_DATA_DIR and in %s)", kind, name, kind, name, MPLB_DATA_DIR);
+                        "%s '%s' not found (looked for %s/%s%s beside the experiment, in ., "
+                        "in $MPLB_DATA_DIR and in %s)", kind, name, kind, name, suffix, MPLB_DATA_DIR);
+}
+
+int mplb_find_data(const char *kind, const char *name, const char *base_dir,
+                   char out[MPLB_PATH_MAX], mplb_err *err) {
+    return mplb_find_data_ext(kind, name, ".lua", base_dir, out, err);
 }
 
 static void dir_of(const char *path, char *out, size_t cap) {
@@ -246,7 +252,7 @@ out:
     return rc;
 }
 
-static int read_workload(cfg *c, int top, mplb_workload_cfg *w) {
+static int read_workload(cfg *c, int top, const char *base_dir, mplb_workload_cfg *w) {
     int t = cfg_get(c, top, "workload");
     int rc = 0;
     long long v;
@@ -257,17 +263,42 @@ static int read_workload(cfg *c, int top, mplb_workload_cfg *w) {
     }
     int i = lua_gettop(c->L);
     if ((rc = cfg_str(c, i, "workload.kind", "kind", 0, "synthetic", w->kind, sizeof w->kind)) < 0) goto out;
-    if (strcmp(w->kind, "synthetic") != 0) {
-        rc = cfg_fail(c, "workload.kind", "unknown workload kind '%s' (known: synthetic)", w->kind);
+    int trace = strcmp(w->kind, "trace") == 0;
+    if (!trace && strcmp(w->kind, "synthetic") != 0) {
+        rc = cfg_fail(c, "workload.kind", "unknown workload kind '%s' (known: synthetic, trace)", w->kind);
         goto out;
     }
     if ((rc = cfg_int(c, i, "workload.steps", "steps", 1, 0, 1, 100000000, &v)) < 0) goto out;
     w->steps = (int)v;
-    if ((rc = cfg_int(c, i, "workload.tokens", "tokens", 1, 0, 0, 1LL << 31, &v)) < 0) goto out;
+    if ((rc = cfg_int(c, i, "workload.tokens", "tokens", !trace, 0, 0, 1LL << 31, &v)) < 0) goto out;
     w->tokens = v;
     if ((rc = cfg_num(c, i, "workload.zipf", "zipf", 0, 1.0, 0, 10, &w->zipf)) < 0) goto out;
     if ((rc = cfg_num(c, i, "workload.vision_frac", "vision_frac", 0, 0.0, 0, 1, &w->vision_frac)) < 0) goto out;
-    rc = cfg_num(c, i, "workload.vision_zipf", "vision_zipf", 0, 1.5, 0, 10, &w->vision_zipf);
+    if ((rc = cfg_num(c, i, "workload.vision_zipf", "vision_zipf", 0, 1.5, 0, 10, &w->vision_zipf)) < 0) goto out;
+    if ((rc = cfg_int(c, i, "workload.families", "families", 0, 1, 1, 64, &v)) < 0) goto out;
+    w->families = (int)v;
+    if ((rc = cfg_num(c, i, "workload.drift", "drift", 0, 0.0, 0, 1, &w->drift)) < 0) goto out;
+    if ((rc = cfg_int(c, i, "workload.drift_period", "drift_period", 0, 50, 1, 100000000, &v)) < 0) goto out;
+    w->drift_period = (int)v;
+    if ((rc = cfg_num(c, i, "workload.layer_corr", "layer_corr", 0, 0.0, 0, 1, &w->layer_corr)) < 0) goto out;
+    if ((rc = cfg_num(c, i, "workload.src_affinity", "src_affinity", 0, 0.0, 0, 1, &w->src_affinity)) < 0) goto out;
+    if ((rc = cfg_int(c, i, "workload.prefill_every", "prefill_every", 0, 1, 1, 100000000, &v)) < 0) goto out;
+    w->prefill_every = (int)v;
+    if ((rc = cfg_int(c, i, "workload.decode_tokens", "decode_tokens", 0, 0, 0, 1LL << 31, &v)) < 0) goto out;
+    w->decode_tokens = v;
+    if (w->prefill_every > 1 && w->decode_tokens == 0) {
+        rc = cfg_fail(c, "workload.decode_tokens", "%s", "needed when prefill_every > 1 (tokens per decode step)");
+        goto out;
+    }
+    char name[MPLB_PATH_MAX];
+    if ((rc = cfg_str(c, i, "workload.skew_from", "skew_from", 0, "", name, sizeof name)) < 0) goto out;
+    if (name[0] && mplb_find_data_ext("traces", name, ".h5", base_dir, w->skew_from, c->err) < 0) {
+        rc = cfg_fail(c, "workload.skew_from", "%s", c->err->msg);
+        goto out;
+    }
+    if ((rc = cfg_str(c, i, "workload.file", "file", trace, "", name, sizeof name)) < 0) goto out;
+    if (trace && mplb_find_data_ext("traces", name, ".h5", base_dir, w->file, c->err) < 0)
+        rc = cfg_fail(c, "workload.file", "%s", c->err->msg);
 out:
     lua_pop(c->L, 1);
     return rc;
@@ -430,7 +461,7 @@ int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
     if ((rc = cfg_str(&c, top, "name", "name", 0, def_name, out->name, sizeof out->name)) < 0) goto fail;
     if ((rc = read_model(&c, top, &out->model)) < 0) goto fail;
     if ((rc = read_cluster(&c, top, &out->cluster)) < 0) goto fail;
-    if ((rc = read_workload(&c, top, &out->workload)) < 0) goto fail;
+    if ((rc = read_workload(&c, top, base_dir, &out->workload)) < 0) goto fail;
     if ((rc = read_policies(&c, top, base_dir, out)) < 0) goto fail;
     if ((rc = cfg_str(&c, top, "backend", "backend", 0, "model", out->backend, sizeof out->backend)) < 0) goto fail;
     if (strcmp(out->backend, "model") != 0) {

@@ -129,7 +129,7 @@ void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus
         rt->expert_counts[e]++;
         if (vision) rt->vision_counts[e]++;
         rt->importance[e] += w ? w[j] : 1.0 / rt->top_k;
-        int d = pl->home[e], node = d / gpus_per_node, k;
+        int d = pl->home[e], node = gpus_per_node == 1 ? d : d / gpus_per_node, k;
         for (k = 0; k < nr && seen_rank[k] != d; k++) {}
         if (k == nr && nr < 64) { seen_rank[nr++] = d; rt->tok_to_rank[(size_t)src * R + d]++; }
         for (k = 0; k < nn && seen_node[k] != node; k++) {}

@@ -1,4 +1,4 @@
-/* Synthetic routing: see include/mplb/workload.h. */
+/* Synthetic and trace routing: see include/mplb/workload.h. */
 #include "mplb/workload.h"
 
 #include <math.h>
@@ -28,87 +28,197 @@ uint64_t mplb_rng_next(mplb_rng *r) {
 
 double mplb_rng_uniform(mplb_rng *r) { return (double)(mplb_rng_next(r) >> 11) * 0x1.0p-53; }
 
-static void zipf_layer(mplb_rng *rng, int E, double s, double *pop, double *cdf) {
-    int *perm = malloc((size_t)E * sizeof *perm);
-    for (int i = 0; i < E; i++) perm[i] = i;
+static void shuffle(mplb_rng *rng, int *perm, int E) {
     for (int i = E - 1; i > 0; i--) {
         int j = (int)(mplb_rng_next(rng) % (uint64_t)(i + 1));
         int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
+}
+
+/* Vose's alias method over pop[0..n). */
+static void build_alias(const double *pop, int n, double *prob, int32_t *alias, int *work) {
+    int *small = work, *large = work + n, ns = 0, nl = 0;
+    double *scaled = prob;
+    for (int i = 0; i < n; i++) {
+        scaled[i] = pop[i] * n;
+        if (scaled[i] < 1) small[ns++] = i; else large[nl++] = i;
+        alias[i] = i;
+    }
+    while (ns && nl) {
+        int s = small[--ns], l = large[--nl];
+        alias[s] = l;
+        scaled[l] = scaled[l] + scaled[s] - 1;
+        if (scaled[l] < 1) small[ns++] = l; else large[nl++] = l;
+    }
+    while (nl) prob[large[--nl]] = 1;
+    while (ns) prob[small[--ns]] = 1;
+}
+
+/* The sorted (descending) loads of the trace layer nearest to `layer`,
+ * resampled to E values, as the popularity shape. */
+static int trace_shape(const mplb_trace *t, int layer, int layers, int E, double *shape) {
+    int tl = layers > 1 ? (int)lround((double)layer * (t->layers - 1) / (layers - 1)) : 0;
+    int Et = t->experts;
+    double *agg = calloc((size_t)Et, sizeof *agg);
+    if (!agg) return -1;
+    for (int s = 0; s < t->steps; s++)
+        for (int e = 0; e < Et; e++) agg[e] += t->counts[((size_t)s * t->layers + tl) * Et + e];
+    for (int i = 1; i < Et; i++)   /* insertion sort, descending: Et is small */
+        for (int j = i; j > 0 && agg[j] > agg[j - 1]; j--) { double x = agg[j]; agg[j] = agg[j - 1]; agg[j - 1] = x; }
+    for (int i = 0; i < E; i++) shape[i] = agg[(size_t)i * Et / E] + 0.5; /* +0.5: no expert is never chosen */
+    free(agg);
+    return 0;
+}
+
+static void fill_pop(double *pop, const int *perm, const double *shape, int E, double s) {
     double sum = 0;
-    for (int i = 0; i < E; i++) { pop[perm[i]] = pow(i + 1.0, -s); sum += pop[perm[i]]; }
-    double acc = 0;
-    for (int e = 0; e < E; e++) { pop[e] /= sum; acc += pop[e]; cdf[e] = acc; }
-    cdf[E - 1] = 1.0;
-    free(perm);
+    for (int i = 0; i < E; i++) { pop[perm[i]] = shape ? shape[i] : pow(i + 1.0, -s); sum += pop[perm[i]]; }
+    for (int e = 0; e < E; e++) pop[e] /= sum;
 }
 
 int mplb_wl_init(mplb_wl *wl, const mplb_workload_cfg *cfg, const mplb_model *m,
                  int R, int gpus_per_node, uint64_t seed, mplb_err *err) {
     memset(wl, 0, sizeof *wl);
     wl->cfg = *cfg;
+    if (wl->cfg.families < 1) wl->cfg.families = 1;
+    if (wl->cfg.prefill_every < 1) wl->cfg.prefill_every = 1;
+    if (wl->cfg.drift_period < 1) wl->cfg.drift_period = 50;
     wl->layers = m->layers; wl->E = m->experts; wl->k = m->top_k;
     wl->R = R; wl->gpus_per_node = gpus_per_node; wl->seed = seed;
-    size_t n = (size_t)m->layers * m->experts;
-    wl->cdf_text = malloc(n * sizeof(double));
-    wl->cdf_vision = malloc(n * sizeof(double));
-    wl->pop_text = malloc(n * sizeof(double));
-    wl->pop_vision = malloc(n * sizeof(double));
-    if (!wl->cdf_text || !wl->cdf_vision || !wl->pop_text || !wl->pop_vision) {
-        mplb_wl_free(wl);
+    wl->F = wl->cfg.families;
+    int rc;
+    if (strcmp(cfg->kind, "trace") == 0) {
+        wl->trace = calloc(1, sizeof *wl->trace);
+        if (!wl->trace) return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
+        if ((rc = mplb_trace_read(cfg->file, wl->trace, err)) < 0) { free(wl->trace); wl->trace = NULL; return rc; }
+        const mplb_trace *t = wl->trace;
+        const char *why = t->experts != m->experts ? "experts" : t->top_k != m->top_k ? "top_k" :
+                          t->layers < m->layers ? "layers" : t->steps < cfg->steps ? "steps" : NULL;
+        if (why) {
+            rc = mplb_err_set(err, MPLB_ECONFIG, "%s: the trace has %d steps, %d layers, %d experts, top-%d; the experiment "
+                              "asks for %d steps, %d layers, %d experts, top-%d (%s do not fit)", cfg->file, t->steps, t->layers,
+                              t->experts, t->top_k, cfg->steps, m->layers, m->experts, m->top_k, why);
+            mplb_wl_free(wl);
+            return rc;
+        }
+        return 0;
+    }
+    int F = wl->F, L = m->layers, E = m->experts;
+    size_t n = (size_t)(F + 1) * L * E;
+    wl->pop = malloc(n * sizeof(double));
+    wl->prob = malloc(n * sizeof(double));
+    wl->alias = malloc(n * sizeof(int32_t));
+    int *perm = malloc((size_t)E * sizeof *perm), *work = malloc(2 * (size_t)E * sizeof *work);
+    double *shape = NULL;
+    mplb_trace skew;
+    memset(&skew, 0, sizeof skew);
+    if (cfg->skew_from[0]) {
+        if ((rc = mplb_trace_read(cfg->skew_from, &skew, err)) < 0) {
+            free(perm); free(work); mplb_wl_free(wl);
+            return mplb_err_set(err, rc, "workload.skew_from: %s", err->msg);
+        }
+        shape = malloc((size_t)E * sizeof *shape);
+    }
+    if (!wl->pop || !wl->prob || !wl->alias || !perm || !work || (cfg->skew_from[0] && !shape)) {
+        free(perm); free(work); free(shape); mplb_trace_free(&skew); mplb_wl_free(wl);
         return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
     }
     mplb_rng rng;
     mplb_rng_seed(&rng, seed ^ 0x6d706c62ULL);
-    for (int l = 0; l < m->layers; l++) {
-        size_t o = (size_t)l * m->experts;
-        zipf_layer(&rng, m->experts, cfg->zipf, wl->pop_text + o, wl->cdf_text + o);
-        zipf_layer(&rng, m->experts, cfg->vision_zipf, wl->pop_vision + o, wl->cdf_vision + o);
+    /* families 0..F-1 (text), then F (vision); each walks its layers */
+    for (int f = 0; f <= F; f++) {
+        for (int i = 0; i < E; i++) perm[i] = i;
+        shuffle(&rng, perm, E);
+        for (int l = 0; l < L; l++) {
+            if (l > 0) {
+                if (wl->cfg.layer_corr <= 0) shuffle(&rng, perm, E);
+                else {
+                    int swaps = (int)lround((1 - wl->cfg.layer_corr) * E);
+                    for (int q = 0; q < swaps; q++) {
+                        int a = (int)(mplb_rng_next(&rng) % (uint64_t)E), b = (int)(mplb_rng_next(&rng) % (uint64_t)E);
+                        int tmp = perm[a]; perm[a] = perm[b]; perm[b] = tmp;
+                    }
+                }
+            }
+            size_t o = ((size_t)f * L + l) * E;
+            if (shape && f < F) trace_shape(&skew, l, L, E, shape);
+            fill_pop(wl->pop + o, perm, f < F ? shape : NULL, E, f < F ? wl->cfg.zipf : wl->cfg.vision_zipf);
+            build_alias(wl->pop + o, E, wl->prob + o, wl->alias + o, work);
+        }
     }
+    free(perm); free(work); free(shape);
+    mplb_trace_free(&skew);
     return 0;
 }
 
 void mplb_wl_free(mplb_wl *wl) {
-    free(wl->cdf_text); free(wl->cdf_vision); free(wl->pop_text); free(wl->pop_vision);
+    free(wl->pop); free(wl->prob); free(wl->alias);
+    if (wl->trace) { mplb_trace_free(wl->trace); free(wl->trace); }
     memset(wl, 0, sizeof *wl);
 }
 
-static int draw(const double *cdf, int E, double u) {
-    int lo = 0, hi = E - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (cdf[mid] > u) hi = mid; else lo = mid + 1;
-    }
-    return lo;
+int mplb_wl_is_decode(const mplb_wl *wl, int step) {
+    if (wl->trace) return wl->trace->is_decode ? wl->trace->is_decode[step] : 0;
+    return step % wl->cfg.prefill_every != 0;
+}
+
+int64_t mplb_wl_tokens(const mplb_wl *wl, int step) {
+    return mplb_wl_is_decode(wl, step) ? wl->cfg.decode_tokens : wl->cfg.tokens;
+}
+
+static inline int draw(const double *prob, const int32_t *alias, int E, mplb_rng *rng) {
+    uint64_t r = mplb_rng_next(rng);
+    int i = (int)(((r >> 32) * (uint64_t)E) >> 32);   /* Lemire's multiply-shift, no division */
+    double u = (double)(r & 0xFFFFFFFFu) * 0x1.0p-32;
+    return u < prob[i] ? i : alias[i];
 }
 
 int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placement *pl,
                      mplb_routing *rt, mplb_err *err) {
     if (layer < 0 || layer >= wl->layers || step < 0)
         return mplb_err_set(err, MPLB_ERANGE, "workload: step %d layer %d out of range", step, layer);
+    if (wl->trace) return mplb_trace_routing(wl->trace, step, layer, pl, wl->gpus_per_node, rt, err);
     mplb_routing_clear(rt);
     mplb_rng rng;
     mplb_rng_seed(&rng, wl->seed ^ ((uint64_t)step * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)(layer + 1) << 40));
-    int E = wl->E, k = wl->k;
-    size_t o = (size_t)layer * E;
+    int E = wl->E, k = wl->k, F = wl->F, L = wl->layers;
+    int decode = mplb_wl_is_decode(wl, step);
+    int64_t T = decode ? wl->cfg.decode_tokens : wl->cfg.tokens;
+    /* the family mix of this step: cumulative weights */
+    double cum[65], tot = 0;
+    for (int f = 0; f < F; f++) {
+        double w = 1 + wl->cfg.drift * sin(6.283185307179586 * ((double)step / wl->cfg.drift_period + (double)f / F));
+        tot += w > 0 ? w : 0;
+        cum[f] = tot;
+    }
     int ids[64];
     float w[64];
-    int64_t T = wl->cfg.tokens;
     for (int64_t t = 0; t < T; t++) {
         int src = (int)(t * wl->R / T);
-        int vision = mplb_rng_uniform(&rng) < wl->cfg.vision_frac;
-        const double *cdf = (vision ? wl->cdf_vision : wl->cdf_text) + o;
-        const double *pop = (vision ? wl->pop_vision : wl->pop_text) + o;
+        int vision = !decode && wl->cfg.vision_frac > 0 && mplb_rng_uniform(&rng) < wl->cfg.vision_frac;
+        int f = F;
+        if (!vision) {
+            if (F == 1) f = 0;
+            else if (wl->cfg.src_affinity > 0 && mplb_rng_uniform(&rng) < wl->cfg.src_affinity)
+                f = (src / wl->gpus_per_node) % F;
+            else {
+                double u = mplb_rng_uniform(&rng) * tot;
+                for (f = 0; f < F - 1 && cum[f] <= u; f++) {}
+            }
+        }
+        size_t o = ((size_t)f * L + layer) * E;
+        const double *pop = wl->pop + o, *prob = wl->prob + o;
+        const int32_t *alias = wl->alias + o;
         double mass = 0;
         for (int j = 0; j < k; j++) {
             int e, tries = 0, dup;
             do {
-                e = draw(cdf, E, mplb_rng_uniform(&rng));
+                e = draw(prob, alias, E, &rng);
                 dup = 0;
                 for (int q = 0; q < j; q++) dup |= ids[q] == e;
             } while (dup && ++tries < 64);
-            /* Very skewed layers can keep hitting chosen experts: take the
-             * most popular one not yet chosen so the loop always ends. */
+            /* very skewed layers can keep hitting chosen experts: take the
+             * most popular one not yet chosen so the loop always ends */
             if (dup) {
                 double best = -1;
                 for (int c = 0; c < E; c++) {

@@ -21,4 +21,5 @@
 #include "mplb/run.h"
 #include "mplb/quant.h"
 #include "mplb/calibrate.h"
+#include "mplb/trace.h"
 #endif

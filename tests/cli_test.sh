@@ -77,6 +77,29 @@ printf 'local P = {}\nfunction P.decide(obs, act)\n  os.execute("touch pwned")\n
 check policy-check-os 1 "os.lua:3: attempt to index a nil value (global 'os')" "$MPLB" policy check os.lua
 check run-hostile-kept 1 "status: failed" "$MPLB" run small.lua -o hostile.h5 --policy baseline --policy ./loop.lua
 check inspect-hostile 0 "instruction limit exceeded" "$MPLB" inspect hostile.h5
+check trace-stats 0 "LIS" "$MPLB" trace stats "$SRC/traces/olmoe-mixtral/olmoe.h5"
+check trace-stats-mixtral 0 "top-2 persistence" "$MPLB" trace stats "$SRC/traces/olmoe-mixtral/mixtral.h5" --top 2
+printf 'step,layer,expert,count\n0,0,0,30\n0,0,1,10\n0,1,2,40\n1,0,3,25\n1,1,0,5\n' > counts.csv
+check trace-import-csv 0 "wrote tr.h5: 2 steps x 2 layers x 4 experts, top-1" "$MPLB" trace import counts.csv -o tr.h5 --top-k 1
+check trace-import-exists 1 "exists" "$MPLB" trace import counts.csv -o tr.h5 --top-k 1
+printf 'step,layer,expert,count\n0,0,0,30\n0,zero,1,10\n' > bad.csv
+check trace-import-bad 1 "bad.csv:3: field 'layer': 'zero' is not an integer" "$MPLB" trace import bad.csv -o bad.h5 --top-k 1
+check trace-stats-imported 0 "2 steps x 2 layers x 4 experts" "$MPLB" trace stats tr.h5 --ranks 2
+cat > trexp.lua <<LUA
+return {
+  model = { layers = 2, experts = 4, top_k = 1, hidden = 256, ffn = 128 },
+  cluster = { gpus_per_node = 2 },
+  workload = { kind = "trace", file = "tr.h5", steps = 2 },
+  policies = { "baseline", "lis" },
+}
+LUA
+check trace-run 0 "run file: trrun.h5" "$MPLB" run trexp.lua -o trrun.h5
+sed 's/steps = 2 }/steps = 3 }/' trexp.lua > trexp3.lua
+check trace-run-too-long 1 "do not fit" "$MPLB" run trexp3.lua -o trrun3.h5
+sed 's/file = "tr.h5"/file = "missing-trace"/' trexp.lua > trexp4.lua
+check trace-run-missing 1 "field workload.file: traces 'missing-trace' not found" "$MPLB" run trexp4.lua -o trrun4.h5
+check olmoe-domains 0 "run file: od.h5" "$MPLB" run "$SRC/experiments/olmoe_domains.lua" -o od.h5
+check skew-olmoe 0 "run file: so.h5" "$MPLB" run "$SRC/experiments/skew_olmoe.lua" -o so.h5 --set workload.steps=4
 check calibrate 0 "wrote profile prof.lua" "$MPLB" calibrate --backend cpu --quick -o prof.lua
 check calibrate-profile 0 "profile prof.lua" "$MPLB" run small.lua -o cal.h5 --set cluster.profile=prof.lua
 check calibrate-cuda 2 "backend 'cuda' is not available" "$MPLB" calibrate --backend cuda

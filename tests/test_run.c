@@ -127,7 +127,7 @@ static void test_policy_failure_keeps_rows(void **st) {
 static void test_workload_reproducible(void **st) {
     (void)st;
     mplb_model m = {"t", 2, 16, 4, 8, 8, 0};
-    mplb_workload_cfg c = {"synthetic", 1, 1000, 1.2, 0.3, 2.0};
+    mplb_workload_cfg c = {.kind = "synthetic", .steps = 1, .tokens = 1000, .zipf = 1.2, .vision_frac = 0.3, .vision_zipf = 2.0};
     mplb_wl a, b;
     mplb_placement pl;
     mplb_routing ra, rb;

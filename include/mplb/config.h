@@ -34,12 +34,21 @@ typedef struct mplb_cluster {
 } mplb_cluster;
 
 typedef struct mplb_workload_cfg {
-    char kind[MPLB_NAME_MAX];     /* "synthetic" */
+    char kind[MPLB_NAME_MAX];     /* "synthetic" or "trace" */
     int steps;
-    int64_t tokens;               /* tokens per step, over all ranks */
+    int64_t tokens;               /* tokens per (prefill) step, over all ranks */
     double zipf;                  /* skew of text routing */
-    double vision_frac;           /* share of vision tokens */
+    double vision_frac;           /* share of vision tokens (prefill steps) */
     double vision_zipf;           /* skew of vision routing (vision tokens flood few experts) */
+    int families;                 /* task families (code, math, chat, ...) with their own popularity */
+    double drift;                 /* 0..1: how much the family mix swings over drift_period steps */
+    int drift_period;
+    double layer_corr;            /* 0..1: popularity rank carried from one layer to the next */
+    double src_affinity;          /* 0..1: tokens of node n prefer family n mod families */
+    int prefill_every;            /* every n-th step is a prefill, the others decode */
+    int64_t decode_tokens;        /* tokens per decode step */
+    char skew_from[MPLB_PATH_MAX];/* a trace whose per-layer skew replaces Zipf's */
+    char file[MPLB_PATH_MAX];     /* kind = "trace": the trace file */
 } mplb_workload_cfg;
 
 typedef struct mplb_policy_ref {
@@ -97,6 +106,9 @@ int mplb_profile_load(const char *name_or_path, const char *base_dir,
  * KIND/NAME.lua looked up beside base_dir, in ., and in the install's data dir. */
 int mplb_find_data(const char *kind, const char *name, const char *base_dir,
                    char out[MPLB_PATH_MAX], mplb_err *err);
+/* The same for another extension (".h5" for traces/). */
+int mplb_find_data_ext(const char *kind, const char *name, const char *ext, const char *base_dir,
+                       char out[MPLB_PATH_MAX], mplb_err *err);
 
 /* Built-in model shapes from public configs (deepseek-v3, qwen3-30b-a3b, ...). */
 int mplb_model_preset(const char *name, mplb_model *out);
