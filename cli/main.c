@@ -2,6 +2,7 @@
 /* mplb: the command-line front end. A table of subcommands (like linit.c's
  * table of libraries); each returns the process exit status. */
 #include "mplb.h"
+#include "sweep_cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,9 @@ static const char *usage_text =
     "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force | --resume]\n"
     "              run an experiment with the cost model; writes one HDF5 run file\n"
     "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
+    "  sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n"
+    "              run every point of the experiment's list-valued fields (sweep axes);\n"
+    "              under mpirun the points are divided across ranks\n"
     "  policy check FILE.lua [--param key=value]...\n"
     "              run a policy on a small built-in workload and report problems\n"
     "  trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
@@ -407,7 +411,20 @@ static int cmd_trace(int argc, char **argv) {
     return 2;
 }
 
+int mplb_read_file_text(const char *path, char **out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char *buf = calloc(4097, 1);
+    size_t n = buf ? fread(buf, 1, 4096, f) : 0;
+    fclose(f);
+    if (!buf) return -1;
+    buf[n] = 0;
+    *out = buf;
+    return 0;
+}
+
 static const struct { const char *name; int (*fn)(int, char **); } commands[] = {
+    {"sweep", mplb_cmd_sweep},
     {"trace", cmd_trace},
     {"policy", cmd_policy},
     {"calibrate", cmd_calibrate},

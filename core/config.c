@@ -431,6 +431,11 @@ static int apply_set(mplb_lsb *sb, int top, const char *set, const char *file, m
 
 int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
                   mplb_exp *out, mplb_err *err) {
+    return mplb_exp_load_ex(path, NULL, sets, n_sets, out, err);
+}
+
+int mplb_exp_load_ex(const char *path, const char *base, const char *const *sets, int n_sets,
+                     mplb_exp *out, mplb_err *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->path, sizeof out->path, "%s", path);
     mplb_lsb sb;
@@ -451,7 +456,9 @@ int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
         if ((rc = apply_set(&sb, top, sets[s], path, err)) < 0) goto fail;
     cfg c = {L, path, out->source, err};
     char base_dir[MPLB_PATH_MAX];
-    dir_of(path, base_dir, sizeof base_dir);
+    if (base) snprintf(base_dir, sizeof base_dir, "%s", base);
+    else dir_of(path, base_dir, sizeof base_dir);
+    snprintf(out->base_dir, sizeof out->base_dir, "%s", base_dir);
     long long v;
     char def_name[MPLB_NAME_MAX];
     const char *b = strrchr(path, '/');

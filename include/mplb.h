@@ -22,4 +22,5 @@
 #include "mplb/quant.h"
 #include "mplb/calibrate.h"
 #include "mplb/trace.h"
+#include "mplb/sweep.h"
 #endif

@@ -60,6 +60,7 @@ typedef struct mplb_policy_ref {
 
 typedef struct mplb_exp {
     char path[MPLB_PATH_MAX];
+    char base_dir[MPLB_PATH_MAX]; /* where policies, profiles and traces are looked up */
     char name[MPLB_NAME_MAX];
     char *source;                 /* the experiment file's text */
     char *resolved;               /* the resolved experiment as Lua text (for run files) */
@@ -96,6 +97,10 @@ typedef struct mplb_profile {
  * mplb_find_data. */
 int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
                   mplb_exp *out, mplb_err *err);
+/* The same, looking up policies, profiles and traces beside base_dir instead
+ * of beside path (a sweep's point files live elsewhere than their experiment). */
+int mplb_exp_load_ex(const char *path, const char *base_dir, const char *const *sets, int n_sets,
+                     mplb_exp *out, mplb_err *err);
 void mplb_exp_free(mplb_exp *exp);
 
 /* Load profiles/NAME.lua (or a path). A profile may say inherit = "h100". */

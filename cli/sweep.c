@@ -1,0 +1,320 @@
+/* mplb sweep: run every point of an experiment's sweep axes, in -j worker
+ * processes on one machine or across MPI ranks (mpirun -np N mplb sweep ...),
+ * resumably. Layout of DIR: points/pNNNN.lua (each point as a complete
+ * experiment), runs/pNNNN.h5 (its run file), runs/pNNNN.err (the message of
+ * a point that failed before or without a run file), index.csv. */
+#define _XOPEN_SOURCE 700
+#include "mplb.h"
+#include "sweep_cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef MPLB_HAVE_MPI
+#include <mpi.h>
+#endif
+
+enum { PT_PENDING = 0, PT_COMPLETE = 1, PT_FAILED = 2, PT_OTHER = 3 };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void run_path(const char *dir, int p, const char *ext, char *out, size_t cap) {
+    snprintf(out, cap, "%s/runs/p%04d.%s", dir, p, ext);
+}
+
+/* A point's state from its files: complete run file, failed, or to do. */
+static int point_state(const char *dir, int p) {
+    char h5[MPLB_PATH_MAX], er[MPLB_PATH_MAX];
+    run_path(dir, p, "h5", h5, sizeof h5);
+    run_path(dir, p, "err", er, sizeof er);
+    if (access(er, F_OK) == 0) return PT_FAILED;
+    if (access(h5, F_OK) != 0) return PT_PENDING;
+    mplb_runfile_info info;
+    mplb_err err = {0};
+    if (mplb_runfile_read(h5, &info, &err) < 0) return PT_PENDING;
+    int st = info.unclosed ? PT_PENDING : !strcmp(info.status, "complete") ? PT_COMPLETE
+                                        : !strcmp(info.status, "failed") ? PT_FAILED : PT_PENDING;
+    mplb_runfile_info_free(&info);
+    return st;
+}
+
+/* Child: run one point; its process exits with 0 (complete) or 1. */
+static int run_point(const char *dir, const char *base_dir, int p) {
+    char pt[MPLB_PATH_MAX], h5[MPLB_PATH_MAX], er[MPLB_PATH_MAX];
+    snprintf(pt, sizeof pt, "%s/points/p%04d.lua", dir, p);
+    run_path(dir, p, "h5", h5, sizeof h5);
+    run_path(dir, p, "err", er, sizeof er);
+    mplb_exp x;
+    mplb_err err = {0};
+    int rc = mplb_exp_load_ex(pt, base_dir, NULL, 0, &x, &err);
+    if (rc == 0) {
+        char cmd[MPLB_PATH_MAX + 32];
+        snprintf(cmd, sizeof cmd, "mplb sweep (point %s)", pt);
+        mplb_run_opts o = {.out_path = h5, .resume = 1, .command = cmd};
+        mplb_run_summary sum;
+        rc = mplb_run(&x, &o, &sum, &err);
+        mplb_run_summary_free(&sum);
+        mplb_exp_free(&x);
+    }
+    if (rc < 0) {
+        /* the run file keeps a policy's error; a point that failed before its
+         * run file existed (a bad parameter) leaves its message here */
+        FILE *f = fopen(er, "w");
+        if (f) { fprintf(f, "%s\n", err.msg); fclose(f); }
+        return 1;
+    }
+    return 0;
+}
+
+static void progress(int tty, int done, int total, int failed, double t0, const char *label, int state) {
+    double el = now_s() - t0, rate = el > 0 ? done / el : 0;
+    double eta = rate > 0 ? (total - done) / rate : 0;
+    if (tty) {
+        int w = 30, fill = total ? done * w / total : w;
+        fprintf(stderr, "\r[%.*s%.*s] %d/%d points, %.2f/s, ETA %.0fs%s", fill,
+                "##############################", w - fill, "------------------------------", done, total, rate, eta,
+                failed ? " (some failed)" : "");
+        if (done == total) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "[%d/%d] %s: %s (%.2f points/s, ETA %.0fs)\n", done, total, label,
+                state == PT_COMPLETE ? "complete" : "failed", rate, eta);
+    }
+}
+
+static char *read_err(const char *dir, int p) {
+    char er[MPLB_PATH_MAX], h5[MPLB_PATH_MAX];
+    run_path(dir, p, "err", er, sizeof er);
+    char *msg = NULL;
+    if (mplb_read_file_text(er, &msg) == 0) {
+        char *nl = strchr(msg, '\n');
+        if (nl) *nl = 0;
+        return msg;
+    }
+    run_path(dir, p, "h5", h5, sizeof h5);
+    mplb_runfile_info info;
+    mplb_err err = {0};
+    if (mplb_runfile_read(h5, &info, &err) == 0) {
+        msg = strdup(info.error ? info.error : "");
+        mplb_runfile_info_free(&info);
+    }
+    return msg ? msg : strdup("");
+}
+
+static void csv_field(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; s && *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s == '\n' ? ' ' : *s, f);
+    }
+    fputc('"', f);
+}
+
+static int write_index(const char *dir, const mplb_sweep *sw, const int *state) {
+    char path[MPLB_PATH_MAX], tmp[MPLB_PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/index.csv", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "point");
+    for (int a = 0; a < sw->n_axes; a++) { fputc(',', f); csv_field(f, sw->axis_names[a]); }
+    fprintf(f, ",file,status,error\n");
+    for (int p = 0; p < sw->n_points; p++) {
+        fprintf(f, "%d", p);
+        for (int a = 0; a < sw->n_axes; a++) { fputc(',', f); csv_field(f, sw->values[(size_t)p * sw->n_axes + a]); }
+        fprintf(f, ",runs/p%04d.h5,%s,", p, state[p] == PT_COMPLETE ? "complete" : state[p] == PT_FAILED ? "failed" : "pending");
+        char *msg = state[p] == PT_FAILED ? read_err(dir, p) : NULL;
+        csv_field(f, msg ? msg : "");
+        free(msg);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0) return -1;
+    return rename(tmp, path);
+}
+
+int mplb_cmd_sweep(int argc, char **argv) {
+    const char *exp = NULL, *dir = NULL;
+    int jobs = 1, resume = 0, n_sets = 0;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    if (!sets) return 1;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "-j") && i + 1 < argc) jobs = atoi(argv[++i]);
+        else if (!strncmp(argv[i], "-j", 2) && argv[i][2]) jobs = atoi(argv[i] + 2);
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
+        else if (!strcmp(argv[i], "--resume")) resume = 1;
+        else if (argv[i][0] != '-' && !exp) exp = argv[i];
+        else { fprintf(stderr, "mplb sweep: unexpected argument '%s'\n", argv[i]); free(sets); return 2; }
+    }
+    if (!exp || !dir || jobs < 1) {
+        fprintf(stderr, "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n");
+        free(sets);
+        return 2;
+    }
+    int rank = 0, size = 1;
+#ifdef MPLB_HAVE_MPI
+    int use_mpi = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+    if (use_mpi) {
+        MPI_Init(&argc, &argv);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    }
+#endif
+    mplb_sweep sw;
+    mplb_err err = {0};
+    int rc = mplb_sweep_expand(exp, sets, n_sets, &sw, &err);
+    free(sets);
+    if (rc < 0) {
+        if (rank == 0) fprintf(stderr, "mplb: %s\n", err.msg);
+#ifdef MPLB_HAVE_MPI
+        if (use_mpi) MPI_Finalize();
+#endif
+        return 1;
+    }
+    char sub[MPLB_PATH_MAX], index[MPLB_PATH_MAX];
+    snprintf(index, sizeof index, "%s/index.csv", dir);
+    int exists = access(index, F_OK) == 0;
+    int bad = 0;
+    if (rank == 0) {
+        if (exists && !resume) {
+            fprintf(stderr, "mplb: %s already holds a sweep (use --resume to continue it, or another -o)\n", dir);
+            bad = 1;
+        } else {
+            mkdir(dir, 0777);
+            snprintf(sub, sizeof sub, "%s/points", dir);
+            mkdir(sub, 0777);
+            snprintf(sub, sizeof sub, "%s/runs", dir);
+            mkdir(sub, 0777);
+            for (int p = 0; p < sw.n_points && !bad; p++) {
+                char pt[MPLB_PATH_MAX];
+                snprintf(pt, sizeof pt, "%s/points/p%04d.lua", dir, p);
+                FILE *f = fopen(pt, "w");
+                if (!f) { fprintf(stderr, "mplb: cannot write %s: %s\n", pt, strerror(errno)); bad = 1; break; }
+                fprintf(f, "-- point %d of %s: %s\n%s\n", p, exp, sw.points[p].label, sw.points[p].text);
+                fclose(f);
+            }
+        }
+    }
+#ifdef MPLB_HAVE_MPI
+    if (use_mpi) MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+#endif
+    if (bad) {
+        mplb_sweep_free(&sw);
+#ifdef MPLB_HAVE_MPI
+        if (use_mpi) MPI_Finalize();
+#endif
+        return 1;
+    }
+    char base_dir[MPLB_PATH_MAX];
+    snprintf(base_dir, sizeof base_dir, "%s", exp);
+    char *slash = strrchr(base_dir, '/');
+    if (slash) *slash = 0; else snprintf(base_dir, sizeof base_dir, ".");
+    int *state = calloc((size_t)sw.n_points, sizeof *state);
+    int *mine = calloc((size_t)sw.n_points, sizeof *mine);
+    pid_t *pids = calloc((size_t)jobs, sizeof *pids);
+    int *slot_pt = calloc((size_t)jobs, sizeof *slot_pt);
+    if (!state || !mine || !pids || !slot_pt) { fprintf(stderr, "mplb: out of memory\n"); return 1; }
+    int todo = 0, done = 0, failed = 0, total = 0;
+    for (int p = 0; p < sw.n_points; p++) {
+        if (p % size != rank) continue;
+        total++;
+        /* a failed point is retried on resume: its message file goes first */
+        char er[MPLB_PATH_MAX];
+        run_path(dir, p, "err", er, sizeof er);
+        remove(er);
+        state[p] = point_state(dir, p);
+        if (state[p] == PT_COMPLETE) done++;
+        else { mine[p] = 1; todo++; state[p] = PT_PENDING; }
+    }
+    int tty = isatty(2);
+    double t0 = now_s();
+    if (rank == 0 && size == 1)
+        fprintf(stderr, "mplb sweep: %d points (%d axes), %d to run, %d worker(s)\n", sw.n_points, sw.n_axes, todo, jobs);
+    int next = 0, running = 0;
+    for (;;) {
+        while (running < jobs) {
+            while (next < sw.n_points && !mine[next]) next++;
+            if (next >= sw.n_points) break;
+            int slot = 0;
+            while (pids[slot]) slot++;
+            fflush(NULL);
+            pid_t pid = fork();
+            if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed sweep takes its workers with it */
+                _exit(run_point(dir, base_dir, next));
+            }
+            if (pid < 0) { fprintf(stderr, "mplb: fork failed: %s\n", strerror(errno)); break; }
+            pids[slot] = pid;
+            slot_pt[slot] = next++;
+            running++;
+        }
+        if (running == 0) break;
+        int ws;
+        pid_t pid = wait(&ws);
+        if (pid < 0) break;
+        for (int s = 0; s < jobs; s++) {
+            if (pids[s] != pid) continue;
+            int p = slot_pt[s];
+            pids[s] = 0;
+            running--;
+            state[p] = WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? PT_COMPLETE : PT_FAILED;
+            if (state[p] == PT_FAILED) {
+                failed++;
+                char er[MPLB_PATH_MAX];
+                run_path(dir, p, "err", er, sizeof er);
+                if (access(er, F_OK) != 0) {   /* killed by a signal: say so */
+                    FILE *f = fopen(er, "w");
+                    if (f) { fprintf(f, "worker ended by signal %d\n", WIFSIGNALED(ws) ? WTERMSIG(ws) : 0); fclose(f); }
+                }
+            }
+            done++;
+            if (size == 1) progress(tty, done, total, failed, t0, sw.points[p].label, state[p]);
+        }
+    }
+    int *all = state;
+#ifdef MPLB_HAVE_MPI
+    int *gathered = NULL;
+    if (use_mpi) {
+        gathered = calloc((size_t)sw.n_points, sizeof *gathered);
+        MPI_Reduce(state, gathered, sw.n_points, MPI_INT, MPI_MAX, 0, MPI_COMM_WORLD);
+        all = gathered;
+    }
+#endif
+    int n_ok = 0, n_fail = 0;
+    if (rank == 0) {
+        for (int p = 0; p < sw.n_points; p++) {
+            if (all[p] == PT_COMPLETE) n_ok++;
+            else n_fail++;
+        }
+        if (write_index(dir, &sw, all) < 0) fprintf(stderr, "mplb: cannot write %s\n", index);
+        printf("sweep %s: %d points, %d complete, %d failed%s; index: %s\n", exp, sw.n_points, n_ok, n_fail,
+               size > 1 ? " (over MPI ranks)" : "", index);
+        for (int p = 0; p < sw.n_points; p++)
+            if (all[p] != PT_COMPLETE) {
+                char *msg = read_err(dir, p);
+                printf("  point %d (%s) failed: %s\n", p, sw.points[p].label, msg);
+                free(msg);
+            }
+    }
+#ifdef MPLB_HAVE_MPI
+    if (use_mpi) {
+        MPI_Bcast(&n_fail, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        free(gathered);
+        MPI_Finalize();
+    }
+#endif
+    free(state); free(mine); free(pids); free(slot_pt);
+    mplb_sweep_free(&sw);
+    return n_fail ? 1 : 0;
+}

@@ -1,0 +1,206 @@
+/* Sweep expansion: see include/mplb/sweep.h. The expansion itself is Lua
+ * run in the config sandbox (walking and copying tables is what Lua is for). */
+#include "mplb/sweep.h"
+#include "mplb/config.h"
+#include "lsandbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+
+#define SWEEP_MAX_POINTS 100000
+
+/* expand(exp) -> axes {name...}, points {{label=, text=, values={...}}...} */
+static const char *expand_lua =
+    "local exp, serialize, max_points = ...\n"
+    "local function is_list(v)\n"
+    "  if type(v) ~= 'table' or #v == 0 then return false end\n"
+    "  local n = 0\n"
+    "  for _ in pairs(v) do n = n + 1 end\n"
+    "  return n == #v\n"
+    "end\n"
+    "local function sorted_keys(t)\n"
+    "  local ks = {}\n"
+    "  for k in pairs(t) do if type(k) == 'string' then ks[#ks + 1] = k end end\n"
+    "  table.sort(ks)\n"
+    "  return ks\n"
+    "end\n"
+    "local axes = {}\n"
+    "local function walk(t, path, name)\n"
+    "  for _, k in ipairs(sorted_keys(t)) do\n"
+    "    local v = t[k]\n"
+    "    local p = { table.unpack(path) }\n"
+    "    p[#p + 1] = k\n"
+    "    local n = name == '' and k or (name .. '.' .. k)\n"
+    "    if name == '' and k == 'policies' and type(v) == 'table' then\n"
+    "      for i, pol in ipairs(v) do\n"
+    "        if type(pol) == 'table' then\n"
+    "          for _, pk in ipairs(sorted_keys(pol)) do\n"
+    "            if is_list(pol[pk]) then\n"
+    "              axes[#axes + 1] = { path = { 'policies', i, pk }, name = ('policies[%d].%s'):format(i, pk), values = pol[pk] }\n"
+    "            end\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "    elseif is_list(v) then\n"
+    "      axes[#axes + 1] = { path = p, name = n, values = v }\n"
+    "    elseif type(v) == 'table' then\n"
+    "      walk(v, p, n)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "walk(exp, {}, '')\n"
+    "local total = 1\n"
+    "for _, a in ipairs(axes) do total = total * #a.values end\n"
+    "if total > max_points then error(('the sweep has %d points (more than %d)'):format(total, max_points), 0) end\n"
+    "local function deepcopy(v)\n"
+    "  if type(v) ~= 'table' then return v end\n"
+    "  local c = {}\n"
+    "  for k, x in pairs(v) do c[k] = deepcopy(x) end\n"
+    "  return c\n"
+    "end\n"
+    "local function set(t, path, v)\n"
+    "  for i = 1, #path - 1 do t = t[path[i]] end\n"
+    "  t[path[#path]] = v\n"
+    "end\n"
+    "local function show(v)\n"
+    "  if type(v) == 'string' then return v end\n"
+    "  if type(v) == 'table' then return serialize(v) end\n"
+    "  return tostring(v)\n"
+    "end\n"
+    "local points = {}\n"
+    "for idx = 0, total - 1 do\n"
+    "  local e = deepcopy(exp)\n"
+    "  local rest, labels, values = idx, {}, {}\n"
+    "  local picks = {}\n"
+    "  for ai = #axes, 1, -1 do\n"
+    "    local a = axes[ai]\n"
+    "    picks[ai] = rest % #a.values + 1\n"
+    "    rest = rest // #a.values\n"
+    "  end\n"
+    "  for ai, a in ipairs(axes) do\n"
+    "    local v = a.values[picks[ai]]\n"
+    "    set(e, a.path, deepcopy(v))\n"
+    "    labels[#labels + 1] = a.name .. '=' .. show(v)\n"
+    "    values[ai] = show(v)\n"
+    "  end\n"
+    "  points[#points + 1] = { label = table.concat(labels, ' '), text = 'return ' .. serialize(e), values = values }\n"
+    "end\n"
+    "local names = {}\n"
+    "for i, a in ipairs(axes) do names[i] = a.name end\n"
+    "return names, points\n";
+
+/* serialize(t) for the expansion chunk: mplb_lua_serialize as a Lua function */
+static int l_serialize(lua_State *L) {
+    char *s = mplb_lua_serialize(L, 1);
+    if (!s) return luaL_error(L, "the experiment may hold only data (numbers, strings, booleans, tables)");
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static char *dup_field(lua_State *L, int idx, const char *k) {
+    lua_getfield(L, idx, k);
+    const char *s = lua_tostring(L, -1);
+    char *d = strdup(s ? s : "");
+    lua_pop(L, 1);
+    return d;
+}
+
+int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mplb_sweep *out, mplb_err *err) {
+    memset(out, 0, sizeof *out);
+    /* load (and check) through the normal path first, so errors read the same */
+    mplb_exp x;
+    int rc;
+    mplb_lsb sb;
+    char *src;
+    if ((rc = mplb_read_file(path, &src, NULL, err)) < 0) return rc;
+    if ((rc = mplb_lsb_open(&sb, 256u << 20, 200000000LL, err)) < 0) { free(src); return rc; }
+    lua_State *L = sb.L;
+    char chunk[MPLB_PATH_MAX + 1];
+    snprintf(chunk, sizeof chunk, "@%s", path);
+    rc = mplb_lsb_dostring(&sb, src, chunk, 1, err);
+    free(src);
+    if (rc < 0) goto out;
+    if (!lua_istable(L, -1)) { rc = mplb_err_set(err, MPLB_ECONFIG, "%s: the experiment file must return a table", path); goto out; }
+    (void)x;
+    /* --set overrides go through a tiny Lua helper: path "a.b.c" and a Lua expression */
+    for (int i = 0; i < n_sets; i++) {
+        const char *eq = strchr(sets[i], '=');
+        if (!eq) { rc = mplb_err_set(err, MPLB_EINVAL, "--set '%s': expected key=value", sets[i]); goto out; }
+        char code[2048];
+        snprintf(code, sizeof code,
+                 "local t, key = ...\n"
+                 "local ok, v = pcall(function() return %s end)\n"
+                 "if not ok or v == nil then v = %s end\n"
+                 "local parts = {}\n"
+                 "for p in key:gmatch('[^.]+') do parts[#parts + 1] = p end\n"
+                 "for i = 1, #parts - 1 do\n"
+                 "  if type(t[parts[i]]) ~= 'table' then error(\"'\" .. parts[i] .. \"' is not a table in the experiment\", 0) end\n"
+                 "  t = t[parts[i]]\n"
+                 "end\n"
+                 "t[parts[#parts]] = v\n",
+                 eq + 1, "[==[" "\x01" "]==]");
+        /* the fallback string literal is the raw text: patch the placeholder */
+        char *ph = strstr(code, "\x01");
+        char fixed[4096];
+        snprintf(fixed, sizeof fixed, "%.*s%s%s", (int)(ph - code), code, eq + 1, ph + 1);
+        if (luaL_loadbufferx(L, fixed, strlen(fixed), "=--set", "t") != LUA_OK) {
+            rc = mplb_err_set(err, MPLB_EINVAL, "--set '%s': %s", sets[i], lua_tostring(L, -1));
+            lua_pop(L, 1);
+            goto out;
+        }
+        lua_pushvalue(L, -2);
+        lua_pushlstring(L, sets[i], (size_t)(eq - sets[i]));
+        if ((rc = mplb_lsb_pcall(&sb, 2, 0, "--set", err)) < 0) goto out;
+    }
+    if (luaL_loadbufferx(L, expand_lua, strlen(expand_lua), "=sweep", "t") != LUA_OK) {
+        rc = mplb_err_set(err, MPLB_EINVAL, "sweep: %s", lua_tostring(L, -1));
+        goto out;
+    }
+    lua_insert(L, -2);
+    lua_pushcfunction(L, l_serialize);
+    lua_pushinteger(L, SWEEP_MAX_POINTS);
+    if ((rc = mplb_lsb_pcall(&sb, 3, 2, NULL, err)) < 0) { mplb_err_wrap(err, "%s: sweep", path); goto out; }
+    int names = lua_gettop(L) - 1, pts = lua_gettop(L);
+    out->n_axes = (int)luaL_len(L, names);
+    out->n_points = (int)luaL_len(L, pts);
+    out->axis_names = calloc((size_t)out->n_axes + 1, sizeof(char *));
+    out->points = calloc((size_t)out->n_points + 1, sizeof *out->points);
+    out->values = calloc((size_t)out->n_points * out->n_axes + 1, sizeof(char *));
+    if (!out->axis_names || !out->points || !out->values) { rc = mplb_err_set(err, MPLB_ENOMEM, "sweep: out of memory"); goto out; }
+    for (int a = 0; a < out->n_axes; a++) {
+        lua_geti(L, names, a + 1);
+        out->axis_names[a] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    for (int p = 0; p < out->n_points; p++) {
+        lua_geti(L, pts, p + 1);
+        int pi = lua_gettop(L);
+        out->points[p].label = dup_field(L, pi, "label");
+        out->points[p].text = dup_field(L, pi, "text");
+        lua_getfield(L, pi, "values");
+        for (int a = 0; a < out->n_axes; a++) {
+            lua_geti(L, -1, a + 1);
+            const char *v = lua_tostring(L, -1);
+            out->values[(size_t)p * out->n_axes + a] = strdup(v ? v : "");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    rc = 0;
+out:
+    mplb_lsb_close(&sb);
+    if (rc < 0) mplb_sweep_free(out);
+    return rc;
+}
+
+void mplb_sweep_free(mplb_sweep *s) {
+    for (int a = 0; a < s->n_axes && s->axis_names; a++) free(s->axis_names[a]);
+    for (int p = 0; p < s->n_points && s->points; p++) { free(s->points[p].label); free(s->points[p].text); }
+    for (size_t i = 0; s->values && i < (size_t)s->n_points * s->n_axes; i++) free(s->values[i]);
+    free(s->axis_names);
+    free(s->points);
+    free(s->values);
+    memset(s, 0, sizeof *s);
+}
