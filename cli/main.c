@@ -4,6 +4,7 @@
 #include "mplb.h"
 #include "sweep_cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ static const char *usage_text =
     "  sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n"
     "              run every point of the experiment's list-valued fields (sweep axes);\n"
     "              under mpirun the points are divided across ranks\n"
+    "  report RUN.h5|SWEEP_DIR -o DIR\n"
+    "              figures (PNG) and an HTML page (needs the Python analysis package)\n"
     "  policy check FILE.lua [--param key=value]...\n"
     "              run a policy on a small built-in workload and report problems\n"
     "  trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
@@ -423,7 +426,30 @@ int mplb_read_file_text(const char *path, char **out) {
     return 0;
 }
 
+/* mplb report: the Python analysis package draws the figures. Run it with
+ * $MPLB_PYTHON, else the project's .venv, else python3 on PATH. */
+static int cmd_report(int argc, char **argv) {
+    char py[MPLB_PATH_MAX];
+    const char *env = getenv("MPLB_PYTHON");
+    if (env) snprintf(py, sizeof py, "%s", env);
+    else {
+        snprintf(py, sizeof py, "%s/.venv/bin/python", MPLB_SOURCE_DIR);
+        if (access(py, X_OK) != 0) snprintf(py, sizeof py, "python3");
+    }
+    char **args = calloc((size_t)argc + 4, sizeof *args);
+    if (!args) return 1;
+    args[0] = py;
+    args[1] = "-m";
+    args[2] = "mplb.report";
+    for (int i = 1; i < argc; i++) args[i + 2] = argv[i];
+    execvp(py, args);
+    fprintf(stderr, "mplb report: cannot run %s (%s); install the analysis package: make setup\n", py, strerror(errno));
+    free(args);
+    return 1;
+}
+
 static const struct { const char *name; int (*fn)(int, char **); } commands[] = {
+    {"report", cmd_report},
     {"sweep", mplb_cmd_sweep},
     {"trace", cmd_trace},
     {"policy", cmd_policy},

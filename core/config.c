@@ -415,6 +415,15 @@ static int apply_set(mplb_lsb *sb, int top, const char *set, const char *file, m
     char *part = key, *dot;
     while ((dot = strchr(part, '.'))) {
         *dot = 0;
+        /* model = "preset" becomes { preset = "preset" } so --set model.layers=3 works */
+        if (!strcmp(part, "model")) {
+            if (lua_getfield(L, -1, part) == LUA_TSTRING) {
+                lua_createtable(L, 0, 1);
+                lua_insert(L, -2);
+                lua_setfield(L, -2, "preset");
+                lua_setfield(L, -2, "model");
+            } else lua_pop(L, 1);
+        }
         if (lua_getfield(L, -1, part) != LUA_TTABLE) {
             lua_pop(L, 3);
             return mplb_err_set(err, MPLB_ECONFIG, "%s: --set %s: '%s' is not a table in the experiment",

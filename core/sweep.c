@@ -136,6 +136,7 @@ int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mpl
                  "local parts = {}\n"
                  "for p in key:gmatch('[^.]+') do parts[#parts + 1] = p end\n"
                  "for i = 1, #parts - 1 do\n"
+                 "  if i == 1 and parts[1] == 'model' and type(t.model) == 'string' then t.model = { preset = t.model } end\n"
                  "  if type(t[parts[i]]) ~= 'table' then error(\"'\" .. parts[i] .. \"' is not a table in the experiment\", 0) end\n"
                  "  t = t[parts[i]]\n"
                  "end\n"

@@ -1,0 +1,108 @@
+"""The analysis package against the C writer, its figures, its errors, and the
+notebooks executed end to end (on small runs)."""
+import json
+import os
+import subprocess
+
+import h5py
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+import mplb
+from mplb import plots
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("MPLB_BIN", os.path.join(ROOT, "build", "mplb"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("an") / "demo.h5"
+    subprocess.run([BIN, "run", os.path.join(ROOT, "experiments", "demo.lua"), "-o", str(out),
+                    "--set", "workload.steps=2", "--set", "model.layers=6"], check=True, capture_output=True)
+    return out
+
+
+def test_summary_matches_c_inspect(demo):
+    run = mplb.load(demo)
+    j = json.loads(subprocess.run([BIN, "inspect", str(demo), "--json"], check=True, capture_output=True,
+                                  text=True).stdout)
+    s = run.summary()
+    assert j["rows"] == len(run.steps)
+    for p in j["policies"]:
+        row = s.loc[p["name"]]
+        assert row["rows"] == p["rows"]
+        assert row["t_layer_us"] == pytest.approx(p["mean_t_layer_us"], rel=1e-5)
+        assert row["speedup"] == pytest.approx(p["speedup"], rel=1e-5)
+        assert row["error_proxy"] == pytest.approx(p["mean_error_proxy"], rel=1e-5, abs=1e-12)
+    # arrays equal the raw HDF5
+    with h5py.File(demo, "r") as f:
+        np.testing.assert_array_equal(run.rank_compute_us, f["ranks/compute_us"][()])
+        np.testing.assert_array_equal(run.expert_precision, f["experts/precision"][()])
+
+
+def _not_blank(path):
+    img = mpimg.imread(path)
+    assert img.shape[0] > 100 and img.shape[1] > 100
+    assert float(np.std(img[..., :3])) > 0.02   # more than a blank canvas
+
+
+def test_report_for_run_and_sweep(demo, tmp_path):
+    files = mplb.report.report(str(demo), str(tmp_path / "rep")) if hasattr(mplb, "report") else None
+    from mplb.report import report
+    files = report(str(demo), str(tmp_path / "rep"))
+    pngs = [f for f in files if f.endswith(".png")]
+    assert len(pngs) >= 6
+    for p in pngs:
+        _not_blank(p)
+    html = open(tmp_path / "rep" / "index.html").read()
+    assert "cost model, profile h100" in html and "<table" in html
+    # through the C binary, on a sweep
+    exp = tmp_path / "sw.lua"
+    exp.write_text('return { model = { layers = 2, experts = 8, top_k = 2, hidden = 256, ffn = 128 },\n'
+                   '  cluster = { gpus_per_node = 4 }, workload = { steps = 2, tokens = 512, zipf = {0.8, 1.4} },\n'
+                   '  policies = { "baseline", { "threshold", min_tokens = 0 } } }\n')
+    subprocess.run([BIN, "sweep", str(exp), "-o", str(tmp_path / "sw")], check=True, capture_output=True)
+    r = subprocess.run([BIN, "report", str(tmp_path / "sw"), "-o", str(tmp_path / "rep2")], capture_output=True,
+                       text=True, env={**os.environ, "MPLB_PYTHON": os.sys.executable})
+    assert r.returncode == 0, r.stderr
+    _not_blank(tmp_path / "rep2" / "pareto.png")
+    sweep = mplb.load(tmp_path / "sw")
+    summ = sweep.summary()
+    assert set(summ["workload.zipf"]) == {0.8, 1.4}
+    assert len(summ) == 4
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(mplb.RunFileError, match="no such file"):
+        mplb.load(tmp_path / "missing.h5")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(mplb.RunFileError, match="not an mplb sweep directory"):
+        mplb.load(tmp_path / "empty")
+    p = tmp_path / "partial.h5"
+    with h5py.File(p, "w") as f:
+        f.attrs["schema_version"] = "1.0"
+        f["steps"] = np.zeros(3)
+    with pytest.raises(mplb.RunFileError, match="missing dataset /policy/names"):
+        mplb.load(p)
+    r = subprocess.run([BIN, "report", str(p), "-o", str(tmp_path / "r")], capture_output=True, text=True,
+                       env={**os.environ, "MPLB_PYTHON": os.sys.executable})
+    assert r.returncode == 1 and "missing dataset" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["quickstart", "realb", "rq"])
+def test_notebook_runs(name, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+    path = os.path.join(ROOT, "analysis", "notebooks", f"{name}.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    # committed notebooks carry no outputs
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    os.environ["MPLB_BIN"] = BIN
+    os.environ["MPLB_QUICK"] = "1"
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                 if "image/png" in o.get("data", {}))
+    assert images >= 1
