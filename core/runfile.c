@@ -114,7 +114,7 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     mplb_runfile *rf = calloc(1, sizeof *rf);
     if (!rf) return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
     rf->R = R; rf->E = E;
-    rf->flush_rows = flush_rows > 0 ? flush_rows : 64;
+    rf->flush_rows = flush_rows > 0 ? flush_rows : 512;
     rf->flush_seconds = flush_seconds > 0 ? flush_seconds : 1.0;
     rf->last_flush = mono_s();
     snprintf(rf->path, sizeof rf->path, "%s", path);

@@ -15,7 +15,7 @@
 typedef struct mplb_run_opts {
     const char *out_path;   /* the run file; NULL evaluates without writing one */
     int force;              /* overwrite an existing file */
-    int flush_rows;         /* 0 = 64 */
+    int flush_rows;         /* 0 = 512 */
     double flush_seconds;   /* 0 = 1 s */
     int resume;             /* continue out_path from its last complete step */
     const char *command;    /* recorded in the file */
