@@ -23,4 +23,5 @@
 #include "mplb/calibrate.h"
 #include "mplb/trace.h"
 #include "mplb/sweep.h"
+#include "mplb/ffn.h"
 #endif

@@ -1,0 +1,47 @@
+/* mplb_ffn: an expert's SwiGLU FFN run for real on the CPU, with weights
+ * packed in any mplb format (the CPU backend's kernel).
+ *
+ *   y = W_down (silu(W_gate x) * (W_up x)),  W_gate, W_up: [f x d], W_down: [d x f]
+ *
+ * Weights stay packed; the kernel dequantizes 64-row tiles on the fly into
+ * a float buffer and multiplies them with the (quantized) activations through
+ * OpenBLAS sgemm, accumulating in FP32 (the llama.cpp/ggml approach: less
+ * memory traffic per weight, dequantization in the inner loop). Activations
+ * are rounded to act_prec first: bf16, or fp8 with one scale per token, or
+ * mxfp8 with one per 32 channels. n = 0 is allowed (nothing to do).
+ * mplb_ffn_ref_f64 is the float64 reference on the unquantized weights.
+ */
+#ifndef MPLB_FFN_H
+#define MPLB_FFN_H
+
+#include "mplb/err.h"
+#include "mplb/quant.h"
+
+typedef struct mplb_expert_w {
+    int d, f;
+    mplb_prec prec;
+    mplb_qtensor gate, up, down;
+} mplb_expert_w;
+
+int mplb_expert_quantize(const float *gate, const float *up, const float *down, int d, int f, mplb_prec p,
+                         const mplb_qopts *o, mplb_expert_w *w, mplb_err *err);
+void mplb_expert_free(mplb_expert_w *w);
+
+typedef struct mplb_ffn_ws {
+    float *xq, *tile, *g, *u;   /* scratch, grown on demand */
+    size_t cap_xq, cap_tile, cap_g;
+    double t_dequant_s, t_total_s; /* accumulated timings: the share spent dequantizing */
+} mplb_ffn_ws;
+
+void mplb_ffn_ws_free(mplb_ffn_ws *ws);
+/* A view of rows [r0, r0 + n) of a packed tensor (r0 a multiple of 16). */
+int mplb_qtensor_rows(const mplb_qtensor *t, int64_t r0, int64_t n, mplb_qtensor *view);
+int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec act_prec, float *y,
+                     mplb_ffn_ws *ws, mplb_err *err);
+void mplb_ffn_ref_f64(const float *gate, const float *up, const float *down, int d, int f,
+                      const float *x, int n, double *y);
+
+/* Relative L2 error and cosine similarity of y against the float64 reference. */
+void mplb_ffn_compare(const float *y, const double *ref, int64_t n, double *rel_err, double *cosine);
+
+#endif

@@ -1,0 +1,133 @@
+/* The CPU expert FFN: every weight format against a float64 reference within
+ * a bound derived from the format's own measured error on the same tensors;
+ * the tiled kernel against a float64 product of the dequantized weights (which
+ * isolates tiling and BLAS from quantization); n = 0, 1, odd sizes. */
+#include <math.h>
+#include <time.h>
+#include "testutil.h"
+
+static void heavy(mplb_rng *g, float *w, size_t n, double scale) {
+    for (size_t i = 0; i < n; i++) {
+        double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
+        double z = sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2);
+        w[i] = (float)(scale * z * (mplb_rng_uniform(g) < 0.01 ? 8 : 1));
+    }
+}
+
+static double weight_err(const float *w, int rows, int cols, mplb_prec p) {
+    float *y = malloc(sizeof(float) * rows * cols);
+    mplb_qopts o = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
+    mplb_err err;
+    assert_int_equal(mplb_quant_fake(w, y, rows, cols, p, &o, &err), 0);
+    mplb_qstats s;
+    mplb_quant_stats(w, y, (int64_t)rows * cols, &s);
+    free(y);
+    return s.rms_rel;
+}
+
+static void test_formats_against_f64(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int d = 100, f = 72;   /* neither a multiple of 32 nor of the 64-row tile */
+    float *gate = malloc(sizeof(float) * d * f), *up = malloc(sizeof(float) * d * f), *down = malloc(sizeof(float) * d * f);
+    heavy(&g, gate, (size_t)d * f, 0.1);
+    heavy(&g, up, (size_t)d * f, 0.1);
+    heavy(&g, down, (size_t)d * f, 0.1);
+    const int ns[] = {1, 7, 33};
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        mplb_expert_w w;
+        mplb_err err = {0};
+        int rc = mplb_expert_quantize(gate, up, down, d, f, (mplb_prec)p, NULL, &w, &err);
+        if (rc) fail_msg("%s", err.msg);
+        double ew = fmax(weight_err(gate, f, d, (mplb_prec)p), fmax(weight_err(up, f, d, (mplb_prec)p),
+                                                                    weight_err(down, d, f, (mplb_prec)p)));
+        for (size_t ni = 0; ni < 3; ni++) {
+            int n = ns[ni];
+            float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d);
+            double *ref = malloc(sizeof(double) * n * d), *dq = malloc(sizeof(double) * n * d);
+            heavy(&g, x, (size_t)n * d, 1.0);
+            mplb_ffn_ws ws = {0};
+            assert_int_equal(mplb_ffn_forward(&w, x, n, MPLB_PREC_BF16, y, &ws, &err), 0);
+            mplb_ffn_ref_f64(gate, up, down, d, f, x, n, ref);
+            /* The format's own error on these weights: the float64 FFN of the
+             * dequantized weights and bf16-rounded inputs against the exact one. */
+            float *gq = malloc(sizeof(float) * d * f), *uq = malloc(sizeof(float) * d * f), *dq2 = malloc(sizeof(float) * d * f);
+            assert_int_equal(mplb_quant_dequantize(&w.gate, gq, &err), 0);
+            assert_int_equal(mplb_quant_dequantize(&w.up, uq, &err), 0);
+            assert_int_equal(mplb_quant_dequantize(&w.down, dq2, &err), 0);
+            float *xb = malloc(sizeof(float) * n * d);
+            mplb_qopts ob = {0};
+            assert_int_equal(mplb_quant_fake(x, xb, n, d, MPLB_PREC_BF16, &ob, &err), 0);
+            mplb_ffn_ref_f64(gq, uq, dq2, d, f, xb, n, dq);
+            double e_fmt, e_kernel, rel, cosv;
+            mplb_ffn_compare(y, dq, (int64_t)n * d, &e_kernel, &cosv);   /* tiling + BLAS + bf16 of h */
+            double ref_fmt_cos;
+            float *dqf = malloc(sizeof(float) * n * d);
+            for (int i = 0; i < n * d; i++) dqf[i] = (float)dq[i];
+            mplb_ffn_compare(dqf, ref, (int64_t)n * d, &e_fmt, &ref_fmt_cos);
+            free(dqf);
+            mplb_ffn_compare(y, ref, (int64_t)n * d, &rel, &cosv);
+            /* the kernel adds only float32 accumulation and the bf16 rounding
+             * of the hidden activations (2^-9 relative each, with SiLU's slope) */
+            if (!(e_kernel <= 1.5 / 256)) fail_msg("%s n=%d: kernel vs dequantized reference %.6f", mplb_prec_name(p), n, e_kernel);
+            /* so the total error is the format's plus that (triangle inequality) */
+            if (!(rel <= e_fmt + 2 * 1.5 / 256)) fail_msg("%s n=%d: rel err %.5f > format error %.5f + kernel", mplb_prec_name(p), n, rel, e_fmt);
+            /* and the format's FFN error is of the order of its weight error:
+             * SiLU amplifies the relative error of negative pre-activations,
+             * hence the loose factor */
+            if (!(e_fmt <= 10 * ew + 1.0 / 256)) fail_msg("%s n=%d: FFN error %.5f vs weight error %.5f", mplb_prec_name(p), n, e_fmt, ew);
+            if (p == MPLB_PREC_BF16 && !(cosv > 0.9999)) fail_msg("bf16 cosine %.6f", cosv);
+            free(gq); free(uq); free(dq2); free(xb);
+            free(x); free(y); free(ref); free(dq);
+            mplb_ffn_ws_free(&ws);
+        }
+        mplb_expert_free(&w);
+    }
+    free(gate); free(up); free(down);
+}
+
+static void test_activation_formats_and_edges(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int d = 64, f = 32;
+    float gate[64 * 32], up[64 * 32], down[64 * 32], x[3 * 64], y[3 * 64];
+    double ref[3 * 64];
+    heavy(&g, gate, sizeof gate / 4, 0.1);
+    heavy(&g, up, sizeof up / 4, 0.1);
+    heavy(&g, down, sizeof down / 4, 0.1);
+    heavy(&g, x, sizeof x / 4, 1.0);
+    mplb_expert_w w;
+    mplb_err err = {0};
+    assert_int_equal(mplb_expert_quantize(gate, up, down, d, f, MPLB_PREC_BF16, NULL, &w, &err), 0);
+    mplb_ffn_ref_f64(gate, up, down, d, f, x, 3, ref);
+    mplb_ffn_ws ws = {0};
+    double last = 0;
+    mplb_prec acts[] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_MXFP8};
+    for (int i = 0; i < 3; i++) {
+        double rel, cosv;
+        assert_int_equal(mplb_ffn_forward(&w, x, 3, acts[i], y, &ws, &err), 0);
+        mplb_ffn_compare(y, ref, 3 * d, &rel, &cosv);
+        assert_true(rel < 0.2);
+        if (i == 0) last = rel;
+        else assert_true(rel > last * 0.9);   /* fp8 activations are not more accurate than bf16 */
+    }
+    /* n = 0 touches nothing */
+    y[0] = 123;
+    assert_int_equal(mplb_ffn_forward(&w, x, 0, MPLB_PREC_BF16, y, &ws, &err), 0);
+    assert_true(y[0] == 123);
+    assert_int_equal(mplb_ffn_forward(&w, x, -1, MPLB_PREC_BF16, y, &ws, &err), MPLB_EINVAL);
+    assert_true(ws.t_total_s > 0 && ws.t_dequant_s > 0 && ws.t_dequant_s < ws.t_total_s);
+    mplb_ffn_ws_free(&ws);
+    mplb_expert_free(&w);
+    assert_int_equal(mplb_expert_quantize(gate, up, down, 0, f, MPLB_PREC_BF16, NULL, &w, &err), MPLB_EINVAL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_formats_against_f64),
+        cmocka_unit_test(test_activation_formats_and_edges),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
