@@ -31,6 +31,8 @@ static const char *usage_text =
     "              convert routing data to an mplb trace; print its skew statistics\n"
     "  calibrate --backend cpu [-o profiles/NAME.lua] [--quick]\n"
     "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
+    "  calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua]\n"
+    "              per-format FFN error of the CPU kernel against float64 (the error proxy's table)\n"
     "  --help, --version\n"
     "\n"
     "Policies and profiles are looked up beside the experiment, in ./policies,\n"
@@ -223,12 +225,18 @@ static int cmd_inspect(int argc, char **argv) {
 static int cmd_calibrate(int argc, char **argv) {
     const char *backend = NULL, *out = NULL;
     mplb_calib_opts o = {0};
+    mplb_acc_opts ao = {0};
+    int accuracy = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
         else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--quick")) { o.max_tokens = 256; o.min_seconds = 0.01; }
+        else if (!strcmp(argv[i], "--quick")) { o.max_tokens = 256; o.min_seconds = 0.01; ao.tokens = 16; }
+        else if (!strcmp(argv[i], "--accuracy")) accuracy = 1;
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) ao.weights = argv[++i];
+        else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) ao.prefix = argv[++i];
         else { fprintf(stderr, "mplb calibrate: unknown argument '%s'\n", argv[i]); return 2; }
     }
+    if (accuracy && !backend) backend = "cpu";
     if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu; cuda comes with the CUDA backend)\n"); return 2; }
     if (strcmp(backend, "cpu") != 0) {
         fprintf(stderr, "mplb calibrate: backend '%s' is not available (known: cpu)\n", backend);
@@ -251,14 +259,15 @@ static int cmd_calibrate(int argc, char **argv) {
         if (!f) { fprintf(stderr, "mplb calibrate: cannot write %s\n", tmp); return 1; }
     }
     mplb_err err = {0};
-    int rc = mplb_calibrate_cpu(&o, f, &err);
+    int rc = accuracy ? mplb_calibrate_accuracy(&ao, f, &err) : mplb_calibrate_cpu(&o, f, &err);
     if (out) {
         if (fclose(f) != 0 && rc == 0) rc = mplb_err_set(&err, MPLB_EIO, "%s: write error", tmp);
         if (rc == 0 && rename(tmp, out) != 0) rc = mplb_err_set(&err, MPLB_EIO, "cannot rename %s to %s", tmp, out);
         if (rc < 0) remove(tmp);
     }
     if (rc < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
-    if (out) fprintf(stderr, "mplb: wrote profile %s (use it as cluster.profile = \"%s\")\n", out, out);
+    if (out && accuracy) fprintf(stderr, "mplb: wrote accuracy table %s (use it as accuracy = \"%s\")\n", out, out);
+    else if (out) fprintf(stderr, "mplb: wrote profile %s (use it as cluster.profile = \"%s\")\n", out, out);
     return 0;
 }
 

@@ -1,6 +1,11 @@
 /* CPU calibration: see include/mplb/calibrate.h. */
 #include "mplb/calibrate.h"
 #include "mplb/quant.h"
+#include "mplb/ffn.h"
+#include "mplb/safetensors.h"
+#include "mplb/workload.h"
+
+#include <math.h>
 #include "mplb/version.h"
 
 #include <cblas.h>
@@ -112,4 +117,103 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     fprintf(out, "\n}\n");
     free(x); free(w1); free(w2); free(h); free(y); free(a); free(b);
     return ferror(out) ? mplb_err_set(err, MPLB_EIO, "calibrate: write error") : 0;
+}
+
+/* The expert's three matrices from a safetensors file. */
+static int load_expert(const mplb_acc_opts *o, float **g, float **u, float **dn, int *d, int *f, char *src,
+                       size_t srccap, mplb_err *err) {
+    mplb_st st;
+    int rc = mplb_st_open(o->weights, &st, err);
+    if (rc < 0) return rc;
+    static const char *pats[3][2] = {{"gate", "w1"}, {"up", "w3"}, {"down", "w2"}};
+    int idx[3] = {-1, -1, -1};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < st.n && idx[k] < 0; i++) {
+            const mplb_st_tensor *t = &st.tensors[i];
+            if (t->ndim != 2 || (o->prefix && strncmp(t->name, o->prefix, strlen(o->prefix)) != 0)) continue;
+            const char *leaf = strrchr(t->name, '.');
+            leaf = leaf ? leaf + 1 : t->name;
+            const char *base = t->name;
+            if (strstr(base, pats[k][0]) || !strncmp(leaf, pats[k][1], 2)) idx[k] = i;
+        }
+    if (idx[0] < 0 || idx[1] < 0 || idx[2] < 0) {
+        rc = mplb_err_set(err, MPLB_EFORMAT, "%s: no expert found (2-D tensors named *gate*/*up*/*down* or w1/w3/w2%s%s)",
+                          o->weights, o->prefix ? " under prefix " : "", o->prefix ? o->prefix : "");
+        mplb_st_close(&st);
+        return rc;
+    }
+    const mplb_st_tensor *tg = &st.tensors[idx[0]], *tu = &st.tensors[idx[1]], *td = &st.tensors[idx[2]];
+    *f = (int)tg->shape[0];
+    *d = (int)tg->shape[1];
+    if (tu->shape[0] != *f || tu->shape[1] != *d || td->shape[0] != *d || td->shape[1] != *f) {
+        rc = mplb_err_set(err, MPLB_EFORMAT, "%s: shapes of '%s' [%lld,%lld], '%s', '%s' are not gate/up [f,d] and down [d,f]",
+                          o->weights, tg->name, (long long)tg->shape[0], (long long)tg->shape[1], tu->name, td->name);
+        mplb_st_close(&st);
+        return rc;
+    }
+    int64_t c;
+    if ((rc = mplb_st_read_f32(&st, idx[0], g, &c, err)) == 0 && (rc = mplb_st_read_f32(&st, idx[1], u, &c, err)) == 0)
+        rc = mplb_st_read_f32(&st, idx[2], dn, &c, err);
+    snprintf(src, srccap, "%s: %s, %s, %s", o->weights, tg->name, tu->name, td->name);
+    mplb_st_close(&st);
+    return rc;
+}
+
+static void heavy_fill(mplb_rng *g, float *w, size_t n, double scale) {
+    for (size_t i = 0; i < n; i++) {
+        double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
+        double z = sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2);
+        w[i] = (float)(scale * z * (mplb_rng_uniform(g) < 0.01 ? 8 : 1));
+    }
+}
+
+int mplb_calibrate_accuracy(const mplb_acc_opts *o, FILE *out, mplb_err *err) {
+    int d = 1024, f = 512, n = o && o->tokens > 0 ? o->tokens : 64, rc = 0;
+    float *g = NULL, *u = NULL, *dn = NULL;
+    char src[1400];
+    mplb_rng rng;
+    mplb_rng_seed(&rng, o && o->seed ? o->seed : 1);
+    if (o && o->weights) {
+        if ((rc = load_expert(o, &g, &u, &dn, &d, &f, src, sizeof src, err)) < 0) { free(g); free(u); free(dn); return rc; }
+    } else {
+        size_t nw = (size_t)d * f;
+        g = malloc(nw * sizeof *g); u = malloc(nw * sizeof *u); dn = malloc(nw * sizeof *dn);
+        if (!g || !u || !dn) { free(g); free(u); free(dn); return mplb_err_set(err, MPLB_ENOMEM, "calibrate: out of memory"); }
+        heavy_fill(&rng, g, nw, 0.02);
+        heavy_fill(&rng, u, nw, 0.02);
+        heavy_fill(&rng, dn, nw, 0.02);
+        snprintf(src, sizeof src, "synthetic heavy-tailed weights (Gaussian, 1%% outliers at 8x), d=%d, f=%d", d, f);
+    }
+    float *x = malloc((size_t)n * d * sizeof *x), *y = malloc((size_t)n * d * sizeof *y);
+    double *ref = malloc((size_t)n * d * sizeof *ref);
+    if (!x || !y || !ref) rc = mplb_err_set(err, MPLB_ENOMEM, "calibrate: out of memory");
+    double e[MPLB_PREC_COUNT] = {0}, cs[MPLB_PREC_COUNT] = {0};
+    if (rc == 0) {
+        heavy_fill(&rng, x, (size_t)n * d, 1.0);
+        mplb_ffn_ref_f64(g, u, dn, d, f, x, n, ref);
+        for (int p = 0; p < MPLB_PREC_COUNT && rc == 0; p++) {
+            mplb_expert_w w;
+            mplb_ffn_ws ws = {0};
+            if ((rc = mplb_expert_quantize(g, u, dn, d, f, (mplb_prec)p, NULL, &w, err)) < 0) break;
+            rc = mplb_ffn_forward(&w, x, n, MPLB_PREC_BF16, y, &ws, err);
+            if (rc == 0) mplb_ffn_compare(y, ref, (int64_t)n * d, &e[p], &cs[p]);
+            mplb_ffn_ws_free(&ws);
+            mplb_expert_free(&w);
+        }
+    }
+    if (rc == 0) {
+        fprintf(out, "-- Accuracy table measured by `mplb calibrate --accuracy` (mplb %s, git %s):\n", MPLB_VERSION, mplb_git_revision());
+        fprintf(out, "-- relative L2 error and cosine of one expert's SwiGLU FFN (CPU kernel, weights\n");
+        fprintf(out, "-- in each format, bf16 activations, %d tokens) against a float64 reference.\n", n);
+        fprintf(out, "-- Weights: %s.\n", src);
+        fprintf(out, "-- Use it in an experiment: accuracy = \"THIS_FILE\" (the run's error proxy then\n");
+        fprintf(out, "-- weighs these errors; bf16 is the reference format and counts its own error).\n");
+        fprintf(out, "return {\n  error = {");
+        for (int p = 0; p < MPLB_PREC_COUNT; p++) fprintf(out, " %s = %.6g,", mplb_prec_name(p), e[p]);
+        fprintf(out, " },\n  cosine = {");
+        for (int p = 0; p < MPLB_PREC_COUNT; p++) fprintf(out, " %s = %.8g,", mplb_prec_name(p), cs[p]);
+        fprintf(out, " },\n}\n");
+    }
+    free(g); free(u); free(dn); free(x); free(y); free(ref);
+    return rc;
 }

@@ -484,6 +484,12 @@ int mplb_exp_load_ex(const char *path, const char *base, const char *const *sets
         rc = cfg_fail(&c, "backend", "unknown backend '%s' (known: model)", out->backend);
         goto fail;
     }
+    char acc[MPLB_PATH_MAX];
+    if ((rc = cfg_str(&c, top, "accuracy", "accuracy", 0, "", acc, sizeof acc)) < 0) goto fail;
+    if (acc[0] && mplb_find_data("profiles", acc, base_dir, out->accuracy, err) < 0) {
+        rc = cfg_fail(&c, "accuracy", "%s", err->msg);
+        goto fail;
+    }
     if ((rc = cfg_int(&c, top, "seed", "seed", 0, 1, 0, INT64_MAX, &v)) < 0) goto fail;
     out->seed = (uint64_t)v;
     out->resolved = mplb_lua_serialize(L, top);

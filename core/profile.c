@@ -205,3 +205,29 @@ int mplb_profile_load(const char *name_or_path, const char *base_dir,
     out->eff_ln_ready = 1;
     return 0;
 }
+
+int mplb_accuracy_load(const char *path, double *relerr, mplb_err *err) {
+    mplb_lsb sb;
+    int rc = mplb_lsb_open(&sb, 8u << 20, 10000000LL, err);
+    if (rc < 0) return rc;
+    lua_State *L = sb.L;
+    if ((rc = mplb_lsb_dofile(&sb, path, 1, err)) < 0) goto out;
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, "error") != LUA_TTABLE) {
+        rc = mplb_err_set(err, MPLB_ECONFIG, "%s: field error: expected a table { format = relative error, ... }", path);
+        goto out;
+    }
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        char field[64];
+        snprintf(field, sizeof field, "error.%s", mplb_prec_name(p));
+        lua_getfield(L, -1, mplb_prec_name(p));
+        double v = lua_tonumber(L, -1);
+        int ok = lua_isnumber(L, -1) && isfinite(v) && v >= 0;
+        lua_pop(L, 1);
+        if (!ok) { rc = pfail(path, field, "missing or not a non-negative number", err); goto out; }
+        relerr[p] = v;
+    }
+    relerr[MPLB_PREC_BF16] = 0;   /* the reference format, as in the built-in table */
+out:
+    mplb_lsb_close(&sb);
+    return rc;
+}

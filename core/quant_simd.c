@@ -292,8 +292,46 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
     return mplb_quant_quantize_ref(x, t, err);
 }
 
+/* Block-format dequantization through small tables: one scale per block,
+ * one table lookup and one multiply per element (the same float operations
+ * as the reference, so the same bits). */
+static int dequant_blocks(const mplb_qtensor *t, float *y) {
+    mplb_prec f = t->fmt;
+    int fp4 = f != MPLB_PREC_MXFP8, nv = f == MPLB_PREC_NVFP4;
+    int bs = nv ? 16 : 32, tile = nv && t->opts.nvfp4_2d ? 16 : 1;
+    int64_t C = t->cols, nb = (C + bs - 1) / bs, rowbytes = fp4 ? (nb * bs + 1) / 2 : nb * bs;
+    float lut[256];
+    for (int c = 0; c < 256; c++) lut[c] = fp4 ? mplb_e2m1_to_f32((uint8_t)(c & 15)) : mplb_e4m3_to_f32((uint8_t)c);
+    for (int64_t r = 0; r < t->rows; r++) {
+        const uint8_t *row = t->data + (size_t)(r * rowbytes);
+        float *yr = y + r * C;
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t sc = t->scales[(r / tile) * nb + b];
+            int64_t c0 = b * bs, c1 = c0 + bs < C ? c0 + bs : C;
+            if (nv) {
+                float s = mplb_e4m3_to_f32(sc), g = t->global_scale;
+                for (int64_t c = c0; c < c1; c++) {
+                    uint8_t code = (c & 1) ? (uint8_t)(row[c >> 1] >> 4) : (uint8_t)(row[c >> 1] & 15);
+                    yr[c] = lut[code] * s * g;
+                }
+            } else if (sc == 0xFF) {
+                for (int64_t c = c0; c < c1; c++) yr[c] = NAN;
+            } else {
+                float s = ldexpf(1.0f, (int)sc - 127);
+                for (int64_t c = c0; c < c1; c++) {
+                    uint8_t code = fp4 ? ((c & 1) ? (uint8_t)(row[c >> 1] >> 4) : (uint8_t)(row[c >> 1] & 15)) : row[c];
+                    yr[c] = lut[code] * s;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err) {
     mplb_prec f = t->fmt;
+    if (y && t->data && (f == MPLB_PREC_MXFP8 || f == MPLB_PREC_MXFP4 || f == MPLB_PREC_NVFP4))
+        return dequant_blocks(t, y);
     if (y && t->data && (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2)) {
         float lut[256];
         for (int c = 0; c < 256; c++)

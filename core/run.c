@@ -139,6 +139,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     }
     sum->n_policies = P;
     mplb_error_table(s.relerr);
+    if (x->accuracy[0] && (rc = mplb_accuracy_load(x->accuracy, s.relerr, err)) < 0) goto out;
     for (int p = 0; p < MPLB_PREC_COUNT; p++)
         s.speed[p] = s.hw.peak_tflops[s.hw.compute_as[p]] / s.hw.peak_tflops[s.hw.compute_as[MPLB_PREC_BF16]];
     mplb_plan_memory(&s.base_plan, &x->model, s.rank_mem);

@@ -24,4 +24,5 @@
 #include "mplb/trace.h"
 #include "mplb/sweep.h"
 #include "mplb/ffn.h"
+#include "mplb/safetensors.h"
 #endif

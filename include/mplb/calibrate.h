@@ -24,4 +24,18 @@ typedef struct mplb_calib_opts {
 /* Measure and write the profile as Lua source to out. */
 int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
 
+/* Accuracy table: for every format, the relative error (and cosine) of an
+ * expert FFN run with the CPU kernel against the float64 reference, on the
+ * expert weights of a safetensors file (the first tensors whose names hold
+ * gate/up/down, or w1/w3/w2, under `prefix`), or on synthetic heavy-tailed
+ * weights when weights is NULL. Written as Lua: return { error = {...},
+ * cosine = {...}, source = "..." }; experiments use it with accuracy = FILE. */
+typedef struct mplb_acc_opts {
+    const char *weights;   /* safetensors path or NULL */
+    const char *prefix;    /* tensor-name prefix to pick one expert, or NULL */
+    int tokens;            /* activations; 0 = 64 */
+    unsigned long long seed;
+} mplb_acc_opts;
+int mplb_calibrate_accuracy(const mplb_acc_opts *o, FILE *out, mplb_err *err);
+
 #endif

@@ -70,6 +70,7 @@ typedef struct mplb_exp {
     int n_policies;
     mplb_policy_ref *policies;
     char backend[MPLB_NAME_MAX];  /* "model" */
+    char accuracy[MPLB_PATH_MAX]; /* an accuracy table (mplb calibrate --accuracy), or "" */
     uint64_t seed;
 } mplb_exp;
 
@@ -114,6 +115,10 @@ int mplb_find_data(const char *kind, const char *name, const char *base_dir,
 /* The same for another extension (".h5" for traces/). */
 int mplb_find_data_ext(const char *kind, const char *name, const char *ext, const char *base_dir,
                        char out[MPLB_PATH_MAX], mplb_err *err);
+
+/* Read an accuracy table (Lua: return { error = { fmt = e, ... } }) into
+ * relerr[MPLB_PREC_COUNT]; formats it omits are an error, naming the file. */
+int mplb_accuracy_load(const char *path, double *relerr, mplb_err *err);
 
 /* Built-in model shapes from public configs (deepseek-v3, qwen3-30b-a3b, ...). */
 int mplb_model_preset(const char *name, mplb_model *out);

@@ -1,0 +1,1 @@
+return { error = { bf16 = 0 } }
