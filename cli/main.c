@@ -17,6 +17,7 @@ static const char *usage_text =
     "\n"
     "commands:\n"
     "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force | --resume]\n"
+    "              [--backend model|cpu]   (cpu: run every expert's FFN for real, timed)\n"
     "              run an experiment with the cost model; writes one HDF5 run file\n"
     "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
     "  sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n"
@@ -60,9 +61,12 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
                p->sum_t_baseline / n, p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0,
                p->sum_imbalance / n, p->sum_error_proxy / n, p->sum_decide_us / n);
     }
-    printf("(times: cost model, profile %s, %d ranks on %d node(s), %s, %d steps x %d layers;"
-           " decide_us measured on this machine)\n",
-           x->cluster.profile, x->cluster.nodes * x->cluster.gpus_per_node, x->cluster.nodes, x->model.name,
+    if (!strcmp(x->backend, "cpu"))
+        printf("(times: expert compute and weight conversion measured on this CPU (ranks run in turn), "
+               "dispatch/combine from the cost model with profile %s; error_proxy = measured relative error "
+               "vs bf16 experts;", x->cluster.profile);
+    else printf("(times: cost model, profile %s;", x->cluster.profile);
+    printf(" %d ranks on %d node(s), %s, %d steps x %d layers; decide_us measured on this machine)\n", x->cluster.nodes * x->cluster.gpus_per_node, x->cluster.nodes, x->model.name,
            x->workload.steps, x->model.layers);
     printf("run file: %s\n", out);
 }
@@ -86,6 +90,15 @@ static int cmd_run(int argc, char **argv) {
         if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(a, "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
         else if (!strcmp(a, "--policy") && i + 1 < argc) pols[n_pol++] = argv[++i];
+        else if (!strcmp(a, "--backend") && i + 1 < argc) {
+            i++;
+            if (strcmp(argv[i], "model") && strcmp(argv[i], "cpu")) {
+                fprintf(stderr, "mplb run: unknown backend '%s' (known: model, cpu)\n", argv[i]);
+                free(sets); free(pols);
+                return 2;
+            }
+            sets[n_sets++] = !strcmp(argv[i], "cpu") ? "backend=\"cpu\"" : "backend=\"model\"";
+        }
         else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (a[0] == '-') {

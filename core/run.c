@@ -5,6 +5,7 @@
 #include "mplb/workload.h"
 #include "lsandbox.h"
 #include "mplb/quant.h"
+#include "mplb/execute.h"
 
 #include <math.h>
 
@@ -69,7 +70,32 @@ typedef struct run_state {
     uint8_t *prec8;
     mplb_runfile *rf;
     double relerr[MPLB_PREC_COUNT], speed[MPLB_PREC_COUNT];
+    int execute;              /* backend "cpu": expert compute measured */
+    mplb_exec ex;
+    mplb_exec_result xr;
 } run_state;
+
+/* backend "cpu": the measured per-rank FFN time replaces the model's compute
+ * term; online conversion, measured, is hidden behind the modelled dispatch. */
+static int apply_measured(run_state *s, const mplb_exp *x, int step, int layer, const mplb_plan *plan,
+                          mplb_cost_result *res, double *error, mplb_err *err) {
+    int rc = mplb_exec_layer(&s->ex, step, layer, &s->rt, plan, &s->xr, err);
+    if (rc < 0) return rc;
+    double worst = 0, cmax = 0, emax = 0;
+    for (int r = 0; r < s->base.R; r++) {
+        double exposed = s->xr.conv_us[r] > res->t_dispatch ? s->xr.conv_us[r] - res->t_dispatch : 0;
+        res->rank_compute[r] = s->xr.rank_us[r] + exposed;
+        if (s->xr.rank_us[r] > cmax) cmax = s->xr.rank_us[r];
+        if (exposed > emax) emax = exposed;
+        if (res->rank_compute[r] > worst) worst = res->rank_compute[r];
+    }
+    (void)x;
+    res->t_compute_max = cmax;
+    res->exposed_conv = emax;
+    res->t_layer = res->t_dispatch + worst + res->t_combine;
+    if (error) *error = s->xr.error;
+    return 0;
+}
 
 static void state_free(run_state *s, int n_pol) {
     for (int i = 0; i < n_pol && s->pols; i++) mplb_policy_close(s->pols[i]);
@@ -85,6 +111,11 @@ static void state_free(run_state *s, int n_pol) {
     free(s->rank_vision);
     free(s->rank_mem);
     free(s->prec8);
+    if (s->execute) {
+        mplb_exec_free(&s->ex);
+        free(s->xr.rank_us);
+        free(s->xr.conv_us);
+    }
 }
 
 static void observe(const mplb_exp *x, const run_state *s, int step, int layer, mplb_obs *o) {
@@ -140,6 +171,13 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     sum->n_policies = P;
     mplb_error_table(s.relerr);
     if (x->accuracy[0] && (rc = mplb_accuracy_load(x->accuracy, s.relerr, err)) < 0) goto out;
+    if (!strcmp(x->backend, "cpu")) {
+        s.execute = 1;
+        s.xr.rank_us = calloc((size_t)R, sizeof(double));
+        s.xr.conv_us = calloc((size_t)R, sizeof(double));
+        if (!s.xr.rank_us || !s.xr.conv_us) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
+        if ((rc = mplb_exec_init(&s.ex, &x->model, x->seed, err)) < 0) goto out;
+    }
     for (int p = 0; p < MPLB_PREC_COUNT; p++)
         s.speed[p] = s.hw.peak_tflops[s.hw.compute_as[p]] / s.hw.peak_tflops[s.hw.compute_as[MPLB_PREC_BF16]];
     mplb_plan_memory(&s.base_plan, &x->model, s.rank_mem);
@@ -234,6 +272,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
             if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
             mplb_plan_reset(&s.base_plan, &s.base);
             if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.base_plan, &s.base_res, err)) < 0) break;
+            if (s.execute && (rc = apply_measured(&s, x, step, layer, &s.base_plan, &s.base_res, NULL, err)) < 0) break;
             double lis = mplb_lis(s.rt.expert_counts, E, s.rt.tokens, x->model.top_k);
             for (int i = 0; i < P && rc == 0; i++) {
                 mplb_obs obs;
@@ -244,13 +283,26 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 double dt = now_us() - t0;
                 if (rc < 0) break;
                 if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.plan, &s.res, err)) < 0) break;
+                double measured_err = -1;
+                int untouched = !s.plan.placement_changed && s.plan.n_moves == 0;
+                for (int e = 0; e < E && untouched; e++) untouched = s.plan.expert_prec[e] == MPLB_PREC_BF16;
+                if (s.execute && untouched) {
+                    /* the baseline's plan: its measurement is the baseline's */
+                    s.res.t_layer = s.base_res.t_layer;
+                    s.res.t_compute_max = s.base_res.t_compute_max;
+                    s.res.exposed_conv = s.base_res.exposed_conv;
+                    memcpy(s.res.rank_compute, s.base_res.rank_compute, (size_t)R * sizeof(double));
+                    measured_err = 0;
+                } else if (s.execute && (rc = apply_measured(&s, x, step, layer, &s.plan, &s.res, &measured_err, err)) < 0)
+                    break;
                 mplb_step_row row = {
                     .policy = i, .step = step, .layer = layer, .tokens = s.rt.tokens,
                     .t_layer_us = s.res.t_layer, .t_baseline_us = s.base_res.t_layer,
                     .t_dispatch_us = s.res.t_dispatch, .t_compute_max_us = s.res.t_compute_max,
                     .t_combine_us = s.res.t_combine, .exposed_conv_us = s.res.exposed_conv,
                     .imbalance = s.res.imbalance, .lis = lis,
-                    .error_proxy = mplb_error_proxy(&s.rt, &s.plan, s.relerr), .decide_us = dt,
+                    .error_proxy = measured_err >= 0 ? measured_err : mplb_error_proxy(&s.rt, &s.plan, s.relerr),
+                    .decide_us = dt,
                     .bytes_intra = s.res.bytes_intra, .bytes_inter = s.res.bytes_inter,
                 };
                 mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy};

@@ -25,4 +25,5 @@
 #include "mplb/sweep.h"
 #include "mplb/ffn.h"
 #include "mplb/safetensors.h"
+#include "mplb/execute.h"
 #endif

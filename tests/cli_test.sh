@@ -106,6 +106,8 @@ check calibrate-profile 0 "profile prof.lua" "$MPLB" run small.lua -o cal.h5 --s
 check calibrate-accuracy 0 "wrote accuracy table acc.lua" "$MPLB" calibrate --accuracy --quick -o acc.lua
 check accuracy-run 0 "run file: accrun.h5" "$MPLB" run small.lua -o accrun.h5 --set 'accuracy="acc.lua"'
 check accuracy-missing 1 "field accuracy: profiles 'nope.lua' not found" "$MPLB" run small.lua -o accrun2.h5 --set 'accuracy="nope.lua"'
+check execute-cpu 0 "measured on this CPU" "$MPLB" run "$SRC/experiments/execute_small.lua" -o exec.h5 --backend cpu --set workload.steps=1
+check execute-bad-backend 2 "unknown backend 'gpu'" "$MPLB" run small.lua --backend gpu
 check calibrate-cuda 2 "backend 'cuda' is not available" "$MPLB" calibrate --backend cuda
 check h200 0 "profile h200" "$MPLB" run small.lua -o h200.h5 --set cluster.profile=h200
 check b200 0 "profile b200" "$MPLB" run small.lua -o b200.h5 --set cluster.profile=b200

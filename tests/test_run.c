@@ -155,12 +155,52 @@ static void test_workload_reproducible(void **st) {
     mplb_placement_free(&pl);
 }
 
+/* backend "cpu": expert FFNs run for real; the all-bf16 policy equals the
+ * baseline, lower precision shows a measured error that grows from fp8 to
+ * fp4, and every measured time is positive. */
+static void test_execute_mode(void **st) {
+    (void)st;
+    write_text("ex.lua",
+               "return { model = { layers = 2, experts = 6, top_k = 2, hidden = 64, ffn = 32 },\n"
+               "  cluster = { gpus_per_node = 4 }, backend = 'cpu',\n"
+               "  workload = { steps = 2, tokens = 256, zipf = 1.0 },\n"
+               "  policies = { 'baseline', {'static', prec = 'fp8_e4m3'}, {'static', prec = 'nvfp4'},\n"
+               "               {'static', label = 'online', prec = 'nvfp4', mode = 'online'} }, seed = 3 }\n");
+    mplb_run_summary sum;
+    mplb_err err = {0};
+    int rc = run_exp("ex.lua", "ex.h5", &sum, &err);
+    if (rc) fail_msg("%s", err.msg);
+    mplb_run_summary_free(&sum);
+    mplb_runfile_info info;
+    assert_int_equal(mplb_runfile_read("ex.h5", &info, &err), 0);
+    assert_int_equal(info.n_rows, 2 * 2 * 4);
+    double e8 = 0, e4 = 0;
+    for (int64_t i = 0; i < info.n_rows; i++) {
+        const mplb_step_row *r = &info.rows[i];
+        assert_true(r->t_layer_us > 0 && r->t_baseline_us > 0 && r->t_compute_max_us > 0);
+        if (r->policy == 0) {
+            assert_close(r->t_layer_us, r->t_baseline_us, 0);
+            assert_close(r->error_proxy, 0, 0);
+        }
+        if (r->policy == 1) e8 += r->error_proxy;
+        if (r->policy == 2) { e4 += r->error_proxy; assert_close(r->exposed_conv_us, 0, 0); }
+    }
+    assert_true(e8 > 0 && e4 > e8);
+    mplb_runfile_info_free(&info);
+    /* a model too large to execute is refused up front */
+    write_text("big.lua", "return { model = 'deepseek-v3', cluster = { gpus_per_node = 8 }, backend = 'cpu',\n"
+                          "  workload = { steps = 1, tokens = 8 }, policies = { 'baseline' } }\n");
+    assert_int_equal(run_exp("big.lua", "big.h5", &sum, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "use a smaller model");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_not_divisible),
         cmocka_unit_test(test_one_rank_zero_tokens),
         cmocka_unit_test(test_policy_failure_keeps_rows),
         cmocka_unit_test(test_workload_reproducible),
+        cmocka_unit_test(test_execute_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
