@@ -83,31 +83,6 @@ void mplb_qtensor_free(mplb_qtensor *t) {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static const float e2m1_mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-
-static float e4m3_mag(int c) { return mplb_code_to_f32((uint32_t)c, 3, 7); }
-
-/* Nearest code to a / D (a >= 0, D > 0, both exact doubles) among n sorted
- * magnitudes val(0..n-1), ties to the even code, saturating at n-1. Compares
- * a with midpoint * D, which is exact in double for these formats (a few
- * significand bits times a float), so no intermediate rounding happens. */
-static int round_div(double a, double D, float (*val)(int), int n) {
-    int lo = 0, hi = n - 1;
-    /* find the largest i with val(i) * D <= a */
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if ((double)val(mid) * D <= a) lo = mid; else hi = mid - 1;
-    }
-    if (lo == n - 1) return lo;
-    double m = ((double)val(lo) + (double)val(lo + 1)) * 0.5 * D;
-    if (a > m) return lo + 1;
-    if (a < m) return lo;
-    return (lo & 1) ? lo + 1 : lo;
-}
-
-static float e2m1_val(int c) { return e2m1_mag[c]; }
-static float e4m3_val(int c) { return e4m3_mag(c); }
-
 static void put_nibble(uint8_t *row, int64_t i, uint8_t v) {
     if (i & 1) row[i >> 1] = (uint8_t)((row[i >> 1] & 0x0F) | (v << 4));
     else row[i >> 1] = (uint8_t)((row[i >> 1] & 0xF0) | (v & 0x0F));
@@ -253,26 +228,13 @@ static void q_nv(const float *x, mplb_qtensor *t) {
                 float m = amax_of(x + (r0 + rr) * C + c0, n, &bad);
                 if (m > bmax) bmax = m;
             }
-            uint8_t sc;
-            double D = 0;
-            if (bad) sc = 0x7F;
-            else {
-                sc = (uint8_t)round_div(bmax, 6.0 * (double)gs, e4m3_val, 127);
-                D = (double)e4m3_mag(sc) * (double)gs;
-            }
+            uint8_t sc = bad ? 0x7F : mplb_nvfp4_scale_code(bmax, gs);
             t->scales[(r0 / tile) * nb + b] = sc;
             for (int64_t rr = 0; rr < nr; rr++) {
                 uint8_t *row = t->data + (size_t)((r0 + rr) * rowbytes);
                 const float *xb = x + (r0 + rr) * C + c0;
-                for (int64_t j = 0; j < NV_BLOCK; j++) {
-                    uint8_t code = 0;
-                    if (j < n && !bad) {
-                        float v = xb[j];
-                        if (D > 0) code = (uint8_t)round_div(fabs((double)v), D, e2m1_val, 8);
-                        if (signbit(v)) code |= 8;   /* a zero keeps its sign */
-                    }
-                    put_nibble(row, c0 + j, code);
-                }
+                for (int64_t j = 0; j < NV_BLOCK; j++)
+                    put_nibble(row, c0 + j, j < n && !bad ? mplb_nvfp4_code(xb[j], sc, gs) : 0);
             }
         }
     }

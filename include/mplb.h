@@ -9,6 +9,9 @@
  */
 #ifndef MPLB_H
 #define MPLB_H
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include "mplb/version.h"
 #include "mplb/err.h"
 #include "mplb/prec.h"
@@ -26,4 +29,7 @@
 #include "mplb/ffn.h"
 #include "mplb/safetensors.h"
 #include "mplb/execute.h"
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -166,4 +166,44 @@ MPLB_HD int mplb_floor_log2(float a) {
     return k - 149;
 }
 
+/* Nearest code to a / D among sorted magnitudes, ties to the even code,
+ * saturating; decided by comparing a with midpoint * D in double, which is
+ * exact for these formats (a float, D = scale * float, midpoints of few
+ * bits), so no intermediate rounding. a >= 0, D > 0. */
+MPLB_HD int mplb_e2m1_code_div(double a, double D) {
+    /* midpoints between 0, .5, 1, 1.5, 2, 3, 4, 6; below an even code ties go up */
+    const double mid[7] = {0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0};
+    int c = 0;
+    for (int k = 0; k < 7; k++) {
+        double m = mid[k] * D;
+        if (a > m || (a == m && (k & 1))) c = k + 1;
+    }
+    return c;
+}
+
+MPLB_HD int mplb_e4m3_code_div(double a, double D) {
+    int lo = 0, hi = 0x7E;
+    while (lo < hi) {  /* largest code with value * D <= a */
+        int mid = (lo + hi + 1) / 2;
+        if ((double)mplb_code_to_f32((uint32_t)mid, 3, 7) * D <= a) lo = mid; else hi = mid - 1;
+    }
+    if (lo == 0x7E) return lo;
+    double m = ((double)mplb_code_to_f32((uint32_t)lo, 3, 7) + (double)mplb_code_to_f32((uint32_t)lo + 1, 3, 7)) * 0.5 * D;
+    if (a > m || (a == m && (lo & 1))) return lo + 1;
+    return lo;
+}
+
+/* NVFP4 block: the E4M3 scale code of a block with amax bmax under tensor
+ * scale gs (nearest E4M3 to bmax / (6 gs)). */
+MPLB_HD uint8_t mplb_nvfp4_scale_code(float bmax, float gs) {
+    return (uint8_t)mplb_e4m3_code_div((double)bmax, 6.0 * (double)gs);
+}
+
+/* NVFP4 element: the E2M1 code of v in a block with scale code sc. */
+MPLB_HD uint8_t mplb_nvfp4_code(float v, uint8_t sc, float gs) {
+    double D = (double)mplb_code_to_f32(sc, 3, 7) * (double)gs;
+    uint8_t code = D > 0 ? (uint8_t)mplb_e2m1_code_div(v < 0 ? -(double)v : (double)v, D) : 0;
+    return (uint8_t)(code | ((mplb_f32_bits(v) >> 28) & 8));   /* a zero keeps its sign */
+}
+
 #endif
