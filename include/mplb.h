@@ -29,6 +29,7 @@ extern "C" {
 #include "mplb/ffn.h"
 #include "mplb/safetensors.h"
 #include "mplb/execute.h"
+#include "mplb/dispatch.h"
 #ifdef __cplusplus
 }
 #endif

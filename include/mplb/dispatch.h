@@ -1,0 +1,67 @@
+/* mplb_ep: expert-parallel dispatch and combine of real tokens.
+ *
+ * Every rank holds the tokens of its data-parallel share (x [T_s x d], their
+ * top-k expert ids and gate weights) and the experts the placement gives it.
+ * Dispatch packs, for each destination rank, each token once (however many
+ * of its experts live there) with its slots, optionally rounding the row to
+ * fp8 with one scale per token during the pack; one all-to-all moves the
+ * bytes. Each rank runs its experts (mplb_ffn) on the rows it received, in
+ * source-rank then token order, and sums each row's local experts' outputs
+ * weighted by their gates; a second all-to-all brings these partial sums
+ * home, where they are added in destination-rank order into y [T_s x d].
+ * A replicated expert's copy for a token is copy (token + slot) mod copies.
+ *
+ * Transports move bytes: "local" runs all ranks in one process (buffers
+ * are copied), "mpi" is MPI_Alltoallv with one rank per process (in the mplb
+ * binary, built with MPI). The data path is the same, so the results of the
+ * two are bit-identical.
+ */
+#ifndef MPLB_DISPATCH_H
+#define MPLB_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mplb/err.h"
+#include "mplb/ffn.h"
+#include "mplb/routing.h"
+
+/* All-to-all of bytes: send[d] (send_n[d] bytes) to every rank d; receive
+ * recv[s] from every rank s, whose sizes the transport learns first. */
+typedef struct mplb_ep_transport {
+    int rank, size;
+    void *ctx;
+    int (*alltoallv)(void *ctx, uint8_t *const *send, const size_t *send_n, uint8_t **recv, size_t *recv_n,
+                     mplb_err *err);
+} mplb_ep_transport;
+
+/* One rank's part of a layer. */
+typedef struct mplb_ep_rank {
+    int64_t tokens;
+    const float *x;          /* [tokens x d] */
+    const int32_t *ids;      /* [tokens x k] */
+    const float *gates;      /* [tokens x k] */
+    float *y;                /* [tokens x d] out */
+} mplb_ep_rank;
+
+typedef struct mplb_ep_stats {
+    size_t bytes_sent, rows_sent;   /* dispatch, this rank */
+    double t_pack_s, t_alltoall_s, t_ffn_s, t_combine_s;
+} mplb_ep_stats;
+
+/* One EP MoE layer on this transport's rank. experts[e] are the weights of
+ * expert e (only those on this rank are read); act_prec = bf16 or fp8_e4m3
+ * (quantize-in-dispatch). */
+int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, int k,
+                  const mplb_expert_w *experts, mplb_prec act_prec, const mplb_ep_rank *me,
+                  mplb_ep_stats *st, mplb_err *err);
+
+/* "local": run R ranks in this process, rank after rank through one shared
+ * exchange, for tests and for the cost of packing without a network. */
+int mplb_ep_layer_local(int R, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
+                        mplb_prec act_prec, const mplb_ep_rank *ranks, mplb_ep_stats *st, mplb_err *err);
+
+/* The reference: every token through its experts directly, no dispatch. */
+int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32_t *ids, const float *gates,
+                       const mplb_expert_w *experts, mplb_prec act_prec, float *y, mplb_err *err);
+
+#endif

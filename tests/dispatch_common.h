@@ -1,0 +1,88 @@
+/* A deterministic EP layer for the dispatch tests: every process builds the
+ * same experts, tokens and routing from the seed. */
+#ifndef MPLB_DISPATCH_COMMON_H
+#define MPLB_DISPATCH_COMMON_H
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "mplb.h"
+
+typedef struct ep_case {
+    int R, E, k, d, f;
+    int64_t *tokens;          /* [R] */
+    float **x, **gates, **y;  /* [R] */
+    int32_t **ids;
+    mplb_expert_w *experts;   /* [E] */
+    mplb_placement pl;
+} ep_case;
+
+static void ep_heavy(mplb_rng *g, float *w, size_t n, double s) {
+    for (size_t i = 0; i < n; i++) {
+        double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
+        w[i] = (float)(s * sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2));
+    }
+}
+
+/* empty_rank >= 0 gets no tokens; replica >= 0 adds a copy of expert 0 there */
+static int ep_case_init(ep_case *c, int R, int E, int k, uint64_t seed, int empty_rank, int replica) {
+    memset(c, 0, sizeof *c);
+    c->R = R; c->E = E; c->k = k; c->d = 48; c->f = 24;
+    mplb_err err;
+    if (mplb_placement_init_contiguous(&c->pl, R, E, &err) < 0) return -1;
+    if (replica >= 0) mplb_placement_add(&c->pl, 0, replica);
+    mplb_rng g;
+    mplb_rng_seed(&g, seed);
+    c->experts = calloc((size_t)E, sizeof *c->experts);
+    size_t nw = (size_t)c->d * c->f;
+    float *w = malloc(3 * nw * sizeof *w);
+    for (int e = 0; e < E; e++) {
+        ep_heavy(&g, w, 3 * nw, 0.2);
+        if (mplb_expert_quantize(w, w + nw, w + 2 * nw, c->d, c->f, e % 2 ? MPLB_PREC_FP8_E4M3 : MPLB_PREC_BF16,
+                                 NULL, &c->experts[e], &err) < 0) return -1;
+    }
+    free(w);
+    c->tokens = calloc((size_t)R, sizeof *c->tokens);
+    c->x = calloc((size_t)R, sizeof *c->x);
+    c->gates = calloc((size_t)R, sizeof *c->gates);
+    c->y = calloc((size_t)R, sizeof *c->y);
+    c->ids = calloc((size_t)R, sizeof *c->ids);
+    for (int r = 0; r < R; r++) {
+        int64_t T = r == empty_rank ? 0 : 5 + (int64_t)(mplb_rng_next(&g) % 40);
+        c->tokens[r] = T;
+        c->x[r] = malloc((size_t)(T + 1) * c->d * sizeof(float));
+        c->y[r] = malloc((size_t)(T + 1) * c->d * sizeof(float));
+        c->gates[r] = malloc((size_t)(T + 1) * k * sizeof(float));
+        c->ids[r] = malloc((size_t)(T + 1) * k * sizeof(int32_t));
+        ep_heavy(&g, c->x[r], (size_t)T * c->d, 1.0);
+        for (int64_t t = 0; t < T; t++) {
+            float sum = 0;
+            for (int j = 0; j < k; j++) {
+                int e, dup;
+                do {
+                    /* skewed: expert 0 is hot; the last expert is never chosen */
+                    e = mplb_rng_uniform(&g) < 0.3 ? 0 : (int)(mplb_rng_next(&g) % (uint64_t)(E - 1));
+                    dup = 0;
+                    for (int q = 0; q < j; q++) dup |= c->ids[r][t * k + q] == e;
+                } while (dup);
+                c->ids[r][t * k + j] = e;
+                c->gates[r][t * k + j] = (float)(0.2 + mplb_rng_uniform(&g));
+                sum += c->gates[r][t * k + j];
+            }
+            for (int j = 0; j < k; j++) c->gates[r][t * k + j] /= sum;
+        }
+    }
+    return 0;
+}
+
+static void ep_case_ranks(const ep_case *c, mplb_ep_rank *ranks) {
+    for (int r = 0; r < c->R; r++)
+        ranks[r] = (mplb_ep_rank){c->tokens[r], c->x[r], c->ids[r], c->gates[r], c->y[r]};
+}
+
+static void ep_case_free(ep_case *c) {
+    for (int e = 0; e < c->E; e++) mplb_expert_free(&c->experts[e]);
+    for (int r = 0; r < c->R; r++) { free(c->x[r]); free(c->y[r]); free(c->gates[r]); free(c->ids[r]); }
+    free(c->experts); free(c->x); free(c->y); free(c->gates); free(c->ids); free(c->tokens);
+    mplb_placement_free(&c->pl);
+}
+#endif

@@ -1,0 +1,49 @@
+/* EP layer over MPI (run with mpirun -np R): every rank's output must equal,
+ * bit for bit, what the local transport computes for that rank, for bf16 and
+ * fp8 dispatch, a rank without tokens, E not divisible by R, and a replica. */
+#include <stdio.h>
+#include "mplb/ep_mpi.h"
+#include "dispatch_common.h"
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    mplb_ep_mpi ctx;
+    mplb_ep_transport tp;
+    mplb_err err = {0};
+    mplb_ep_mpi_transport(&ctx, MPI_COMM_WORLD, &tp, &err);
+    struct { int E, empty, replica; mplb_prec act; const char *name; } cases[] = {
+        {10, -1, -1, MPLB_PREC_BF16, "bf16, E=10"},
+        {7, size - 1, -1, MPLB_PREC_BF16, "last rank without tokens, E=7"},
+        {10, -1, size - 1, MPLB_PREC_BF16, "replica of expert 0 on the last rank"},
+        {10, -1, -1, MPLB_PREC_FP8_E4M3, "fp8 quantize-in-dispatch"},
+    };
+    int pass = 0, fail = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ep_case a, b;
+        ep_case_init(&a, size, cases[i].E, 2, 1000 + i, cases[i].empty, cases[i].replica);
+        ep_case_init(&b, size, cases[i].E, 2, 1000 + i, cases[i].empty, cases[i].replica);
+        mplb_ep_rank ra[8], rb[8];
+        ep_case_ranks(&a, ra);
+        ep_case_ranks(&b, rb);
+        mplb_ep_stats st = {0};
+        int rc = mplb_ep_layer(&tp, &a.pl, a.d, a.k, a.experts, cases[i].act, &ra[rank], &st, &err);
+        int rc2 = mplb_ep_layer_local(size, &b.pl, b.d, b.k, b.experts, cases[i].act, rb, &st, &err);
+        int ok = rc == 0 && rc2 == 0 && memcmp(a.y[rank], b.y[rank], (size_t)a.tokens[rank] * a.d * sizeof(float)) == 0;
+        int all_ok;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (rank == 0) {
+            printf("%s np=%d %s: mpi %s local\n", all_ok ? "ok  " : "FAIL", size, cases[i].name,
+                   all_ok ? "bit-identical to" : "differs from");
+            if (all_ok) pass++; else fail++;
+        }
+        ep_case_free(&a);
+        ep_case_free(&b);
+    }
+    if (rank == 0) printf("%d passed, %d failed\n", pass, fail);
+    MPI_Bcast(&fail, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return fail ? 1 : 0;
+}
