@@ -192,6 +192,7 @@ static void test_execute_mode(void **st) {
                           "  workload = { steps = 1, tokens = 8 }, policies = { 'baseline' } }\n");
     assert_int_equal(run_exp("big.lua", "big.h5", &sum, &err), MPLB_ECONFIG);
     assert_contains(err.msg, "use a smaller model");
+    mplb_run_summary_free(&sum);   /* a failed run still hands back its (partial) summary */
 }
 
 int main(void) {
