@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# bench/dispatch: the EP exchange under mpirun -np 2 (see bench/dispatch.c).
+set -euo pipefail
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun --oversubscribe -np 2 ./build/bench/bench_dispatch
