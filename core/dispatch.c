@@ -120,7 +120,7 @@ static int ep_compute(ep_state *s, mplb_err *err) {
     /* decode every received row once */
     float *xs = malloc((total ? total : 1) * (size_t)d * sizeof *xs);
     float *part = calloc((total ? total : 1) * (size_t)d, sizeof *part);
-    int64_t *idx = malloc((total ? total : 1) * sizeof *idx);
+    int64_t *idx = malloc((total ? total : 1) * (size_t)k * sizeof *idx);
     float *xe = malloc((total ? total : 1) * (size_t)d * sizeof *xe), *ye = malloc((total ? total : 1) * (size_t)d * sizeof *ye);
     if (!xs || !part || !idx || !xe || !ye) {
         free(xs); free(part); free(idx); free(xe); free(ye);
@@ -141,27 +141,41 @@ static int ep_compute(ep_state *s, mplb_err *err) {
             } else
                 for (int c = 0; c < d; c++) { uint16_t h; memcpy(&h, pay + 2 * c, 2); dst[c] = mplb_bf16_to_f32(h); }
         }
+    /* rows per local expert in one pass: counting sort of (row, slot) by expert */
+    int64_t *start = calloc((size_t)E + 1, sizeof *start);
+    int rc = start ? 0 : mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        for (int j = 0; j < k; j++) {
+            int32_t ej;
+            memcpy(&ej, rowp[i] + 8 + 8 * j, 4);
+            if (ej >= 0 && ej < E) start[ej + 1]++;
+        }
+    for (int e = 0; e < E && rc == 0; e++) start[e + 1] += start[e];
+    int64_t *fill = rc == 0 ? calloc((size_t)E, sizeof *fill) : NULL;
+    if (rc == 0 && !fill) rc = mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        for (int j = 0; j < k; j++) {
+            int32_t ej;
+            memcpy(&ej, rowp[i] + 8 + 8 * j, 4);
+            if (ej >= 0 && ej < E) idx[start[ej] + fill[ej]++] = (int64_t)i * k + j;
+        }
     mplb_ffn_ws ws = {0};
-    int rc = 0;
     for (int e = 0; e < E && rc == 0; e++) {
-        if (!s->pl->has[(size_t)e * R + s->rank]) continue;
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            for (int j = 0; j < k; j++) {
-                int32_t ej;
-                memcpy(&ej, rowp[i] + 8 + 8 * j, 4);
-                if (ej == e) { idx[m] = (int64_t)i * k + j; memcpy(xe + m * d, xs + i * d, (size_t)d * 4); m++; }
-            }
-        if (!m) continue;
+        size_t m = (size_t)(start[e + 1] - start[e]);
+        if (!m || !s->pl->has[(size_t)e * R + s->rank]) continue;
+        const int64_t *ix = idx + start[e];
+        for (size_t q = 0; q < m; q++) memcpy(xe + q * d, xs + (size_t)(ix[q] / k) * d, (size_t)d * 4);
         rc = mplb_ffn_forward(&s->experts[e], xe, (int)m, MPLB_PREC_BF16, ye, &ws, err);
         for (size_t q = 0; q < m && rc == 0; q++) {
-            size_t i = (size_t)(idx[q] / k);
-            int j = (int)(idx[q] % k);
+            size_t i = (size_t)(ix[q] / k);
+            int j = (int)(ix[q] % k);
             float g;
             memcpy(&g, rowp[i] + 8 + 8 * j + 4, 4);
             for (int c = 0; c < d; c++) part[i * d + c] += g * ye[q * d + c];
         }
     }
+    free(start);
+    free(fill);
     mplb_ffn_ws_free(&ws);
     s->st->t_ffn_s += now_s() - t0;
     /* partial sums go back to the row's source, in the order it was received */

@@ -239,6 +239,27 @@ AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
         }
     }
 }
+/* 8 floats -> 8 bf16 codes: RNE on the bits, NaN kept quiet with its top
+ * payload bits, as mplb_f32_to_bf16 does. */
+AVX2 static void cast_bf16_avx2(const float *x, uint8_t *out, int64_t n) {
+    int64_t i = 0;
+    const __m256i absm = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+        __m256i a = _mm256_and_si256(u, absm);
+        __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+        __m256i nan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x0040));
+        r = _mm256_blendv_epi8(r, nan, _mm256_cmpgt_epi32(a, inf));
+        r = _mm256_and_si256(r, _mm256_set1_epi32(0xFFFF));
+        __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storeu_si128((__m128i *)(out + 2 * i), packed);
+    }
+    for (; i < n; i++) {
+        uint16_t h = mplb_f32_to_bf16(x[i]);
+        memcpy(out + 2 * i, &h, 2);
+    }
+}
 #endif
 
 static int have_avx2(void) {
@@ -256,6 +277,11 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
         if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_NONE) {
             t->global_scale = 1.0f;
             cast_fp8_avx2(x, t->data, t->rows * t->cols, f == MPLB_PREC_FP8_E5M2, t->opts.saturate);
+            return 0;
+        }
+        if (f == MPLB_PREC_BF16) {
+            t->global_scale = 1.0f;
+            cast_bf16_avx2(x, t->data, t->rows * t->cols);
             return 0;
         }
         if ((f == MPLB_PREC_MXFP8 || f == MPLB_PREC_MXFP4) && t->cols % 32 == 0) {

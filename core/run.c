@@ -225,7 +225,14 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     int resuming = 0;
     if (opts->resume && opts->out_path && access(opts->out_path, F_OK) == 0) {
         rc = mplb_runfile_read_arrays(opts->out_path, &old, err);
-        if (rc == 0 && (!old.config || strcmp(old.config, x->resolved) != 0 || old.R != R || old.E != E ||
+        int damaged = rc == MPLB_EFORMAT;
+        if (damaged) {
+            /* killed before its header was complete: nothing to keep, start it
+             * over (the damaged file is replaced only when the new one is done) */
+            memset(&old, 0, sizeof old);
+            rc = 0;
+        }
+        if (rc == 0 && !damaged && (!old.config || strcmp(old.config, x->resolved) != 0 || old.R != R || old.E != E ||
                         old.n_policies != P))
             rc = mplb_err_set(err, MPLB_ECONFIG, "%s: written by a different experiment (its /config differs); "
                               "resume needs the same experiment and --set values, or use --force to start over",

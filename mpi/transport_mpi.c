@@ -16,6 +16,10 @@ static int a2av(void *vctx, uint8_t *const *send, const size_t *send_n, uint8_t 
     int rc = 0;
     if (!sn || !rn || !sc || !rc_ || !sd || !rd) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
     for (int r = 0; r < R; r++) sn[r] = (long long)send_n[r];
+    double t0 = MPI_Wtime();
+    MPI_Barrier(ctx->comm);   /* separates waiting for a slower rank from moving bytes */
+    double t1 = MPI_Wtime();
+    ctx->wait_s += t1 - t0;
     MPI_Alltoall(sn, 1, MPI_LONG_LONG, rn, 1, MPI_LONG_LONG, ctx->comm);
     long long stot = 0, rtot = 0;
     for (int r = 0; r < R; r++) {
@@ -27,6 +31,7 @@ static int a2av(void *vctx, uint8_t *const *send, const size_t *send_n, uint8_t 
         sd[r] = (int)stot; rd[r] = (int)rtot;
         stot += sn[r]; rtot += rn[r];
     }
+    ctx->bytes += (double)stot;
     sbuf = malloc((size_t)stot + 1);
     rbuf = malloc((size_t)rtot + 1);
     if (!sbuf || !rbuf) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
@@ -36,6 +41,7 @@ static int a2av(void *vctx, uint8_t *const *send, const size_t *send_n, uint8_t 
         rc = mplb_err_set(err, MPLB_EIO, "mpi transport: MPI_Alltoallv failed");
         goto out;
     }
+    ctx->xfer_s += MPI_Wtime() - t1;
     for (int r = 0; r < R; r++) {
         recv[r] = malloc((size_t)rc_[r] + 1);
         if (!recv[r]) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
@@ -50,6 +56,7 @@ out:
 int mplb_ep_mpi_transport(mplb_ep_mpi *ctx, MPI_Comm comm, mplb_ep_transport *tp, mplb_err *err) {
     (void)err;
     ctx->comm = comm;
+    ctx->wait_s = ctx->xfer_s = ctx->bytes = 0;
     MPI_Comm_rank(comm, &tp->rank);
     MPI_Comm_size(comm, &tp->size);
     tp->ctx = ctx;

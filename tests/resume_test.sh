@@ -46,6 +46,11 @@ for i in 1 2 3 4; do
   if "$PY" "$SRC/tests/compare_runs.py" ref.h5 k.h5; then ok "equals uninterrupted run ($i)"
   else bad "equals uninterrupted run ($i)"; fi
 done
+# a file killed before its header was complete (here: cut to 300 bytes) starts over
+head -c 300 ref.h5 > cut.h5
+if "$MPLB" run exp.lua -o cut.h5 --resume > cut.txt 2>&1 && "$PY" "$SRC/tests/compare_runs.py" ref.h5 cut.h5 > /dev/null; then
+  ok "resume of a damaged file starts over"
+else bad "resume of a damaged file"; cat cut.txt; fi
 # resuming a complete file changes nothing; a different experiment is refused
 "$MPLB" run exp.lua -o k.h5 --resume > /dev/null 2>&1 && "$PY" "$SRC/tests/compare_runs.py" ref.h5 k.h5 > /dev/null \
   && ok "resume of a complete run" || bad "resume of a complete run"
