@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#define TILE 64
+#define TILE 256
 
 static double now_s(void) {
     struct timespec ts;

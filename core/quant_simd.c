@@ -356,6 +356,16 @@ static int dequant_blocks(const mplb_qtensor *t, float *y) {
 
 int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err) {
     mplb_prec f = t->fmt;
+    if (y && t->data && f == MPLB_PREC_BF16) {
+        /* bf16 -> f32 is a shift: exact, NaN payloads included */
+        int64_t n = t->rows * t->cols;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, t->data + 2 * i, 2);
+            y[i] = mplb_bf16_to_f32(h);
+        }
+        return 0;
+    }
     if (y && t->data && (f == MPLB_PREC_MXFP8 || f == MPLB_PREC_MXFP4 || f == MPLB_PREC_NVFP4))
         return dequant_blocks(t, y);
     if (y && t->data && (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2)) {
