@@ -23,6 +23,7 @@ struct mplb_policy {
     double *mem;          /* [R] scratch for the memory check */
     int *by_rank, *rank_start; /* experts grouped by base home rank: by_rank[rank_start[r]..] */
     const char *names[MPLB_PREC_COUNT]; /* interned precision names (kept in the registry) */
+    const char *modes[3];               /* interned conversion-mode names */
     const int *by_rank_src;    /* the obs.expert_rank array the index was built from */
     int pushed_ok;        /* the scalar cache below is valid */
     lua_Integer pushed[SCALARS];
@@ -106,9 +107,19 @@ static int check_index(lua_State *L, int arg, int n, const char *what) {
 
 /* Optional conversion mode: "online" (convert each layer, ReaLB), "stored"
  * (weights kept at p, R&Q) or "cached" (a converted copy kept beside bf16). */
+static const char *const mode_names[] = {"online", "stored", "cached", NULL};
+
 static int check_mode(lua_State *L, int arg) {
-    static const char *const modes[] = {"online", "stored", "cached", NULL};
-    return luaL_checkoption(L, arg, "online", modes);
+    return luaL_checkoption(L, arg, "online", mode_names);
+}
+
+/* interned mode names first (as for precisions), then the checked path */
+static int check_mode_fast(lua_State *L, const mplb_policy *pol, int arg) {
+    if (lua_isnoneornil(L, arg)) return MPLB_CONV_ONLINE;
+    const char *s = lua_tostring(L, arg);
+    for (int m = 0; s && m < 3; m++)
+        if (pol->modes[m] == s) return m;
+    return check_mode(L, arg);
 }
 
 /* Experts grouped by their base home rank, built once per run (the base
@@ -138,7 +149,7 @@ static int act_rank_precision(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int r = check_index(L, 2, pol->plan->R, "rank");
     mplb_prec p = check_prec_fast(L, pol, 3);
-    int mode = lua_isnoneornil(L, 4) ? MPLB_CONV_ONLINE : check_mode(L, 4);
+    int mode = check_mode_fast(L, pol, 4);
     const mplb_placement *pl = &pol->plan->placement;
     if (!pol->plan->placement_changed && rank_index(pol) == 0) {
         for (int i = pol->rank_start[r]; i < pol->rank_start[r + 1]; i++) {
@@ -157,7 +168,7 @@ static int act_expert_precision(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
     pol->plan->expert_prec[e] = check_prec_fast(L, pol, 3);
-    pol->plan->expert_mode[e] = (uint8_t)(lua_isnoneornil(L, 4) ? MPLB_CONV_ONLINE : check_mode(L, 4));
+    pol->plan->expert_mode[e] = (uint8_t)check_mode_fast(L, pol, 4);
     return 0;
 }
 
@@ -279,6 +290,34 @@ static int lib_speedup(lua_State *L) {
     return 1;
 }
 
+/* mplb.above(view, cut): the 1-based indices i with view[i] > cut, in order.
+ * One C call instead of a metamethod call per element, for the commonest
+ * scan a policy makes ("which ranks are overloaded"). */
+static int lib_above(lua_State *L) {
+    arr_view *v = luaL_checkudata(L, 1, ARR_MT);
+    double cut = luaL_checknumber(L, 2);
+    const mplb_obs *o = &v->pol->obs;
+    int n = arr_len(o, v->kind), out = 0;
+    lua_createtable(L, 8, 0);
+    for (int i = 0; i < n; i++) {
+        double x;
+        switch (v->kind) {
+        case ARR_RANK_LOAD: x = o->rank_load[i]; break;
+        case ARR_RANK_VISION: x = o->rank_vision[i]; break;
+        case ARR_RANK_MEM: x = o->rank_mem ? o->rank_mem[i] : 0; break;
+        case ARR_EXP_LOAD: x = o->expert_load[i]; break;
+        case ARR_EXP_VISION: x = o->expert_vision[i]; break;
+        case ARR_EXP_IMPORTANCE: x = o->expert_importance[i]; break;
+        default: x = o->expert_rank[i] + 1; break;
+        }
+        if (x > cut) {
+            lua_pushinteger(L, i + 1);
+            lua_rawseti(L, -2, ++out);
+        }
+    }
+    return 1;
+}
+
 /* obs.src_load(r, e): token copies from source rank r to expert e. */
 static int obs_src_load(lua_State *L) {
     mplb_policy *pol = lua_touserdata(L, lua_upvalueindex(1));
@@ -292,6 +331,8 @@ static void open_mplb_lib(lua_State *L, mplb_policy *pol) {
     lua_newtable(L);
     lua_pushcfunction(L, lib_bits);
     lua_setfield(L, -2, "bits");
+    lua_pushcfunction(L, lib_above);
+    lua_setfield(L, -2, "above");
     lua_pushlightuserdata(L, pol);
     lua_pushcclosure(L, lib_error, 1);
     lua_setfield(L, -2, "error");
@@ -405,10 +446,14 @@ int mplb_policy_open(const char *path, const char *params, const mplb_policy_lim
     lua_State *L = pol->sb.L;
     build_views(pol);
     open_mplb_lib(L, pol);
-    lua_createtable(L, MPLB_PREC_COUNT, 0);
+    lua_createtable(L, MPLB_PREC_COUNT + 3, 0);
     for (int p = 0; p < MPLB_PREC_COUNT; p++) {
         pol->names[p] = lua_pushstring(L, mplb_prec_name(p));
         lua_rawseti(L, -2, p + 1);
+    }
+    for (int m = 0; m < 3; m++) {
+        pol->modes[m] = lua_pushstring(L, mode_names[m]);
+        lua_rawseti(L, -2, MPLB_PREC_COUNT + m + 1);
     }
     luaL_ref(L, LUA_REGISTRYINDEX); /* keeps the interned names alive */
     char chunk[MPLB_PATH_MAX + 1];

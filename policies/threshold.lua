@@ -34,11 +34,8 @@ local function overloaded_ranks(obs, p)
     end)
     for i = 1, math.min(p.top_ranks, obs.ranks) do list[#list + 1] = order[i] end
   else
-    local cut = p.tau * obs.tokens * obs.top_k / obs.ranks   -- tau x mean rank load
-    local load = obs.rank_load
-    for r = 1, obs.ranks do
-      if load[r] > cut then list[#list + 1] = r end
-    end
+    local mean = obs.tokens * obs.top_k / obs.ranks
+    list = mplb.above(obs.rank_load, p.tau * mean)      -- ranks with load > tau x mean
   end
   return list
 end
@@ -50,7 +47,8 @@ function P.decide(obs, act)
   if obs.tokens < p.min_tokens then return end
   local load, vision = obs.rank_load, obs.rank_vision
   for _, r in ipairs(overloaded_ranks(obs, p)) do
-    if load[r] > 0 and vision[r] >= p.vision_share * load[r] then
+    -- overloaded, and (when asked) vision-dominated
+    if p.vision_share == 0 or vision[r] >= p.vision_share * load[r] then
       act:rank_precision(r, p.low, p.mode)
     end
   end

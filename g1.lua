@@ -1,0 +1,4 @@
+LEAK = 1
+local P = {}
+function P.decide() end
+return P

@@ -1,0 +1,3 @@
+local P = {}
+function P.decide() assert(LEAK == nil, 'leaked') end
+return P

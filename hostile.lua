@@ -1,0 +1,5 @@
+local P = {}
+function P.decide(obs, act)
+  error('boom')
+end
+return P

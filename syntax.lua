@@ -1,0 +1,2 @@
+local P = {
+return P
