@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < T * d; i++) x[i] = (float)(mplb_rng_uniform(&g) - 0.5);
     for (int64_t t = 0; t < T; t++)
         for (int j = 0; j < k; j++) { ids[t * k + j] = (int)((t * 7 + j * 9 + rank) % E); gates[t * k + j] = 1.0f / k; }
-    mplb_ep_rank me = {T, x, ids, gates, y};
+    mplb_ep_rank me = {.tokens = T, .x = x, .ids = ids, .gates = gates, .y = y};
     mplb_ep_mpi ctx;
     mplb_ep_transport tp;
     mplb_ep_mpi_transport(&ctx, MPI_COMM_WORLD, &tp, &err);

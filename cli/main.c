@@ -3,6 +3,9 @@
  * table of libraries); each returns the process exit status. */
 #include "mplb.h"
 #include "sweep_cli.h"
+#ifdef MPLB_HAVE_MPI
+#include "mplb/ep_mpi.h"
+#endif
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@ static const char *usage_text =
     "commands:\n"
     "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force | --resume]\n"
     "              [--backend model|cpu]   (cpu: run every expert's FFN for real, timed)\n"
+    "              [--transport mpi]       (with cpu, under mpirun -np RANKS: real EP layers across processes)\n"
     "              run an experiment with the cost model; writes one HDF5 run file\n"
     "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
     "  sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n"
@@ -61,7 +65,11 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
                p->sum_t_baseline / n, p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0,
                p->sum_imbalance / n, p->sum_error_proxy / n, p->sum_decide_us / n);
     }
-    if (!strcmp(x->backend, "cpu"))
+    if (!strcmp(x->backend, "cpu") && x->transport_used)
+        printf("(times: measured, every EP layer run for real across %d MPI processes on this machine (dispatch, "
+               "experts, combine; online conversion beside the dispatch); error_proxy from the weight-error table;",
+               x->cluster.nodes * x->cluster.gpus_per_node);
+    else if (!strcmp(x->backend, "cpu"))
         printf("(times: expert compute and weight conversion measured on this CPU (ranks run in turn), "
                "dispatch/combine from the cost model with profile %s; error_proxy = measured relative error "
                "vs bf16 experts;", x->cluster.profile);
@@ -82,6 +90,7 @@ static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
 static int cmd_run(int argc, char **argv) {
     const char *exp_path = NULL, *out = NULL;
     int force = 0, resume = 0, n_sets = 0, n_pol = 0;
+    const char *transport = NULL;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     const char **pols = calloc((size_t)argc + 1, sizeof *pols);
     if (!sets || !pols) { free(sets); free(pols); fprintf(stderr, "mplb: out of memory\n"); return 1; }
@@ -90,6 +99,7 @@ static int cmd_run(int argc, char **argv) {
         if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(a, "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
         else if (!strcmp(a, "--policy") && i + 1 < argc) pols[n_pol++] = argv[++i];
+        else if (!strcmp(a, "--transport") && i + 1 < argc) transport = argv[++i];
         else if (!strcmp(a, "--backend") && i + 1 < argc) {
             i++;
             if (strcmp(argv[i], "model") && strcmp(argv[i], "cpu")) {
@@ -153,15 +163,42 @@ static int cmd_run(int argc, char **argv) {
         return 2;
     }
     mplb_run_opts o = {.out_path = out, .force = force, .resume = resume, .command = cmdline};
+    int rank = 0;
+#ifdef MPLB_HAVE_MPI
+    mplb_ep_mpi mctx;
+    mplb_ep_transport tp;
+#endif
+    if (transport) {
+#ifdef MPLB_HAVE_MPI
+        if (strcmp(transport, "mpi") != 0) {
+            fprintf(stderr, "mplb run: unknown transport '%s' (known: mpi)\n", transport);
+            mplb_exp_free(&x);
+            return 2;
+        }
+        MPI_Init(NULL, NULL);
+        mplb_ep_mpi_transport(&mctx, MPI_COMM_WORLD, &tp, &err);
+        rank = tp.rank;
+        o.transport = &tp;
+        if (rank != 0) o.out_path = NULL;   /* rank 0 gathers and writes the one run file */
+#else
+        fprintf(stderr, "mplb run: this mplb was built without MPI: no --transport\n");
+        mplb_exp_free(&x);
+        return 2;
+#endif
+    }
     mplb_run_summary sum;
+    x.transport_used = transport != NULL;
     rc = mplb_run(&x, &o, &sum, &err);
     if (rc < 0) {
         fprintf(stderr, "mplb: %s\n", err.msg);
         if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
-    } else {
+    } else if (rank == 0) {
         if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
         print_summary(&sum, &x, out);
     }
+#ifdef MPLB_HAVE_MPI
+    if (transport) MPI_Finalize();
+#endif
     mplb_run_summary_free(&sum);
     mplb_exp_free(&x);
     return rc < 0 ? 1 : 0;

@@ -246,7 +246,15 @@ int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, 
     if (rc == 0) rc = ep_pack(&s, err);
     double t0 = now_s();
     if (rc == 0) rc = tp->alltoallv(tp->ctx, s.send, s.send_n, recv, s.recv_n, err);
-    st->t_alltoall_s += now_s() - t0;
+    double x1 = now_s() - t0;
+    st->t_alltoall_s += x1;
+    st->t_dispatch_xchg_s += x1;
+    if (rc == 0 && me->ready) {
+        t0 = now_s();
+        rc = me->ready(me->ready_arg);
+        st->t_ready_s += now_s() - t0;
+        if (rc) rc = mplb_err_set(err, MPLB_EIO, "dispatch: the experts' weights were not ready");
+    }
     if (rc == 0) rc = ep_compute(&s, err);
     for (int r = 0; r < tp->size && recv; r++) { free(recv[r]); recv[r] = NULL; }
     t0 = now_s();

@@ -6,6 +6,7 @@
 #include "lsandbox.h"
 #include "mplb/quant.h"
 #include "mplb/execute.h"
+#include "mplb/ep_run.h"
 
 #include <math.h>
 
@@ -71,6 +72,8 @@ typedef struct run_state {
     mplb_runfile *rf;
     double relerr[MPLB_PREC_COUNT], speed[MPLB_PREC_COUNT];
     int execute;              /* backend "cpu": expert compute measured */
+    mplb_ep_run *ep;          /* ... and with a transport: a real EP layer per row */
+    mplb_ep_times *ept;       /* [R] at rank 0 */
     mplb_exec ex;
     mplb_exec_result xr;
 } run_state;
@@ -97,6 +100,29 @@ static int apply_measured(run_state *s, const mplb_exp *x, int step, int layer, 
     return 0;
 }
 
+/* With a transport: the layer runs for real across ranks; rank 0 receives
+ * every rank's measured times and they replace the model's. */
+static int apply_ep(run_state *s, int step, int layer, const mplb_plan *plan, mplb_cost_result *res, mplb_err *err) {
+    int rc = mplb_ep_run_layer(s->ep, step, layer, &s->rt, plan, s->ept, err);
+    if (rc < 0) return rc;
+    double disp = 0, comb = 0, total = 0, cmax = 0, emax = 0;
+    for (int r = 0; r < s->base.R; r++) {
+        const mplb_ep_times *t = &s->ept[r];
+        res->rank_compute[r] = t->ffn + t->exposed;
+        if (t->dispatch > disp) disp = t->dispatch;
+        if (t->combine > comb) comb = t->combine;
+        if (t->total > total) total = t->total;
+        if (t->ffn > cmax) cmax = t->ffn;
+        if (t->exposed > emax) emax = t->exposed;
+    }
+    res->t_dispatch = disp;
+    res->t_combine = comb;
+    res->t_layer = total;
+    res->t_compute_max = cmax;
+    res->exposed_conv = emax;
+    return 0;
+}
+
 static void state_free(run_state *s, int n_pol) {
     for (int i = 0; i < n_pol && s->pols; i++) mplb_policy_close(s->pols[i]);
     free(s->pols);
@@ -111,6 +137,8 @@ static void state_free(run_state *s, int n_pol) {
     free(s->rank_vision);
     free(s->rank_mem);
     free(s->prec8);
+    mplb_ep_run_close(s->ep);
+    free(s->ept);
     if (s->execute) {
         mplb_exec_free(&s->ex);
         free(s->xr.rank_us);
@@ -177,6 +205,19 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
         s.xr.conv_us = calloc((size_t)R, sizeof(double));
         if (!s.xr.rank_us || !s.xr.conv_us) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
         if ((rc = mplb_exec_init(&s.ex, &x->model, x->seed, err)) < 0) goto out;
+        if (opts->transport) {
+            s.ept = calloc((size_t)R, sizeof *s.ept);
+            if (!s.ept) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
+            if (opts->transport->size != R) {
+                rc = mplb_err_set(err, MPLB_ECONFIG, "%s: %d processes, but the cluster has %d ranks (nodes x gpus_per_node)",
+                                  x->path, opts->transport->size, R);
+                goto out;
+            }
+            if ((rc = mplb_ep_run_open(&x->model, x->seed, opts->transport, &s.ep, err)) < 0) goto out;
+        }
+    } else if (opts->transport) {
+        rc = mplb_err_set(err, MPLB_ECONFIG, "%s: a transport runs real layers: it needs backend = \"cpu\"", x->path);
+        goto out;
     }
     for (int p = 0; p < MPLB_PREC_COUNT; p++)
         s.speed[p] = s.hw.peak_tflops[s.hw.compute_as[p]] / s.hw.peak_tflops[s.hw.compute_as[MPLB_PREC_BF16]];
@@ -279,7 +320,8 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
             if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
             mplb_plan_reset(&s.base_plan, &s.base);
             if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.base_plan, &s.base_res, err)) < 0) break;
-            if (s.execute && (rc = apply_measured(&s, x, step, layer, &s.base_plan, &s.base_res, NULL, err)) < 0) break;
+            if (s.ep) { if ((rc = apply_ep(&s, step, layer, &s.base_plan, &s.base_res, err)) < 0) break; }
+            else if (s.execute && (rc = apply_measured(&s, x, step, layer, &s.base_plan, &s.base_res, NULL, err)) < 0) break;
             double lis = mplb_lis(s.rt.expert_counts, E, s.rt.tokens, x->model.top_k);
             for (int i = 0; i < P && rc == 0; i++) {
                 mplb_obs obs;
@@ -300,6 +342,8 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                     s.res.exposed_conv = s.base_res.exposed_conv;
                     memcpy(s.res.rank_compute, s.base_res.rank_compute, (size_t)R * sizeof(double));
                     measured_err = 0;
+                } else if (s.ep) {
+                    if ((rc = apply_ep(&s, step, layer, &s.plan, &s.res, err)) < 0) break;
                 } else if (s.execute && (rc = apply_measured(&s, x, step, layer, &s.plan, &s.res, &measured_err, err)) < 0)
                     break;
                 mplb_step_row row = {

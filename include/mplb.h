@@ -30,6 +30,7 @@ extern "C" {
 #include "mplb/safetensors.h"
 #include "mplb/execute.h"
 #include "mplb/dispatch.h"
+#include "mplb/ep_run.h"
 #ifdef __cplusplus
 }
 #endif

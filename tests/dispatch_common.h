@@ -76,7 +76,7 @@ static int ep_case_init(ep_case *c, int R, int E, int k, uint64_t seed, int empt
 
 static void ep_case_ranks(const ep_case *c, mplb_ep_rank *ranks) {
     for (int r = 0; r < c->R; r++)
-        ranks[r] = (mplb_ep_rank){c->tokens[r], c->x[r], c->ids[r], c->gates[r], c->y[r]};
+        ranks[r] = (mplb_ep_rank){.tokens = c->tokens[r], .x = c->x[r], .ids = c->ids[r], .gates = c->gates[r], .y = c->y[r]};
 }
 
 static void ep_case_free(ep_case *c) {

@@ -71,6 +71,7 @@ typedef struct mplb_exp {
     mplb_policy_ref *policies;
     char backend[MPLB_NAME_MAX];  /* "model" */
     char accuracy[MPLB_PATH_MAX]; /* an accuracy table (mplb calibrate --accuracy), or "" */
+    int transport_used;           /* set by the CLI: layers ran over a transport (for labels) */
     uint64_t seed;
 } mplb_exp;
 

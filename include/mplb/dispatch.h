@@ -41,11 +41,16 @@ typedef struct mplb_ep_rank {
     const int32_t *ids;      /* [tokens x k] */
     const float *gates;      /* [tokens x k] */
     float *y;                /* [tokens x d] out */
+    /* optional: called after the dispatch exchange, before the experts run
+     * (e.g. to wait for weights converted while the dispatch was in flight) */
+    int (*ready)(void *arg);
+    void *ready_arg;
 } mplb_ep_rank;
 
 typedef struct mplb_ep_stats {
     size_t bytes_sent, rows_sent;   /* dispatch, this rank */
     double t_pack_s, t_alltoall_s, t_ffn_s, t_combine_s;
+    double t_dispatch_xchg_s, t_ready_s;  /* the first exchange alone; time waiting in ready() */
 } mplb_ep_stats;
 
 /* One EP MoE layer on this transport's rank. experts[e] are the weights of

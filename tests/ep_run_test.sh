@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# mplb run --backend cpu --transport mpi: real EP layers across mpirun
+# processes, one run file written by rank 0. Checks: the run completes for
+# np = 1, 2, 4; its routing-derived columns equal the cost-model run of the
+# same experiment; measured times are positive; a process count that is not
+# the cluster's rank count is refused.
+# usage: ep_run_test.sh MPLB SOURCE_DIR PYTHON
+set -u
+MPLB=$1 SRC=$2 PY=$3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"   # libmpi's allocations outlive MPI_Finalize
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+pass=0 fail=0
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+for np in 1 2 4; do
+  sets=(--set workload.steps=2 --set cluster.gpus_per_node=$np)
+  if mpirun --oversubscribe -np $np "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
+       -o ep$np.h5 "${sets[@]}" > run$np.txt 2>&1 && grep -q "run for real across $np MPI processes" run$np.txt; then
+    ok "np=$np: EP run completes"
+  else bad "np=$np"; cat run$np.txt; fi
+  "$MPLB" run "$SRC/experiments/execute_small.lua" -o model$np.h5 "${sets[@]}" > /dev/null 2>&1
+  if "$PY" - ep$np.h5 model$np.h5 <<'PY'
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+sa, sb = a["steps"][()], b["steps"][()]
+assert a.attrs["status"] == "complete"
+for c in ("policy", "step", "layer", "tokens", "lis", "imbalance", "error_proxy"):
+    assert np.array_equal(sa[c], sb[c]), c            # same routing and plans
+np.testing.assert_array_equal(a["experts/load"][()], b["experts/load"][()])
+assert (sa["t_layer_us"] > 0).all() and (sa["t_dispatch_us"] >= 0).all()
+comp = a["ranks/compute_us"][()]
+load = a["ranks/load"][()]
+assert (comp[load > 0] > 0).all()                    # every rank with tokens measured its experts
+PY
+  then ok "np=$np: routing columns equal the model run, measured times positive"
+  else bad "np=$np: columns"; fi
+done
+if mpirun --oversubscribe -np 2 "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
+     -o bad.h5 > bad.txt 2>&1; then bad "np mismatch accepted"
+elif grep -q "2 processes, but the cluster has 4 ranks" bad.txt; then ok "np != ranks refused"
+else bad "np mismatch message"; cat bad.txt; fi
+if "$MPLB" run "$SRC/experiments/execute_small.lua" --transport mpi -o nb.h5 > nb.txt 2>&1; then bad "transport without cpu backend"
+elif grep -q 'needs backend = "cpu"' nb.txt; then ok "transport needs the cpu backend"
+else bad "transport/backend message"; cat nb.txt; fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
