@@ -1,4 +1,0 @@
-LEAK = 1
-local P = {}
-function P.decide() end
-return P

@@ -1,5 +1,0 @@
-local P = {}
-function P.decide(obs, act)
-  error('boom')
-end
-return P

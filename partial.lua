@@ -1,1 +1,0 @@
-return { error = { bf16 = 0 } }

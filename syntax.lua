@@ -1,2 +1,0 @@
-local P = {
-return P
