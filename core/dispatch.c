@@ -26,7 +26,8 @@ typedef struct ep_state {
     const mplb_placement *pl;
     const mplb_expert_w *experts;
     const mplb_ep_rank *me;
-    uint8_t **send;      /* [R] */
+    uint8_t **send;      /* [R] parts of send_block */
+    uint8_t *send_block;
     size_t *send_n;
     uint8_t **recv;      /* [R] (owned by the transport or the local exchange) */
     size_t *recv_n;
@@ -37,9 +38,22 @@ static int dest_of(const mplb_placement *pl, int64_t t, int j, int e) {
     return pl->ranks[(size_t)e * pl->R + (int)((t + j) % pl->copies[e])];
 }
 
+/* Send parts are packed back to back in one block (send[0] is its start), so
+ * a transport can hand the block to MPI without copying it. */
 static void free_send(ep_state *s) {
-    for (int r = 0; r < s->R && s->send; r++) free(s->send[r]);
+    if (s->send) free(s->send_block);
+    s->send_block = NULL;
     if (s->send) memset(s->send, 0, (size_t)s->R * sizeof *s->send);
+}
+
+static int alloc_send(ep_state *s, const size_t *bytes, mplb_err *err) {
+    size_t total = 0;
+    for (int r = 0; r < s->R; r++) total += bytes[r];
+    s->send_block = malloc(total + 1);
+    if (!s->send_block) return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
+    size_t off = 0;
+    for (int r = 0; r < s->R; r++) { s->send[r] = s->send_block + off; off += bytes[r]; }
+    return 0;
 }
 
 /* Phase 1: one row per (token, destination rank). */
@@ -59,10 +73,8 @@ static int ep_pack(ep_state *s, mplb_err *err) {
             if (q == ns) { seen[ns++] = dst; rows[dst]++; }
         }
     }
-    for (int r = 0; r < R; r++) {
-        s->send[r] = malloc(rows[r] * rb + 1);
-        if (!s->send[r]) { free(rows); return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory"); }
-    }
+    for (int r = 0; r < R; r++) s->send_n[r] = rows[r] * rb;
+    if (alloc_send(s, s->send_n, err) < 0) { free(rows); return err->code; }
     memset(rows, 0, (size_t)R * sizeof *rows);
     float *tmp = malloc((size_t)d * sizeof *tmp);
     mplb_qtensor q;
@@ -180,16 +192,15 @@ static int ep_compute(ep_state *s, mplb_err *err) {
     s->st->t_ffn_s += now_s() - t0;
     /* partial sums go back to the row's source, in the order it was received */
     free_send(s);
+    for (int r = 0; r < R; r++) s->send_n[r] = s->recv_n[r] / rb * out_rb;
+    if (rc == 0) rc = alloc_send(s, s->send_n, err);
     n = 0;
     for (int r = 0; r < R && rc == 0; r++) {
         size_t rows = s->recv_n[r] / rb;
-        s->send[r] = malloc(rows * out_rb + 1);
-        if (!s->send[r]) { rc = mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory"); break; }
         for (size_t i = 0; i < rows; i++, n++) {
             memcpy(s->send[r] + i * out_rb, rowp[n], 4);
             memcpy(s->send[r] + i * out_rb + 4, part + n * d, (size_t)d * 4);
         }
-        s->send_n[r] = rows * out_rb;
     }
     free(xs); free(part); free(idx); free(xe); free(ye); free(rowp);
     return rc;
@@ -256,12 +267,12 @@ int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, 
         if (rc) rc = mplb_err_set(err, MPLB_EIO, "dispatch: the experts' weights were not ready");
     }
     if (rc == 0) rc = ep_compute(&s, err);
-    for (int r = 0; r < tp->size && recv; r++) { free(recv[r]); recv[r] = NULL; }
+    if (recv) { free(recv[0]); memset(recv, 0, (size_t)tp->size * sizeof *recv); }
     t0 = now_s();
     if (rc == 0) rc = tp->alltoallv(tp->ctx, s.send, s.send_n, recv, s.recv_n, err);
     st->t_alltoall_s += now_s() - t0;
     if (rc == 0) ep_unpack(&s);
-    for (int r = 0; r < tp->size && recv; r++) free(recv[r]);
+    if (recv) free(recv[0]);
     free(recv);
     state_free(&s);
     return rc;

@@ -202,7 +202,7 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
         if (rn[r] == sizeof t) memcpy(&all[r], recv[r], sizeof t);
         else rc = mplb_err_set(err, MPLB_EIO, "transport: rank %d sent no timings", r);
     }
-    for (int r = 0; r < R && recv; r++) free(recv[r]);
+    if (recv) free(recv[0]);
     free(send); free(recv); free(sn); free(rn);
     return rc;
 }

@@ -61,11 +61,12 @@ static int nccl_a2av(void *vctx, uint8_t *const *send, const size_t *send_n, uin
             ro += hr[r];
         }
         if (ncclGroupEnd() != ncclSuccess) { rc = mplb_err_set(err, MPLB_EIO, "nccl transport: exchange failed"); goto out; }
+        uint8_t *block = (uint8_t *)malloc(rtot + 1);   /* one block, freed by the caller via recv[0] */
+        if (!block) { rc = mplb_err_set(err, MPLB_ENOMEM, "nccl transport: out of memory"); goto out; }
+        if (rtot) cudaMemcpyAsync(block, drecv, rtot, cudaMemcpyDeviceToHost, c->stream);
         ro = 0;
         for (int r = 0; r < R; r++) {
-            recv[r] = (uint8_t *)malloc(hr[r] + 1);
-            if (!recv[r]) { rc = mplb_err_set(err, MPLB_ENOMEM, "nccl transport: out of memory"); goto out; }
-            if (hr[r]) cudaMemcpyAsync(recv[r], drecv + ro, hr[r], cudaMemcpyDeviceToHost, c->stream);
+            recv[r] = block + ro;
             recv_n[r] = hr[r];
             ro += hr[r];
         }

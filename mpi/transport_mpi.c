@@ -32,22 +32,29 @@ static int a2av(void *vctx, uint8_t *const *send, const size_t *send_n, uint8_t 
         stot += sn[r]; rtot += rn[r];
     }
     ctx->bytes += (double)stot;
-    sbuf = malloc((size_t)stot + 1);
+    /* parts already back to back are sent in place; others are gathered first */
+    int contiguous = 1;
+    for (int r = 1; r < R; r++) contiguous &= send[r] == send[0] + sd[r];
+    const uint8_t *src = send[0];
+    if (!contiguous) {
+        sbuf = malloc((size_t)stot + 1);
+        if (!sbuf) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
+        for (int r = 0; r < R; r++)
+            if (sc[r]) memcpy(sbuf + sd[r], send[r], (size_t)sc[r]);
+        src = sbuf;
+    }
     rbuf = malloc((size_t)rtot + 1);
-    if (!sbuf || !rbuf) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
-    for (int r = 0; r < R; r++)
-        if (sc[r]) memcpy(sbuf + sd[r], send[r], (size_t)sc[r]);
-    if (MPI_Alltoallv(sbuf, sc, sd, MPI_BYTE, rbuf, rc_, rd, MPI_BYTE, ctx->comm) != MPI_SUCCESS) {
+    if (!rbuf) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
+    if (MPI_Alltoallv(src, sc, sd, MPI_BYTE, rbuf, rc_, rd, MPI_BYTE, ctx->comm) != MPI_SUCCESS) {
         rc = mplb_err_set(err, MPLB_EIO, "mpi transport: MPI_Alltoallv failed");
         goto out;
     }
     ctx->xfer_s += MPI_Wtime() - t1;
     for (int r = 0; r < R; r++) {
-        recv[r] = malloc((size_t)rc_[r] + 1);
-        if (!recv[r]) { rc = mplb_err_set(err, MPLB_ENOMEM, "mpi transport: out of memory"); goto out; }
-        if (rc_[r]) memcpy(recv[r], rbuf + rd[r], (size_t)rc_[r]);
+        recv[r] = rbuf + rd[r];   /* one block, owned by the caller through recv[0] */
         recv_n[r] = (size_t)rc_[r];
     }
+    rbuf = NULL;
 out:
     free(sn); free(rn); free(sc); free(rc_); free(sd); free(rd); free(sbuf); free(rbuf);
     return rc;

@@ -27,9 +27,10 @@ static void check_case(int R, int E, int empty, int replica, mplb_prec act, uint
         float *ref = malloc((n + 1) * sizeof *ref);
         assert_int_equal(mplb_moe_reference(c.tokens[r], c.d, c.k, c.x[r], c.ids[r], c.gates[r], c.experts, act, ref, &err), 0);
         /* the same values through the same kernels; only summation order and
-         * expert batch sizes differ (float32) */
+         * expert batch sizes (BLAS blocking) differ, in float32: differences of
+         * a few ulps of the partial sums, far below any routing mistake (O(1)) */
         double rd = rel_diff(c.y[r], ref, n);
-        if (!(rd < 1e-5)) fail_msg("R=%d E=%d rank %d (%lld tokens): rel diff %.3g vs reference", R, E, r,
+        if (!(rd < 1e-4)) fail_msg("R=%d E=%d rank %d (%lld tokens): rel diff %.3g vs reference", R, E, r,
                                    (long long)c.tokens[r], rd);
         free(ref);
     }

@@ -26,7 +26,10 @@
 #include "mplb/routing.h"
 
 /* All-to-all of bytes: send[d] (send_n[d] bytes) to every rank d; receive
- * recv[s] from every rank s, whose sizes the transport learns first. */
+ * recv[s] (recv_n[s] bytes) from every rank s, whose sizes the transport
+ * learns first. The received parts lie in one malloc'd block that starts at
+ * recv[0]: the caller frees recv[0]. When the send parts lie back to back in
+ * memory (as mplb_ep_layer packs them), a transport may send them in place. */
 typedef struct mplb_ep_transport {
     int rank, size;
     void *ctx;
