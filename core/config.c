@@ -391,53 +391,6 @@ out:
     return rc;
 }
 
-/* Apply "a.b.c=expr" to the table at top. */
-static int apply_set(mplb_lsb *sb, int top, const char *set, const char *file, mplb_err *err) {
-    const char *eq = strchr(set, '=');
-    if (!eq || eq == set)
-        return mplb_err_set(err, MPLB_EINVAL, "--set '%s': expected key=value", set);
-    char key[256];
-    size_t kl = (size_t)(eq - set);
-    if (kl >= sizeof key) return mplb_err_set(err, MPLB_EINVAL, "--set '%s': key too long", set);
-    memcpy(key, set, kl);
-    key[kl] = 0;
-    lua_State *L = sb->L;
-    /* Evaluate the value as a Lua expression; a bare word is taken as a string. */
-    char code[1024];
-    snprintf(code, sizeof code, "return %s", eq + 1);
-    if (luaL_loadbufferx(L, code, strlen(code), "=--set", "t") != LUA_OK ||
-        lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        lua_pushstring(L, eq + 1);
-    }
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushstring(L, eq + 1); }
-    lua_pushvalue(L, top);
-    char *part = key, *dot;
-    while ((dot = strchr(part, '.'))) {
-        *dot = 0;
-        /* model = "preset" becomes { preset = "preset" } so --set model.layers=3 works */
-        if (!strcmp(part, "model")) {
-            if (lua_getfield(L, -1, part) == LUA_TSTRING) {
-                lua_createtable(L, 0, 1);
-                lua_insert(L, -2);
-                lua_setfield(L, -2, "preset");
-                lua_setfield(L, -2, "model");
-            } else lua_pop(L, 1);
-        }
-        if (lua_getfield(L, -1, part) != LUA_TTABLE) {
-            lua_pop(L, 3);
-            return mplb_err_set(err, MPLB_ECONFIG, "%s: --set %s: '%s' is not a table in the experiment",
-                                file, set, part);
-        }
-        lua_remove(L, -2);
-        part = dot + 1;
-    }
-    lua_insert(L, -2);
-    lua_setfield(L, -2, part);
-    lua_pop(L, 1);
-    return 0;
-}
-
 int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
                   mplb_exp *out, mplb_err *err) {
     return mplb_exp_load_ex(path, NULL, sets, n_sets, out, err);
@@ -462,7 +415,7 @@ int mplb_exp_load_ex(const char *path, const char *base, const char *const *sets
     }
     int top = lua_gettop(L);
     for (int s = 0; s < n_sets; s++)
-        if ((rc = apply_set(&sb, top, sets[s], path, err)) < 0) goto fail;
+        if ((rc = mplb_lua_apply_set(&sb, top, sets[s], path, err)) < 0) goto fail;
     cfg c = {L, path, out->source, err};
     char base_dir[MPLB_PATH_MAX];
     if (base) snprintf(base_dir, sizeof base_dir, "%s", base);

@@ -38,4 +38,9 @@ int mplb_read_file(const char *path, char **out, size_t *len, mplb_err *err);
  * tables) as Lua source; malloc'd, NULL when it holds anything else. */
 char *mplb_lua_serialize(lua_State *L, int idx);
 
+/* Apply a --set override "a.b.c=expr" to the table at stack index top: expr
+ * is evaluated as Lua (a bare word becomes a string); model = "preset" turns
+ * into { preset = ... } so model.layers=3 works on presets. */
+int mplb_lua_apply_set(mplb_lsb *sb, int top, const char *set, const char *file, mplb_err *err);
+
 #endif

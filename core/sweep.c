@@ -124,37 +124,9 @@ int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mpl
     if (rc < 0) goto out;
     if (!lua_istable(L, -1)) { rc = mplb_err_set(err, MPLB_ECONFIG, "%s: the experiment file must return a table", path); goto out; }
     (void)x;
-    /* --set overrides go through a tiny Lua helper: path "a.b.c" and a Lua expression */
-    for (int i = 0; i < n_sets; i++) {
-        const char *eq = strchr(sets[i], '=');
-        if (!eq) { rc = mplb_err_set(err, MPLB_EINVAL, "--set '%s': expected key=value", sets[i]); goto out; }
-        char code[2048];
-        snprintf(code, sizeof code,
-                 "local t, key = ...\n"
-                 "local ok, v = pcall(function() return %s end)\n"
-                 "if not ok or v == nil then v = %s end\n"
-                 "local parts = {}\n"
-                 "for p in key:gmatch('[^.]+') do parts[#parts + 1] = p end\n"
-                 "for i = 1, #parts - 1 do\n"
-                 "  if i == 1 and parts[1] == 'model' and type(t.model) == 'string' then t.model = { preset = t.model } end\n"
-                 "  if type(t[parts[i]]) ~= 'table' then error(\"'\" .. parts[i] .. \"' is not a table in the experiment\", 0) end\n"
-                 "  t = t[parts[i]]\n"
-                 "end\n"
-                 "t[parts[#parts]] = v\n",
-                 eq + 1, "[==[" "\x01" "]==]");
-        /* the fallback string literal is the raw text: patch the placeholder */
-        char *ph = strstr(code, "\x01");
-        char fixed[4096];
-        snprintf(fixed, sizeof fixed, "%.*s%s%s", (int)(ph - code), code, eq + 1, ph + 1);
-        if (luaL_loadbufferx(L, fixed, strlen(fixed), "=--set", "t") != LUA_OK) {
-            rc = mplb_err_set(err, MPLB_EINVAL, "--set '%s': %s", sets[i], lua_tostring(L, -1));
-            lua_pop(L, 1);
-            goto out;
-        }
-        lua_pushvalue(L, -2);
-        lua_pushlstring(L, sets[i], (size_t)(eq - sets[i]));
-        if ((rc = mplb_lsb_pcall(&sb, 2, 0, "--set", err)) < 0) goto out;
-    }
+    /* --set overrides, as mplb run applies them */
+    for (int i = 0; i < n_sets; i++)
+        if ((rc = mplb_lua_apply_set(&sb, lua_gettop(L), sets[i], path, err)) < 0) goto out;
     if (luaL_loadbufferx(L, expand_lua, strlen(expand_lua), "=sweep", "t") != LUA_OK) {
         rc = mplb_err_set(err, MPLB_EINVAL, "sweep: %s", lua_tostring(L, -1));
         goto out;
