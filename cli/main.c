@@ -8,6 +8,7 @@
 #endif
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,6 +524,11 @@ static const struct { const char *name; int (*fn)(int, char **); } commands[] = 
 };
 
 int main(int argc, char **argv) {
+    /* Keep large buffers (dispatch rows, partial sums, activations) on the
+     * heap rather than in fresh mmap'ed pages: a layer's exchange otherwise
+     * spends most of its time faulting new pages in (bench/dispatch). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     if (argc < 2) { fputs(usage_text, stderr); return 2; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
