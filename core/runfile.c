@@ -128,19 +128,25 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
         rf_free(rf);
         return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
     }
-    /* SWMR needs the latest file format */
+    /* The file is built under PATH.part and renamed once its header is written
+     * and the SWMR session has started, so a run killed at any moment leaves
+     * either no file or one that opens (with every row flushed so far). */
+    FILE *ex = force ? NULL : fopen(path, "rb");
+    if (ex) {
+        fclose(ex);
+        rf_free(rf);
+        return mplb_err_set(err, MPLB_EEXISTS, "%s: file exists (use --force to overwrite)", path);
+    }
+    char part[sizeof rf->path + 8];
+    snprintf(part, sizeof part, "%s.part", path);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-    rf->file = H5Fcreate(path, force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);   /* SWMR needs it */
+    rf->file = H5Fcreate(part, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (rf->file < 0) {
-        FILE *f = force ? NULL : fopen(path, "rb");
-        int exists = f != NULL;
-        if (f) fclose(f);
         rf->file = 0;
         rf_free(rf);
-        if (exists) return mplb_err_set(err, MPLB_EEXISTS, "%s: file exists (use --force to overwrite)", path);
-        return mplb_err_set(err, MPLB_EIO, "%s: cannot create HDF5 file", path);
+        return mplb_err_set(err, MPLB_EIO, "%s: cannot create HDF5 file", part);
     }
     rf->row_t = row_type();
     rf->prec_t = prec_type();
@@ -184,7 +190,13 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     if (bad || rf->steps < 0 || rf->rank_load < 0 || rf->rank_compute < 0 || rf->exp_load < 0 || rf->exp_prec < 0 ||
         H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fstart_swmr_write(f) < 0) {
         rf_free(rf);
+        remove(part);
         return mplb_err_set(err, MPLB_EIO, "%s: cannot write the run file's header", path);
+    }
+    if (rename(part, path) != 0) {
+        rf_free(rf);
+        remove(part);
+        return mplb_err_set(err, MPLB_EIO, "%s: cannot rename %s into place", path, part);
     }
     *out = rf;
     return 0;
