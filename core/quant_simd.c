@@ -239,6 +239,42 @@ AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
         }
     }
 }
+/* amax over finite values (NaN and Inf skipped), as the reference's amax_of */
+AVX2 static float amax_finite(const float *x, int64_t n) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
+    __m256 m = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absm);
+        m = _mm256_max_ps(m, _mm256_and_ps(a, _mm256_cmp_ps(a, inf, _CMP_LT_OQ)));
+    }
+    float lanes[8], r = 0;
+    _mm256_storeu_ps(lanes, m);
+    for (int k = 0; k < 8; k++) if (lanes[k] > r) r = lanes[k];
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a < INFINITY && a > r) r = a;
+    }
+    return r;
+}
+
+/* fp8 with a per-tensor scale: codes of x / gs (IEEE division, as the reference) */
+AVX2 static void cast_fp8_scaled_avx2(const float *x, uint8_t *out, int64_t n, int e5m2, int sat, float gs) {
+    int M = e5m2 ? 2 : 3, bias = e5m2 ? 15 : 7, maxc = e5m2 ? 0x7B : 0x7E;
+    int nanc = e5m2 ? 0x7E : 0x7F, ovc = sat ? maxc : (e5m2 ? 0x7C : 0x7F);
+    const __m256 g = _mm256_set1_ps(gs);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        store32(out + i, fp8_codes(_mm256_div_ps(_mm256_loadu_ps(x + i), g), M, bias, maxc, nanc, ovc),
+                fp8_codes(_mm256_div_ps(_mm256_loadu_ps(x + i + 8), g), M, bias, maxc, nanc, ovc),
+                fp8_codes(_mm256_div_ps(_mm256_loadu_ps(x + i + 16), g), M, bias, maxc, nanc, ovc),
+                fp8_codes(_mm256_div_ps(_mm256_loadu_ps(x + i + 24), g), M, bias, maxc, nanc, ovc));
+    for (; i < n; i++) {
+        float v = gs == 1.0f ? x[i] : x[i] / gs;
+        out[i] = e5m2 ? mplb_f32_to_e5m2(v, sat) : mplb_f32_to_e4m3(v, sat);
+    }
+}
+
 /* 8 floats -> 8 bf16 codes: RNE on the bits, NaN kept quiet with its top
  * payload bits, as mplb_f32_to_bf16 does. */
 AVX2 static void cast_bf16_avx2(const float *x, uint8_t *out, int64_t n) {
@@ -274,6 +310,15 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
 #ifdef MPLB_X86
     if (have_avx2() && x && t->data) {
         mplb_prec f = t->fmt;
+        if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_TENSOR) {
+            int64_t n = t->rows * t->cols;
+            float amax = amax_finite(x, n), mx = f == MPLB_PREC_FP8_E4M3 ? 448.0f : 57344.0f;
+            float gs = amax > 0 ? amax / mx : 1.0f;
+            if (gs == 0) gs = 1.4e-45f;
+            t->global_scale = gs;
+            cast_fp8_scaled_avx2(x, t->data, n, f == MPLB_PREC_FP8_E5M2, t->opts.saturate, gs);
+            return 0;
+        }
         if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_NONE) {
             t->global_scale = 1.0f;
             cast_fp8_avx2(x, t->data, t->rows * t->cols, f == MPLB_PREC_FP8_E5M2, t->opts.saturate);

@@ -52,8 +52,9 @@ static void test_fast_equals_ref(void **st) {
         for (int it = 0; it < 40; it++) {
             for (int64_t i = 0; i < n; i++) x[i] = it % 4 == 0 ? (float)(mplb_rng_uniform(&g) - 0.5) : rand_float(&g);
             for (int p = 0; p < MPLB_PREC_COUNT; p++) {
-                for (int variant = 0; variant < 2; variant++) {
-                    mplb_qopts o = {.saturate = variant, .mx_round_up = variant, .int4_asym = variant};
+                for (int variant = 0; variant < 3; variant++) {
+                    mplb_qopts o = {.saturate = variant & 1, .mx_round_up = variant & 1, .int4_asym = variant & 1,
+                                    .scaling = variant == 2 ? MPLB_SCALE_TENSOR : MPLB_SCALE_NONE};
                     mplb_qtensor a, b;
                     mplb_err err;
                     assert_int_equal(mplb_qtensor_alloc(&a, (mplb_prec)p, &o, R, C, &err), 0);
