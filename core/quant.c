@@ -157,8 +157,6 @@ static void dq_cast(const mplb_qtensor *t, float *y) {
 /* MX: E8M0 scale per 32 along the row. */
 static void q_mx(const float *x, mplb_qtensor *t) {
     int fp4 = t->fmt == MPLB_PREC_MXFP4;
-    int emax = fp4 ? 2 : 8;
-    double maxv = fp4 ? 6.0 : 448.0;
     int64_t nb = (t->cols + MX_BLOCK - 1) / MX_BLOCK, rowbytes = fp4 ? (nb * MX_BLOCK + 1) / 2 : nb * MX_BLOCK;
     for (int64_t r = 0; r < t->rows; r++) {
         uint8_t *row = t->data + (size_t)(r * rowbytes);
@@ -167,21 +165,8 @@ static void q_mx(const float *x, mplb_qtensor *t) {
             const float *xb = x + r * t->cols + c0;
             int bad = 0;
             float amax = amax_of(xb, n, &bad);
-            uint8_t sc;
-            int e = 0;
-            if (bad) sc = 0xFF;
-            else if (amax == 0) sc = 0;
-            else {
-                if (t->opts.mx_round_up) {
-                    /* smallest e with max * 2^e >= amax */
-                    e = mplb_floor_log2(amax) - mplb_floor_log2((float)maxv);
-                    while (ldexp(maxv, e) < amax) e++;
-                    while (ldexp(maxv, e - 1) >= amax) e--;
-                } else e = mplb_floor_log2(amax) - emax;
-                if (e < -127) e = -127;
-                if (e > 127) e = 127;
-                sc = (uint8_t)(e + 127);
-            }
+            int e;
+            uint8_t sc = mplb_mx_scale_code(amax, bad, fp4, t->opts.mx_round_up, &e);
             t->scales[r * nb + b] = sc;
             for (int64_t j = 0; j < MX_BLOCK; j++) {
                 uint8_t code = 0;

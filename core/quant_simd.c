@@ -110,8 +110,7 @@ AVX2 static float amax32(const float *x, int *bad) {
 
 /* MX quantize for rows whose length is a multiple of 32 (others: reference). */
 AVX2 static void mx_avx2(const float *x, mplb_qtensor *t) {
-    int fp4 = t->fmt == MPLB_PREC_MXFP4, emax = fp4 ? 2 : 8;
-    float maxv = fp4 ? 6.0f : 448.0f;
+    int fp4 = t->fmt == MPLB_PREC_MXFP4;
     int64_t nb = t->cols / 32, rowbytes = fp4 ? t->cols / 2 : t->cols;
     for (int64_t r = 0; r < t->rows; r++) {
         for (int64_t b = 0; b < nb; b++) {
@@ -119,20 +118,8 @@ AVX2 static void mx_avx2(const float *x, mplb_qtensor *t) {
             uint8_t *dst = t->data + r * rowbytes + (fp4 ? b * 16 : b * 32);
             int bad;
             float amax = amax32(xb, &bad);
-            int e = 0;
-            uint8_t sc;
-            if (bad) sc = 0xFF;
-            else if (amax == 0) sc = 0;
-            else {
-                if (t->opts.mx_round_up) {
-                    e = mplb_floor_log2(amax) - mplb_floor_log2(maxv);
-                    while (ldexp(maxv, e) < amax) e++;
-                    while (ldexp(maxv, e - 1) >= amax) e--;
-                } else e = mplb_floor_log2(amax) - emax;
-                if (e < -127) e = -127;
-                if (e > 127) e = 127;
-                sc = (uint8_t)(e + 127);
-            }
+            int e;
+            uint8_t sc = mplb_mx_scale_code(amax, bad, fp4, t->opts.mx_round_up, &e);
             t->scales[r * nb + b] = sc;
             if (sc == 0xFF || amax == 0) {
                 memset(dst, 0, fp4 ? 16 : 32);

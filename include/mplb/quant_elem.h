@@ -15,6 +15,7 @@
 #ifndef MPLB_QUANT_ELEM_H
 #define MPLB_QUANT_ELEM_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -204,6 +205,30 @@ MPLB_HD uint8_t mplb_nvfp4_code(float v, uint8_t sc, float gs) {
     double D = (double)mplb_code_to_f32(sc, 3, 7) * (double)gs;
     uint8_t code = D > 0 ? (uint8_t)mplb_e2m1_code_div(v < 0 ? -(double)v : (double)v, D) : 0;
     return (uint8_t)(code | ((mplb_f32_bits(v) >> 28) & 8));   /* a zero keeps its sign */
+}
+
+/* MX block: the E8M0 scale code of a block with finite amax (bad = the
+ * block holds NaN/Inf -> 0xFF; amax 0 -> 0), and its exponent in *e. The
+ * spec's rule is 2^(floor(log2 amax) - emax_elem); round_up is the cuBLAS /
+ * Transformer Engine rule 2^ceil(log2(amax / max_elem)). fp4 selects E2M1
+ * elements (emax 2, max 6), else E4M3 (emax 8, max 448). */
+MPLB_HD uint8_t mplb_mx_scale_code(float amax, int bad, int fp4, int round_up, int *e) {
+    *e = 0;
+    if (bad) return 0xFF;
+    if (amax == 0) return 0;
+    int emax = fp4 ? 2 : 8;
+    float maxv = fp4 ? 6.0f : 448.0f;
+    int x;
+    if (round_up) {
+        /* smallest x with max * 2^x >= amax */
+        x = mplb_floor_log2(amax) - mplb_floor_log2(maxv);
+        while ((double)maxv * ldexp(1.0, x) < (double)amax) x++;
+        while ((double)maxv * ldexp(1.0, x - 1) >= (double)amax) x--;
+    } else x = mplb_floor_log2(amax) - emax;
+    if (x < -127) x = -127;
+    if (x > 127) x = 127;
+    *e = x;
+    return (uint8_t)(x + 127);
 }
 
 #endif
