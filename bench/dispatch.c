@@ -1,7 +1,9 @@
-/* bench/dispatch (run under mpirun -np 2 by bench/dispatch.sh): the EP
- * layer's exchange against a bare MPI_Alltoallv of the same bytes, and the
- * local pack+unpack against memcpy of the same bytes, in one run. The FFN
- * itself is excluded (experts have f = 1). Not a test. */
+/* bench/dispatch (run under mpirun -np 2 and -np 4 by bench/dispatch.sh):
+ * the EP layer's exchange against a bare MPI_Alltoallv of the same bytes,
+ * and the local pack+unpack against memcpy of the same bytes, in one run;
+ * at 4 ranks also 2 "nodes" of 2: the bytes that cross nodes with node
+ * dedup (through proxies) against direct sends, and both layers' exchange
+ * time. The FFN itself is excluded (experts have f = 1). Not a test. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +130,45 @@ int main(int argc, char **argv) {
     }
     free(wm);
     free(cv);
+    /* two nodes of R/2 ranks: node dedup against direct sends, on skewed
+     * random top-k routing (distinct experts, a quarter of picks among the
+     * first 8) */
+    double node_ms[2] = {0, 0};
+    unsigned long long inter[2] = {0, 0}, intra[2] = {0, 0};
+    if (R >= 4 && R % 2 == 0) {
+        int32_t *rid = malloc((size_t)T * k * 4);
+        for (int64_t t = 0; t < T; t++)
+            for (int j = 0; j < k; j++) {
+                int e, dup;
+                do {
+                    e = mplb_rng_uniform(&g) < 0.25 ? (int)(mplb_rng_next(&g) % 8) : (int)(mplb_rng_next(&g) % E);
+                    dup = 0;
+                    for (int q = 0; q < j; q++) dup |= rid[t * k + q] == e;
+                } while (dup);
+                rid[t * k + j] = e;
+            }
+        mplb_ep_rank me3 = me;
+        me3.ids = rid;
+        for (int mode = 0; mode < 2; mode++) {
+            tp.topo = (mplb_ep_topo){R / 2, mode};
+            double best = 1e9;
+            for (int r = 0; r < reps; r++) {
+                mplb_ep_stats st = {0};
+                MPI_Barrier(MPI_COMM_WORLD);
+                ctx.xfer_s = 0;
+                mplb_ep_layer(&tp, &pl, d, k, ex, MPLB_PREC_BF16, &me3, &st, &err);
+                double mine = ctx.xfer_s, slowest;
+                MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                if (slowest < best) best = slowest;
+                unsigned long long a = st.bytes_inter, b = st.bytes_intra;
+                MPI_Reduce(&a, &inter[mode], 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+                MPI_Reduce(&b, &intra[mode], 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+            }
+            node_ms[mode] = best * 1e3;
+        }
+        tp.topo = (mplb_ep_topo){0, 0};
+        free(rid);
+    }
     /* local: pack + unpack of all ranks in this process against memcpy */
     double best_local = 1e9, best_copy = 1e9;
     if (rank == 0) {
@@ -137,7 +178,7 @@ int main(int argc, char **argv) {
         for (int r = 0; r < R; r++) { ys[r] = malloc((size_t)T * d * 4); rs[r].y = ys[r]; }
         for (int r = 0; r < reps; r++) {
             mplb_ep_stats st = {0};
-            mplb_ep_layer_local(R, &pl, d, k, ex, MPLB_PREC_BF16, rs, &st, &err);
+            mplb_ep_layer_local(R, NULL, &pl, d, k, ex, MPLB_PREC_BF16, rs, &st, &err);
             double t = st.t_pack_s + st.t_combine_s + st.t_alltoall_s;
             if (t < best_local) best_local = t;
         }
@@ -165,6 +206,16 @@ int main(int argc, char **argv) {
         printf("conversion_exposed_ms %.3f   (what the experts still waited for after the dispatch)\n", exposed_ms);
         printf("conversion_hidden     %.0f%%   (share of the conversion hidden behind the dispatch, best of %d)\n",
                100 * best_overlap, reps);
+        if (node_ms[0] > 0) {
+            printf("# 2 nodes x %d ranks (simulated: every process on this machine), skewed random top-%d routing\n", R / 2, k);
+            printf("inter_node_bytes_dedup   %llu   (node dedup: once per token and destination node, through the proxy)\n", inter[0]);
+            printf("inter_node_bytes_direct  %llu   (once per token and destination rank)\n", inter[1]);
+            printf("inter_node_saved         %.1f%%\n", 100.0 * (1 - (double)inter[0] / (double)inter[1]));
+            printf("intra_node_bytes_dedup   %llu   (the proxies' forwarding)\n", intra[0]);
+            printf("intra_node_bytes_direct  %llu\n", intra[1]);
+            printf("exchange_ms_dedup        %.3f   (4 all-to-alls, shared memory: not a network time)\n", node_ms[0]);
+            printf("exchange_ms_direct       %.3f   (2 all-to-alls)\n", node_ms[1]);
+        }
     }
     MPI_Finalize();
     return 0;

@@ -178,6 +178,7 @@ static int cmd_run(int argc, char **argv) {
         }
         MPI_Init(NULL, NULL);
         mplb_ep_mpi_transport(&mctx, MPI_COMM_WORLD, &tp, &err);
+        tp.topo.gpus_per_node = x.cluster.gpus_per_node;   /* node dedup follows the experiment's cluster */
         rank = tp.rank;
         o.transport = &tp;
         if (rank != 0) o.out_path = NULL;   /* rank 0 gathers and writes the one run file */

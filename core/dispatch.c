@@ -1,6 +1,12 @@
-/* EP dispatch and combine: see include/mplb/dispatch.h. The layer is three
- * phases (pack, compute, unpack) around two all-to-alls, so one data path
- * serves the in-process and the MPI transports. */
+/* EP dispatch and combine: see include/mplb/dispatch.h. A layer is a list of
+ * phases, each of which consumes what the last exchange delivered and packs
+ * what the next one sends; the in-process and the MPI transports run the
+ * same phases, so their results are bit-identical.
+ *
+ *   one hop:  pack(rank) | compute | unpack
+ *   two hops: pack(node) | forward | compute | reduce | unpack
+ *
+ * ("|" is an all-to-all). */
 #include "mplb/dispatch.h"
 
 #include <stdlib.h>
@@ -13,164 +19,250 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* A dispatched row: token id, k slots (expert or -1, gate), then the payload:
- * bf16 codes, or an fp8 per-token scale and e4m3 codes. */
+/* A dispatched row: an id (the sender's token index, or the proxy's row
+ * index once forwarded), the token's replica key (see mplb_ep_rank), k
+ * slots (expert or -1, gate), then the payload: bf16 codes, or an fp8 per-token scale and e4m3
+ * codes. A combine record is the row's id and d float32 partial sums. */
 static size_t row_bytes(int d, int k, mplb_prec p) {
     size_t payload = p == MPLB_PREC_FP8_E4M3 ? 4 + (size_t)d : 2 * (size_t)d;
     return 8 + (size_t)k * 8 + payload;
 }
 
+static size_t rec_bytes(int d) { return 4 + (size_t)d * 4; }
+
 typedef struct ep_state {
     int R, rank, d, k;
+    int gpn, two_hop;    /* ranks per node (R: one node); dedup per node */
     mplb_prec p;
     const mplb_placement *pl;
     const mplb_expert_w *experts;
     const mplb_ep_rank *me;
-    uint8_t **send;      /* [R] parts of send_block */
+    uint8_t **send;      /* [R] parts of send_block, back to back */
     uint8_t *send_block;
     size_t *send_n;
-    uint8_t **recv;      /* [R] (owned by the transport or the local exchange) */
+    uint8_t **recv;      /* [R] parts of one block at recv[0], owned here */
     size_t *recv_n;
+    uint8_t **held;      /* two hops: the rows this rank proxied, kept for the reduce */
+    size_t *held_n;
     mplb_ep_stats *st;
 } ep_state;
+
+typedef int (*ep_phase)(ep_state *s, mplb_err *err);
+
+static int oom(mplb_err *err) { return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory"); }
 
 static int dest_of(const mplb_placement *pl, int64_t t, int j, int e) {
     return pl->ranks[(size_t)e * pl->R + (int)((t + j) % pl->copies[e])];
 }
 
-/* Send parts are packed back to back in one block (send[0] is its start), so
- * a transport can hand the block to MPI without copying it. */
-static void free_send(ep_state *s) {
-    if (s->send) free(s->send_block);
-    s->send_block = NULL;
-    if (s->send) memset(s->send, 0, (size_t)s->R * sizeof *s->send);
+int mplb_ep_proxy(int R, int gpn, int s, int n) {
+    int first = n * gpn, size = R - first < gpn ? R - first : gpn;
+    return first + s % gpn % size;
 }
 
-static int alloc_send(ep_state *s, const size_t *bytes, mplb_err *err) {
+static void drop_recv(ep_state *s) {
+    free(s->recv[0]);
+    memset(s->recv, 0, (size_t)s->R * sizeof *s->recv);
+    memset(s->recv_n, 0, (size_t)s->R * sizeof *s->recv_n);
+}
+
+static void free_send(ep_state *s) {
+    free(s->send_block);
+    s->send_block = NULL;
+    memset(s->send, 0, (size_t)s->R * sizeof *s->send);
+}
+
+/* Sizes first, then one block, so a transport can send it in place. */
+static int alloc_send(ep_state *s, mplb_err *err) {
     size_t total = 0;
-    for (int r = 0; r < s->R; r++) total += bytes[r];
-    s->send_block = malloc(total + 1);
-    if (!s->send_block) return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
+    for (int r = 0; r < s->R; r++) total += s->send_n[r];
+    free_send(s);
+    if (!(s->send_block = malloc(total + 1))) return oom(err);
     size_t off = 0;
-    for (int r = 0; r < s->R; r++) { s->send[r] = s->send_block + off; off += bytes[r]; }
+    for (int r = 0; r < s->R; r++) { s->send[r] = s->send_block + off; off += s->send_n[r]; }
     return 0;
 }
 
-/* Phase 1: one row per (token, destination rank). */
+static void count_sent(ep_state *s, int dst, size_t rows, size_t bytes) {
+    if (dst == s->rank) return;
+    mplb_ep_stats *st = s->st;
+    st->rows_sent += rows;
+    st->bytes_sent += bytes;
+    if (dst / s->gpn != s->rank / s->gpn) { st->rows_inter += rows; st->bytes_inter += bytes; }
+    else { st->rows_intra += rows; st->bytes_intra += bytes; }
+}
+
+/* Where slot j of token t goes: its rank, or on two hops its node's proxy. */
+static int hop_dest(const ep_state *s, int64_t t, int j, int e) {
+    int r = dest_of(s->pl, t, j, e);
+    return s->two_hop ? mplb_ep_proxy(s->R, s->gpn, s->rank, r / s->gpn) : r;
+}
+
+/* Copy of a row for one destination: slots that go elsewhere become -1. */
+static void put_row(uint8_t *row, int32_t id, int32_t key, const int32_t *ids, const float *gates, const int *slot_dst, int dst,
+                    int k, const uint8_t *payload, size_t payload_n) {
+    memcpy(row, &id, 4);
+    memcpy(row + 4, &key, 4);
+    for (int j = 0; j < k; j++) {
+        int32_t e = slot_dst[j] == dst ? ids[j] : -1;
+        memcpy(row + 8 + 8 * j, &e, 4);
+        memcpy(row + 8 + 8 * j + 4, &gates[j], 4);
+    }
+    memcpy(row + 8 + (size_t)k * 8, payload, payload_n);
+}
+
+/* Distinct destinations of a row, in first-slot order. */
+static int distinct(const int *slot_dst, int k, int *out) {
+    int n = 0;
+    for (int j = 0; j < k; j++) {
+        int q;
+        if (slot_dst[j] < 0) continue;
+        for (q = 0; q < n && out[q] != slot_dst[j]; q++) {}
+        if (q == n) out[n++] = slot_dst[j];
+    }
+    return n;
+}
+
+/* Phase: one row per (token, destination rank or proxy); the row is rounded
+ * once, whatever its destinations. */
 static int ep_pack(ep_state *s, mplb_err *err) {
     int R = s->R, d = s->d, k = s->k;
-    size_t rb = row_bytes(d, k, s->p);
+    size_t rb = row_bytes(d, k, s->p), pay_n = rb - 8 - (size_t)k * 8;
     const mplb_ep_rank *me = s->me;
     double t0 = now_s();
+    int sd[64], dst[64];
     memset(s->send_n, 0, (size_t)R * sizeof *s->send_n);
-    size_t *rows = calloc((size_t)R, sizeof *rows);
-    if (!rows) return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
     for (int64_t t = 0; t < me->tokens; t++) {
-        int seen[64], ns = 0;
-        for (int j = 0; j < k; j++) {
-            int dst = dest_of(s->pl, t, j, me->ids[t * k + j]), q;
-            for (q = 0; q < ns && seen[q] != dst; q++) {}
-            if (q == ns) { seen[ns++] = dst; rows[dst]++; }
-        }
+        int64_t key = me->keys ? me->keys[t] : t;
+        for (int j = 0; j < k; j++) sd[j] = hop_dest(s, key, j, me->ids[t * k + j]);
+        for (int q = distinct(sd, k, dst) - 1; q >= 0; q--) s->send_n[dst[q]] += rb;
     }
-    for (int r = 0; r < R; r++) s->send_n[r] = rows[r] * rb;
-    if (alloc_send(s, s->send_n, err) < 0) { free(rows); return err->code; }
-    memset(rows, 0, (size_t)R * sizeof *rows);
-    float *tmp = malloc((size_t)d * sizeof *tmp);
+    if (alloc_send(s, err) < 0) return err->code;
+    size_t *fill = calloc((size_t)R, sizeof *fill);
+    uint8_t *pay = malloc(pay_n);
     mplb_qtensor q;
     mplb_qopts qo = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
-    int rc = tmp ? mplb_qtensor_alloc(&q, s->p, &qo, 1, d, err) : mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
+    int rc = fill && pay ? mplb_qtensor_alloc(&q, s->p, &qo, 1, d, err) : oom(err);
     for (int64_t t = 0; t < me->tokens && rc == 0; t++) {
-        /* round the row once, whatever its destinations */
-        const float *xt = me->x + (size_t)t * d;
-        if ((rc = mplb_quant_quantize(xt, &q, err)) < 0) break;
-        int seen[64], ns = 0;
-        for (int j = 0; j < k; j++) {
-            int dst = dest_of(s->pl, t, j, me->ids[t * k + j]), qq;
-            for (qq = 0; qq < ns && seen[qq] != dst; qq++) {}
-            if (qq < ns) continue;
-            seen[ns++] = dst;
-            uint8_t *row = s->send[dst] + rows[dst]++ * rb;
-            int32_t tok = (int32_t)t, nsl = 0;
-            memcpy(row, &tok, 4);
-            uint8_t *slots = row + 8;
-            for (int jj = 0; jj < k; jj++) {
-                int32_t e = me->ids[t * k + jj];
-                float g = me->gates[t * k + jj];
-                if (dest_of(s->pl, t, jj, e) != dst) e = -1;
-                else nsl++;
-                memcpy(slots + 8 * jj, &e, 4);
-                memcpy(slots + 8 * jj + 4, &g, 4);
-            }
-            memcpy(row + 4, &nsl, 4);
-            uint8_t *pay = row + 8 + (size_t)k * 8;
-            if (s->p == MPLB_PREC_FP8_E4M3) {
-                memcpy(pay, &q.global_scale, 4);
-                memcpy(pay + 4, q.data, (size_t)d);
-            } else memcpy(pay, q.data, 2 * (size_t)d);
+        if ((rc = mplb_quant_quantize(me->x + (size_t)t * d, &q, err)) < 0) break;
+        if (s->p == MPLB_PREC_FP8_E4M3) { memcpy(pay, &q.global_scale, 4); memcpy(pay + 4, q.data, (size_t)d); }
+        else memcpy(pay, q.data, 2 * (size_t)d);
+        int64_t key = me->keys ? me->keys[t] : t;
+        for (int j = 0; j < k; j++) sd[j] = hop_dest(s, key, j, me->ids[t * k + j]);
+        int nd = distinct(sd, k, dst);
+        for (int i = 0; i < nd; i++) {
+            put_row(s->send[dst[i]] + fill[dst[i]], (int32_t)t, (int32_t)key, me->ids + t * k, me->gates + t * k, sd, dst[i], k, pay, pay_n);
+            fill[dst[i]] += rb;
         }
     }
-    if (tmp) mplb_qtensor_free(&q);
-    free(tmp);
-    for (int r = 0; r < R; r++) {
-        s->send_n[r] = rows[r] * rb;
-        if (r != s->rank) { s->st->bytes_sent += s->send_n[r]; s->st->rows_sent += rows[r]; }
-    }
-    free(rows);
+    if (fill && pay) mplb_qtensor_free(&q);
+    for (int r = 0; r < R && rc == 0; r++) count_sent(s, r, s->send_n[r] / rb, s->send_n[r]);
+    free(fill);
+    free(pay);
     s->st->t_pack_s += now_s() - t0;
     return rc;
 }
 
-/* Phase 2: run local experts on received rows; send back gate-weighted
- * partial sums, one (token id, d floats) record per received row. */
+/* A row's slots: expert ids, gates, and where each live slot's expert is. */
+static void read_slots(const ep_state *s, const uint8_t *row, int32_t *key, int32_t *ids, float *gates, int *slot_dst) {
+    int32_t t;
+    memcpy(&t, row + 4, 4);
+    *key = t;
+    for (int j = 0; j < s->k; j++) {
+        memcpy(&ids[j], row + 8 + 8 * j, 4);
+        memcpy(&gates[j], row + 8 + 8 * j + 4, 4);
+        slot_dst[j] = ids[j] >= 0 && ids[j] < s->pl->E ? dest_of(s->pl, t, j, ids[j]) : -1;
+    }
+}
+
+/* Phase (two hops, at the proxy): keep the rows that crossed to this node
+ * and forward each to the ranks here that hold its experts, its id now the
+ * row's index among the kept ones, for the reduce. */
+static int ep_forward(ep_state *s, mplb_err *err) {
+    int R = s->R, k = s->k;
+    size_t rb = row_bytes(s->d, k, s->p), off = 8 + (size_t)k * 8;
+    double t0 = now_s();
+    uint8_t **tp = s->held;
+    s->held = s->recv; s->recv = tp;
+    size_t *tn = s->held_n;
+    s->held_n = s->recv_n; s->recv_n = tn;
+    int32_t ids[64], key;
+    float gates[64];
+    int sd[64], dst[64];
+    memset(s->send_n, 0, (size_t)R * sizeof *s->send_n);
+    for (int src = 0; src < R; src++)
+        for (size_t i = 0; i < s->held_n[src] / rb; i++) {
+            read_slots(s, s->held[src] + i * rb, &key, ids, gates, sd);
+            for (int q = distinct(sd, k, dst) - 1; q >= 0; q--) s->send_n[dst[q]] += rb;
+        }
+    if (alloc_send(s, err) < 0) return err->code;
+    size_t *fill = calloc((size_t)R, sizeof *fill);
+    if (!fill) return oom(err);
+    int32_t n = 0;
+    for (int src = 0; src < R; src++)
+        for (size_t i = 0; i < s->held_n[src] / rb; i++, n++) {
+            const uint8_t *row = s->held[src] + i * rb;
+            read_slots(s, row, &key, ids, gates, sd);
+            int nd = distinct(sd, k, dst);
+            for (int q = 0; q < nd; q++) {
+                put_row(s->send[dst[q]] + fill[dst[q]], n, key, ids, gates, sd, dst[q], k, row + off, rb - off);
+                fill[dst[q]] += rb;
+            }
+        }
+    free(fill);
+    for (int r = 0; r < R; r++) count_sent(s, r, s->send_n[r] / rb, s->send_n[r]);
+    s->st->t_pack_s += now_s() - t0;
+    return 0;
+}
+
+/* Phase: run local experts on the received rows; send back one record per
+ * row (its id, the gate-weighted sum of its local experts' outputs) in the
+ * order the rows came. */
 static int ep_compute(ep_state *s, mplb_err *err) {
     int R = s->R, d = s->d, k = s->k, E = s->pl->E;
-    size_t rb = row_bytes(d, k, s->p), out_rb = 4 + (size_t)d * 4;
+    size_t rb = row_bytes(d, k, s->p), out_rb = rec_bytes(d);
+    if (s->me->ready) {
+        double t0 = now_s();
+        int bad = s->me->ready(s->me->ready_arg);
+        s->st->t_ready_s += now_s() - t0;
+        if (bad) return mplb_err_set(err, MPLB_EIO, "dispatch: the experts' weights were not ready");
+    }
     double t0 = now_s();
     size_t total = 0;
     for (int r = 0; r < R; r++) total += s->recv_n[r] / rb;
+    size_t cap = total ? total : 1;
+    float *xs = malloc(cap * (size_t)d * sizeof *xs), *part = calloc(cap * (size_t)d, sizeof *part);
+    float *xe = malloc(cap * (size_t)d * sizeof *xe), *ye = malloc(cap * (size_t)d * sizeof *ye);
+    int64_t *idx = malloc(cap * (size_t)k * sizeof *idx), *start = calloc((size_t)E + 1, sizeof *start);
+    int64_t *fill = calloc((size_t)E, sizeof *fill);
+    const uint8_t **rowp = malloc(cap * sizeof *rowp);
+    int rc = xs && part && xe && ye && idx && start && fill && rowp ? 0 : oom(err);
     /* decode every received row once */
-    float *xs = malloc((total ? total : 1) * (size_t)d * sizeof *xs);
-    float *part = calloc((total ? total : 1) * (size_t)d, sizeof *part);
-    int64_t *idx = malloc((total ? total : 1) * (size_t)k * sizeof *idx);
-    float *xe = malloc((total ? total : 1) * (size_t)d * sizeof *xe), *ye = malloc((total ? total : 1) * (size_t)d * sizeof *ye);
-    if (!xs || !part || !idx || !xe || !ye) {
-        free(xs); free(part); free(idx); free(xe); free(ye);
-        return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
-    }
-    const uint8_t **rowp = malloc((total ? total : 1) * sizeof *rowp);
     size_t n = 0;
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < R && rc == 0; r++)
         for (size_t i = 0; i < s->recv_n[r] / rb; i++, n++) {
-            const uint8_t *row = s->recv[r] + i * rb;
+            const uint8_t *row = s->recv[r] + i * rb, *pay = row + 8 + (size_t)k * 8;
+            float *x = xs + n * d;
             rowp[n] = row;
-            const uint8_t *pay = row + 8 + (size_t)k * 8;
-            float *dst = xs + n * d;
             if (s->p == MPLB_PREC_FP8_E4M3) {
                 float sc;
                 memcpy(&sc, pay, 4);
-                for (int c = 0; c < d; c++) { float v = mplb_e4m3_to_f32(pay[4 + c]); dst[c] = sc == 1.0f ? v : v * sc; }
+                for (int c = 0; c < d; c++) { float v = mplb_e4m3_to_f32(pay[4 + c]); x[c] = sc == 1.0f ? v : v * sc; }
             } else
-                for (int c = 0; c < d; c++) { uint16_t h; memcpy(&h, pay + 2 * c, 2); dst[c] = mplb_bf16_to_f32(h); }
+                for (int c = 0; c < d; c++) { uint16_t h; memcpy(&h, pay + 2 * c, 2); x[c] = mplb_bf16_to_f32(h); }
         }
-    /* rows per local expert in one pass: counting sort of (row, slot) by expert */
-    int64_t *start = calloc((size_t)E + 1, sizeof *start);
-    int rc = start ? 0 : mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
-    for (size_t i = 0; i < n && rc == 0; i++)
-        for (int j = 0; j < k; j++) {
-            int32_t ej;
-            memcpy(&ej, rowp[i] + 8 + 8 * j, 4);
-            if (ej >= 0 && ej < E) start[ej + 1]++;
-        }
-    for (int e = 0; e < E && rc == 0; e++) start[e + 1] += start[e];
-    int64_t *fill = rc == 0 ? calloc((size_t)E, sizeof *fill) : NULL;
-    if (rc == 0 && !fill) rc = mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
-    for (size_t i = 0; i < n && rc == 0; i++)
-        for (int j = 0; j < k; j++) {
-            int32_t ej;
-            memcpy(&ej, rowp[i] + 8 + 8 * j, 4);
-            if (ej >= 0 && ej < E) idx[start[ej] + fill[ej]++] = (int64_t)i * k + j;
-        }
+    /* (row, slot) pairs grouped by expert: a counting sort */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (size_t i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) {
+                int32_t e;
+                memcpy(&e, rowp[i] + 8 + 8 * j, 4);
+                if (e < 0 || e >= E) continue;
+                if (pass == 0) start[e + 1]++;
+                else idx[start[e] + fill[e]++] = (int64_t)i * k + j;
+            }
+        for (int e = 0; e < E && pass == 0; e++) start[e + 1] += start[e];
+    }
     mplb_ffn_ws ws = {0};
     for (int e = 0; e < E && rc == 0; e++) {
         size_t m = (size_t)(start[e + 1] - start[e]);
@@ -180,136 +272,174 @@ static int ep_compute(ep_state *s, mplb_err *err) {
         rc = mplb_ffn_forward(&s->experts[e], xe, (int)m, MPLB_PREC_BF16, ye, &ws, err);
         for (size_t q = 0; q < m && rc == 0; q++) {
             size_t i = (size_t)(ix[q] / k);
-            int j = (int)(ix[q] % k);
             float g;
-            memcpy(&g, rowp[i] + 8 + 8 * j + 4, 4);
+            memcpy(&g, rowp[i] + 8 + 8 * (ix[q] % k) + 4, 4);
             for (int c = 0; c < d; c++) part[i * d + c] += g * ye[q * d + c];
         }
     }
-    free(start);
-    free(fill);
     mplb_ffn_ws_free(&ws);
     s->st->t_ffn_s += now_s() - t0;
-    /* partial sums go back to the row's source, in the order it was received */
-    free_send(s);
     for (int r = 0; r < R; r++) s->send_n[r] = s->recv_n[r] / rb * out_rb;
-    if (rc == 0) rc = alloc_send(s, s->send_n, err);
+    if (rc == 0) rc = alloc_send(s, err);
     n = 0;
-    for (int r = 0; r < R && rc == 0; r++) {
-        size_t rows = s->recv_n[r] / rb;
-        for (size_t i = 0; i < rows; i++, n++) {
+    for (int r = 0; r < R && rc == 0; r++)
+        for (size_t i = 0; i < s->recv_n[r] / rb; i++, n++) {
             memcpy(s->send[r] + i * out_rb, rowp[n], 4);
             memcpy(s->send[r] + i * out_rb + 4, part + n * d, (size_t)d * 4);
         }
-    }
-    free(xs); free(part); free(idx); free(xe); free(ye); free(rowp);
+    free(xs); free(part); free(xe); free(ye); free(idx); free(start); free(fill); free(rowp);
+    drop_recv(s);
     return rc;
 }
 
-/* Phase 3: add the partial sums into y, destination ranks in order. */
-static void ep_unpack(ep_state *s) {
+/* Add the received records into acc[id] (n_ids rows of d), ranks in order. */
+static int add_records(const ep_state *s, float *acc, int64_t n_ids, mplb_err *err) {
     int d = s->d;
-    size_t out_rb = 4 + (size_t)d * 4;
-    double t0 = now_s();
-    memset(s->me->y, 0, (size_t)s->me->tokens * d * sizeof(float));
+    size_t out_rb = rec_bytes(d);
     for (int r = 0; r < s->R; r++)
         for (size_t i = 0; i < s->recv_n[r] / out_rb; i++) {
             const uint8_t *rec = s->recv[r] + i * out_rb;
-            int32_t t;
-            memcpy(&t, rec, 4);
-            float *y = s->me->y + (size_t)t * d;
+            int32_t id;
+            memcpy(&id, rec, 4);
+            if (id < 0 || id >= n_ids) return mplb_err_set(err, MPLB_EIO, "dispatch: rank %d returned row %d of %lld", r, id, (long long)n_ids);
+            float *a = acc + (size_t)id * d;
             for (int c = 0; c < d; c++) {
                 float v;
                 memcpy(&v, rec + 4 + 4 * (size_t)c, 4);
-                y[c] += v;
+                a[c] += v;
             }
         }
-    s->st->t_combine_s += now_s() - t0;
+    return 0;
 }
 
-static int state_init(ep_state *s, int R, int rank, const mplb_placement *pl, int d, int k, const mplb_expert_w *ex,
+/* Phase (two hops, at the proxy): sum the partials of each kept row and
+ * send one record per row back across the network to its sender. */
+static int ep_reduce(ep_state *s, mplb_err *err) {
+    int R = s->R, d = s->d;
+    size_t rb = row_bytes(d, s->k, s->p), out_rb = rec_bytes(d), n = 0;
+    double t0 = now_s();
+    for (int r = 0; r < R; r++) n += s->held_n[r] / rb;
+    float *acc = calloc((n ? n : 1) * (size_t)d, sizeof *acc);
+    int rc = acc ? add_records(s, acc, (int64_t)n, err) : oom(err);
+    for (int r = 0; r < R; r++) s->send_n[r] = s->held_n[r] / rb * out_rb;
+    if (rc == 0) rc = alloc_send(s, err);
+    n = 0;
+    for (int r = 0; r < R && rc == 0; r++)
+        for (size_t i = 0; i < s->held_n[r] / rb; i++, n++) {
+            memcpy(s->send[r] + i * out_rb, s->held[r] + i * rb, 4);   /* the sender's token index */
+            memcpy(s->send[r] + i * out_rb + 4, acc + n * d, (size_t)d * 4);
+        }
+    free(acc);
+    drop_recv(s);
+    free(s->held[0]);
+    memset(s->held, 0, (size_t)R * sizeof *s->held);
+    s->st->t_combine_s += now_s() - t0;
+    return rc;
+}
+
+/* Phase: y = the records that came home, summed in rank order. */
+static int ep_unpack(ep_state *s, mplb_err *err) {
+    double t0 = now_s();
+    memset(s->me->y, 0, (size_t)s->me->tokens * s->d * sizeof(float));
+    int rc = add_records(s, s->me->y, s->me->tokens, err);
+    drop_recv(s);
+    s->st->t_combine_s += now_s() - t0;
+    return rc;
+}
+
+static const ep_phase one_hop[] = {ep_pack, ep_compute, ep_unpack};
+static const ep_phase two_hops[] = {ep_pack, ep_forward, ep_compute, ep_reduce, ep_unpack};
+
+/* The phases of this layer and how many exchanges belong to the dispatch. */
+static const ep_phase *phases(const ep_state *s, int *n, int *n_dispatch) {
+    *n = s->two_hop ? 5 : 3;
+    *n_dispatch = s->two_hop ? 2 : 1;
+    return s->two_hop ? two_hops : one_hop;
+}
+
+static int state_init(ep_state *s, int R, const mplb_ep_topo *topo, int rank, const mplb_placement *pl, int d, int k, const mplb_expert_w *ex,
                       mplb_prec p, const mplb_ep_rank *me, mplb_ep_stats *st, mplb_err *err) {
     memset(s, 0, sizeof *s);
     if (p != MPLB_PREC_BF16 && p != MPLB_PREC_FP8_E4M3)
         return mplb_err_set(err, MPLB_EINVAL, "dispatch: activations travel as bf16 or fp8_e4m3, not %s", mplb_prec_name(p));
     if (k < 1 || k > 64) return mplb_err_set(err, MPLB_EINVAL, "dispatch: top_k %d", k);
+    if (pl->R != R) return mplb_err_set(err, MPLB_EINVAL, "dispatch: placement for %d ranks, transport has %d", pl->R, R);
     s->R = R; s->rank = rank; s->pl = pl; s->d = d; s->k = k; s->experts = ex; s->p = p; s->me = me; s->st = st;
+    int gpn = topo ? topo->gpus_per_node : 0;
+    s->gpn = gpn <= 0 || gpn > R ? R : gpn;
+    s->two_hop = s->gpn > 1 && s->gpn < R && !(topo && topo->direct);
     s->send = calloc((size_t)R, sizeof *s->send);
     s->send_n = calloc((size_t)R, sizeof *s->send_n);
+    s->recv = calloc((size_t)R, sizeof *s->recv);
     s->recv_n = calloc((size_t)R, sizeof *s->recv_n);
-    if (!s->send || !s->send_n || !s->recv_n) return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
+    s->held = calloc((size_t)R, sizeof *s->held);
+    s->held_n = calloc((size_t)R, sizeof *s->held_n);
+    if (!s->send || !s->send_n || !s->recv || !s->recv_n || !s->held || !s->held_n) return oom(err);
     return 0;
 }
 
 static void state_free(ep_state *s) {
-    free_send(s);
-    free(s->send); free(s->send_n); free(s->recv_n);
+    if (s->send) free_send(s);
+    if (s->recv) free(s->recv[0]);
+    if (s->held) free(s->held[0]);
+    free(s->send); free(s->send_n); free(s->recv); free(s->recv_n); free(s->held); free(s->held_n);
 }
 
 int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, int k,
                   const mplb_expert_w *experts, mplb_prec act_prec, const mplb_ep_rank *me,
                   mplb_ep_stats *st, mplb_err *err) {
     ep_state s;
-    int rc = state_init(&s, tp->size, tp->rank, pl, d, k, experts, act_prec, me, st, err);
-    uint8_t **recv = calloc((size_t)tp->size, sizeof *recv);
-    if (rc == 0 && !recv) rc = mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
-    s.recv = recv;
-    if (rc == 0) rc = ep_pack(&s, err);
-    double t0 = now_s();
-    if (rc == 0) rc = tp->alltoallv(tp->ctx, s.send, s.send_n, recv, s.recv_n, err);
-    double x1 = now_s() - t0;
-    st->t_alltoall_s += x1;
-    st->t_dispatch_xchg_s += x1;
-    if (rc == 0 && me->ready) {
-        t0 = now_s();
-        rc = me->ready(me->ready_arg);
-        st->t_ready_s += now_s() - t0;
-        if (rc) rc = mplb_err_set(err, MPLB_EIO, "dispatch: the experts' weights were not ready");
+    int rc = state_init(&s, tp->size, &tp->topo, tp->rank, pl, d, k, experts, act_prec, me, st, err), n, nd;
+    const ep_phase *ph = phases(&s, &n, &nd);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if ((rc = ph[i](&s, err)) < 0 || i == n - 1) break;
+        double t0 = now_s();
+        rc = tp->alltoallv(tp->ctx, s.send, s.send_n, s.recv, s.recv_n, err);
+        double dt = now_s() - t0;
+        st->t_alltoall_s += dt;
+        if (i < nd) st->t_dispatch_xchg_s += dt;
+        free_send(&s);
     }
-    if (rc == 0) rc = ep_compute(&s, err);
-    if (recv) { free(recv[0]); memset(recv, 0, (size_t)tp->size * sizeof *recv); }
-    t0 = now_s();
-    if (rc == 0) rc = tp->alltoallv(tp->ctx, s.send, s.send_n, recv, s.recv_n, err);
-    st->t_alltoall_s += now_s() - t0;
-    if (rc == 0) ep_unpack(&s);
-    if (recv) free(recv[0]);
-    free(recv);
     state_free(&s);
     return rc;
 }
 
-int mplb_ep_layer_local(int R, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
+/* Rank r receives what every rank sent to r, in one block as a transport
+ * would deliver it. */
+static int local_exchange(ep_state *s, int R, mplb_err *err) {
+    for (int r = 0; r < R; r++) {
+        size_t total = 0, off = 0;
+        for (int src = 0; src < R; src++) total += s[src].send_n[r];
+        uint8_t *block = malloc(total + 1);
+        if (!block) return oom(err);
+        for (int src = 0; src < R; src++) {
+            memcpy(block + off, s[src].send[r], s[src].send_n[r]);
+            s[r].recv[src] = block + off;
+            s[r].recv_n[src] = s[src].send_n[r];
+            off += s[src].send_n[r];
+        }
+    }
+    return 0;
+}
+
+int mplb_ep_layer_local(int R, const mplb_ep_topo *topo, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
                         mplb_prec act_prec, const mplb_ep_rank *ranks, mplb_ep_stats *st, mplb_err *err) {
     ep_state *s = calloc((size_t)R, sizeof *s);
-    if (!s) return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory");
-    int rc = 0;
-    for (int r = 0; r < R && rc == 0; r++) rc = state_init(&s[r], R, r, pl, d, k, experts, act_prec, &ranks[r], st, err);
-    for (int r = 0; r < R && rc == 0; r++) s[r].recv = calloc((size_t)R, sizeof(uint8_t *));
-    /* the exchange: rank r receives what every s sent to r (pointers, then copies
-     * the MPI transport would make) */
-    for (int phase = 0; phase < 2 && rc == 0; phase++) {
-        for (int r = 0; r < R && rc == 0; r++) rc = phase == 0 ? ep_pack(&s[r], err) : ep_compute(&s[r], err);
-        if (rc) break;
-        if (phase == 1)   /* received dispatch rows are consumed by compute */
-            for (int r = 0; r < R; r++)
-                for (int q = 0; q < R; q++) { free(s[r].recv[q]); s[r].recv[q] = NULL; }
+    if (!s) return oom(err);
+    int rc = 0, n = 0, nd = 0;
+    for (int r = 0; r < R && rc == 0; r++) rc = state_init(&s[r], R, topo, r, pl, d, k, experts, act_prec, &ranks[r], st, err);
+    const ep_phase *ph = rc == 0 ? phases(&s[0], &n, &nd) : NULL;
+    for (int i = 0; i < n && rc == 0; i++) {
+        for (int r = 0; r < R && rc == 0; r++) rc = ph[i](&s[r], err);
+        if (rc < 0 || i == n - 1) break;
         double t0 = now_s();
-        for (int r = 0; r < R && rc == 0; r++)
-            for (int src = 0; src < R; src++) {
-                size_t nb = s[src].send_n[r];
-                s[r].recv[src] = malloc(nb + 1);
-                if (!s[r].recv[src]) { rc = mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory"); break; }
-                memcpy(s[r].recv[src], s[src].send[r], nb);
-                s[r].recv_n[src] = nb;
-            }
-        st->t_alltoall_s += now_s() - t0;
+        rc = local_exchange(s, R, err);
+        double dt = now_s() - t0;
+        st->t_alltoall_s += dt;
+        if (i < nd) st->t_dispatch_xchg_s += dt;
+        for (int r = 0; r < R; r++) free_send(&s[r]);
     }
-    for (int r = 0; r < R && rc == 0; r++) ep_unpack(&s[r]);
-    for (int r = 0; r < R; r++) {
-        for (int q = 0; q < R && s[r].recv; q++) free(s[r].recv[q]);
-        free(s[r].recv);
-        state_free(&s[r]);
-    }
+    for (int r = 0; r < R; r++) state_free(&s[r]);
     free(s);
     return rc;
 }

@@ -133,6 +133,9 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     int R = tp->size, me = tp->rank, d = ep->m.hidden, f = ep->m.ffn, k = rt->top_k, E = ep->m.experts;
     if (!rt->has_dedup) return mplb_err_set(err, MPLB_EUNSUPP, "transport: the workload has no per-token choices to dispatch");
     if (plan->R != R) return mplb_err_set(err, MPLB_ECONFIG, "transport: %d processes, the cluster has %d ranks", R, plan->R);
+    if (plan->n_moves)
+        return mplb_err_set(err, MPLB_EUNSUPP, "transport: the plan moves tokens (move_tokens), which real EP layers do not run "
+                            "yet; run it without --transport (backend cpu runs moves) or with backend = \"model\"");
     load_layer(ep, layer);
     /* this rank's tokens: those the routing log gives its source rank */
     int64_t n = 0;
@@ -140,7 +143,8 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     float *x = malloc((size_t)(n + 1) * d * sizeof *x), *y = malloc((size_t)(n + 1) * d * sizeof *y);
     float *gates = malloc((size_t)(n + 1) * k * sizeof *gates);
     int32_t *ids = malloc((size_t)(n + 1) * k * sizeof *ids);
-    if (!x || !y || !gates || !ids) { free(x); free(y); free(gates); free(ids); return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory"); }
+    int64_t *keys = malloc((size_t)(n + 1) * sizeof *keys);
+    if (!x || !y || !gates || !ids || !keys) { free(x); free(y); free(gates); free(ids); free(keys); return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory"); }
     mplb_rng g;
     mplb_rng_seed(&g, ep->seed ^ ((uint64_t)step << 40) ^ ((uint64_t)(layer + 1) << 20) ^ (uint64_t)(me + 1) * 0x2545f4914f6cdd1dULL);
     heavy(&g, x, (size_t)n * d, 1.0);
@@ -148,7 +152,7 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     for (int64_t t = 0; t < rt->tokens; t++) {
         if (rt->tok_src[t] != me) continue;
         for (int j = 0; j < k; j++) { ids[i * k + j] = rt->tok_ids[t * k + j]; gates[i * k + j] = 1.0f / k; }
-        i++;
+        keys[i++] = t;   /* replicas split as the cost model splits them */
     }
     /* stored formats come from the cache; online ones are converted beside the dispatch */
     size_t df = (size_t)d * f;
@@ -176,19 +180,19 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     job.rank = me;
     if (rc == 0 && pthread_create(&job.th, NULL, convert_all, &job) == 0) job.started = 1;
     else if (rc == 0) convert_all(&job);
-    mplb_ep_rank mine = {.tokens = n, .x = x, .ids = ids, .gates = gates, .y = y, .ready = wait_conv, .ready_arg = &job};
+    mplb_ep_rank mine = {.tokens = n, .x = x, .ids = ids, .gates = gates, .y = y, .keys = keys, .ready = wait_conv, .ready_arg = &job};
     mplb_ep_stats st = {0};
     /* the experts read ep->cur; online ones switch to their converted copy in ready() */
-    if (rc == 0) rc = mplb_ep_layer(tp, &plan->placement, d, k, ep->cur, MPLB_PREC_BF16, &mine, &st, err);
+    if (rc == 0) rc = mplb_ep_layer(tp, &plan->placement, d, k, ep->cur, plan->dispatch_prec, &mine, &st, err);
     if (job.started) wait_conv(&job);
     for (int e = 0; e < E; e++)
         if (ep->conv_used[e]) { mplb_expert_free(&ep->conv[e]); ep->conv_used[e] = 0; }
-    free(x); free(y); free(gates); free(ids);
+    free(x); free(y); free(gates); free(ids); free(keys);
     if (rc < 0) return rc;
     mplb_ep_times t = {
         .ffn = st.t_ffn_s * 1e6, .exposed = st.t_ready_s * 1e6, .dispatch = (st.t_pack_s + st.t_dispatch_xchg_s) * 1e6,
         .combine = (st.t_alltoall_s - st.t_dispatch_xchg_s + st.t_combine_s) * 1e6, .total = (now_s() - t_start) * 1e6,
-        .conv = job.t_conv * 1e6};
+        .conv = job.t_conv * 1e6, .bytes_intra = (double)st.bytes_intra, .bytes_inter = (double)st.bytes_inter};
     /* gather to rank 0 through the same transport */
     uint8_t **send = calloc((size_t)R, sizeof *send), **recv = calloc((size_t)R, sizeof *recv);
     size_t *sn = calloc((size_t)R, sizeof *sn), *rn = calloc((size_t)R, sizeof *rn);

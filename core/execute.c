@@ -152,18 +152,35 @@ int mplb_exec_layer(mplb_exec *ex, int step, int layer, const mplb_routing *rt, 
         const mplb_expert_w *wp = weights(ex, e, p, online ? &conv : NULL, err);
         if (!wp) return err->code;
         acts(ex, step, layer, e, n, ex->x);
-        /* each copy computes its share of the tokens; the output rows are the
-         * same whichever copy computes them */
+        /* each copy computes its share of the tokens, less the tokens moved
+         * away, and a move's target computes what it received; the output
+         * rows are the same whichever rank computes them */
         int64_t done = 0;
-        for (int c = 0; c < pl->copies[e]; c++) {
-            int r = pl->ranks[(size_t)e * R + c];
-            int64_t share = n / pl->copies[e] + (c < n % pl->copies[e]);
+        for (int r = 0; r <= R && done < n; r++) {
+            int c = 0;
+            if (r == R) {   /* what rounding the moved shares left: the home copy */
+                r = pl->ranks[(size_t)e * R];
+                double t0 = now_us();
+                if (mplb_ffn_forward(wp, ex->x + (size_t)done * d, (int)(n - done), MPLB_PREC_BF16, ex->y + (size_t)done * d,
+                                     &ex->ws, err) < 0) return err->code;
+                out->rank_us[r] += now_us() - t0;
+                break;
+            }
+            while (c < pl->copies[e] && pl->ranks[(size_t)e * R + c] != r) c++;
+            double sh = c < pl->copies[e] ? (double)(n / pl->copies[e] + (c < n % pl->copies[e])) : 0;
+            for (int i = 0; i < plan->n_moves; i++) {
+                const mplb_move *mv = &plan->moves[i];
+                if (mv->e == e && mv->from == r) sh -= mv->n;
+                if (mv->e == e && mv->to == r) sh += mv->n;
+            }
+            int64_t share = (int64_t)(sh + 0.5);
+            if (share > n - done) share = n - done;
+            if (share <= 0) continue;
             double t0 = now_us();
-            if (share > 0 &&
-                mplb_ffn_forward(wp, ex->x + (size_t)done * d, (int)share, MPLB_PREC_BF16, ex->y + (size_t)done * d,
+            if (mplb_ffn_forward(wp, ex->x + (size_t)done * d, (int)share, MPLB_PREC_BF16, ex->y + (size_t)done * d,
                                  &ex->ws, err) < 0) return err->code;
             out->rank_us[r] += now_us() - t0;
-            if (online && share > 0) out->conv_us[r] += conv;
+            if (online) out->conv_us[r] += conv;
             done += share;
         }
         if (p != MPLB_PREC_BF16) {

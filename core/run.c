@@ -106,8 +106,11 @@ static int apply_ep(run_state *s, int step, int layer, const mplb_plan *plan, mp
     int rc = mplb_ep_run_layer(s->ep, step, layer, &s->rt, plan, s->ept, err);
     if (rc < 0) return rc;
     double disp = 0, comb = 0, total = 0, cmax = 0, emax = 0;
+    res->bytes_intra = res->bytes_inter = 0;
     for (int r = 0; r < s->base.R; r++) {
         const mplb_ep_times *t = &s->ept[r];
+        res->bytes_intra += t->bytes_intra;
+        res->bytes_inter += t->bytes_inter;
         res->rank_compute[r] = t->ffn + t->exposed;
         if (t->dispatch > disp) disp = t->dispatch;
         if (t->combine > comb) comb = t->combine;
@@ -333,7 +336,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 if (rc < 0) break;
                 if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.plan, &s.res, err)) < 0) break;
                 double measured_err = -1;
-                int untouched = !s.plan.placement_changed && s.plan.n_moves == 0;
+                int untouched = !s.plan.placement_changed && s.plan.n_moves == 0 && s.plan.dispatch_prec == s.base_plan.dispatch_prec;
                 for (int e = 0; e < E && untouched; e++) untouched = s.plan.expert_prec[e] == MPLB_PREC_BF16;
                 if (s.execute && untouched) {
                     /* the baseline's plan: its measurement is the baseline's */
@@ -341,9 +344,18 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                     s.res.t_compute_max = s.base_res.t_compute_max;
                     s.res.exposed_conv = s.base_res.exposed_conv;
                     memcpy(s.res.rank_compute, s.base_res.rank_compute, (size_t)R * sizeof(double));
+                    if (s.ep) {   /* measured too */
+                        s.res.t_dispatch = s.base_res.t_dispatch;
+                        s.res.t_combine = s.base_res.t_combine;
+                        s.res.bytes_intra = s.base_res.bytes_intra;
+                        s.res.bytes_inter = s.base_res.bytes_inter;
+                    }
                     measured_err = 0;
                 } else if (s.ep) {
-                    if ((rc = apply_ep(&s, step, layer, &s.plan, &s.res, err)) < 0) break;
+                    if ((rc = apply_ep(&s, step, layer, &s.plan, &s.res, err)) < 0) {
+                        mplb_err_wrap(err, "policy %s, step %d, layer %d", x->policies[i].label, step + 1, layer + 1);
+                        break;
+                    }
                 } else if (s.execute && (rc = apply_measured(&s, x, step, layer, &s.plan, &s.res, &measured_err, err)) < 0)
                     break;
                 mplb_step_row row = {

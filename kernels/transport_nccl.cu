@@ -87,6 +87,7 @@ int mplb_ep_nccl_transport(mplb_ep_nccl *ctx, ncclComm_t comm, cudaStream_t stre
     tp->size = ctx->size;
     tp->ctx = ctx;
     tp->alltoallv = nccl_a2av;
+    tp->topo = mplb_ep_topo{0, 0};   // one node unless the caller says otherwise
     return 0;
 }
 

@@ -68,5 +68,6 @@ int mplb_ep_mpi_transport(mplb_ep_mpi *ctx, MPI_Comm comm, mplb_ep_transport *tp
     MPI_Comm_size(comm, &tp->size);
     tp->ctx = ctx;
     tp->alltoallv = a2av;
+    tp->topo = (mplb_ep_topo){0};   /* one node unless the caller says otherwise */
     return 0;
 }

@@ -3,7 +3,10 @@
 # processes, one run file written by rank 0. Checks: the run completes for
 # np = 1, 2, 4; its routing-derived columns equal the cost-model run of the
 # same experiment; measured times are positive; a process count that is not
-# the cluster's rank count is refused.
+# the cluster's rank count is refused. On 2 nodes x 2 ranks (node dedup
+# through proxies) the rows that crossed nodes, counted from the measured
+# bytes, equal the cost model's per-node dedup for every policy, replicas
+# (lis) and fp8 dispatch included.
 # usage: ep_run_test.sh MPLB SOURCE_DIR PYTHON
 set -u
 MPLB=$1 SRC=$2 PY=$3
@@ -38,6 +41,45 @@ PY
   then ok "np=$np: routing columns equal the model run, measured times positive"
   else bad "np=$np: columns"; fi
 done
+cat > fp8disp.lua <<'LUA'
+local P = { params = {} }
+P.stateless = true
+function P.decide(obs, act) act:dispatch_precision("fp8_e4m3") end
+return P
+LUA
+cat > nodes.lua <<'LUA'
+return {
+  name = "two_nodes",
+  model = { name = "tiny-moe", layers = 2, experts = 16, top_k = 2, hidden = 256, ffn = 128 },
+  cluster = { nodes = 2, gpus_per_node = 2, profile = "h100" },
+  workload = { steps = 2, tokens = 1024, zipf = 1.2, vision_frac = 0.5 },
+  policies = { "baseline", "lis", "fp8disp.lua" },
+  backend = "cpu",
+  seed = 5,
+}
+LUA
+if mpirun --oversubscribe -np 4 "$MPLB" run nodes.lua --transport mpi -o nodes_ep.h5 > nodes.txt 2>&1 &&
+   "$MPLB" run nodes.lua --backend model -o nodes_model.h5 > /dev/null 2>&1 &&
+   "$PY" - nodes_ep.h5 nodes_model.h5 <<'PY'
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+sa, sb = a["steps"][()], b["steps"][()]
+names = [n.decode() if isinstance(n, bytes) else str(n) for n in a["policies"]["name"][()]] if "policies" in a else None
+d, k = 256, 2
+row = {0: 8 + 8 * k + 2 * d, 1: 8 + 8 * k + 2 * d, 2: 8 + 8 * k + 4 + d}   # measured: rows with headers
+tok = {0: 2 * d, 1: 2 * d, 2: d + 4 * ((d + 127) // 128)}                   # model: payload (+ fp8 scales)
+for i in range(len(sa)):
+    p = int(sa["policy"][i])
+    rows_ep, rows_model = sa["bytes_inter"][i] / row[p], sb["bytes_inter"][i] / tok[p]
+    assert rows_ep == rows_model and rows_ep > 0, (i, p, rows_ep, rows_model)
+    assert sa["bytes_intra"][i] > 0
+PY
+then ok "2 nodes x 2: rows across nodes equal the cost model's node dedup (bf16, replicas, fp8)"
+else bad "2 nodes x 2"; cat nodes.txt; fi
+sed 's/"baseline", "lis", "fp8disp.lua"/"baseline", { "redistribute", q = 1 }/' nodes.lua > moves.lua
+if mpirun --oversubscribe -np 4 "$MPLB" run moves.lua --transport mpi -o moves.h5 > moves.txt 2>&1; then bad "moves accepted"
+elif grep -q "policy redistribute.*, step 1, layer 1: transport: the plan moves tokens" moves.txt; then ok "token moves refused by name"
+else bad "moves message"; cat moves.txt; fi
 if mpirun --oversubscribe -np 2 "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
      -o bad.h5 > bad.txt 2>&1; then bad "np mismatch accepted"
 elif grep -q "2 processes, but the cluster has 4 ranks" bad.txt; then ok "np != ranks refused"

@@ -195,8 +195,47 @@ static void test_execute_mode(void **st) {
     mplb_run_summary_free(&sum);   /* a failed run still hands back its (partial) summary */
 }
 
+/* Execute mode runs a plan's token moves: the moved tokens' FFN time lands
+ * on the target rank, the source computes only what is left, and the
+ * outputs (hence the error) do not depend on where they are computed. */
+static void test_execute_moves(void **st) {
+    (void)st;
+    mplb_err err = {0};
+    mplb_model m = {.layers = 1, .experts = 2, .top_k = 1, .hidden = 32, .ffn = 16};
+    mplb_placement pl;
+    mplb_routing rt;
+    mplb_plan plan;
+    assert_int_equal(mplb_placement_init_contiguous(&pl, 2, 2, &err), 0);   /* expert e on rank e */
+    assert_int_equal(mplb_routing_alloc(&rt, 2, 2, 1, 1, &err), 0);
+    int e0 = 0;
+    for (int t = 0; t < 40; t++) mplb_routing_add_token(&rt, &pl, 2, t % 2, 0, &e0, NULL);   /* every token to expert 0 */
+    assert_int_equal(mplb_plan_init(&plan, &pl, &err), 0);
+    mplb_exec ex;
+    assert_int_equal(mplb_exec_init(&ex, &m, 11, &err), 0);
+    double rank_us[2], conv_us[2];
+    mplb_exec_result res = {rank_us, conv_us, 0};
+    for (int moved = 0; moved <= 40; moved += 20) {
+        mplb_plan_reset(&plan, &pl);
+        plan.expert_prec[0] = MPLB_PREC_FP8_E4M3;
+        plan.expert_mode[0] = MPLB_CONV_STORED;
+        if (moved) assert_int_equal(mplb_plan_add_move(&plan, 0, 0, 1, moved, &err), 0);
+        assert_int_equal(mplb_exec_layer(&ex, 0, 0, &rt, &plan, &res, &err), 0);
+        if (moved < 40) assert_true(rank_us[0] > 0); else assert_true(rank_us[0] == 0);
+        if (moved > 0) assert_true(rank_us[1] > 0); else assert_true(rank_us[1] == 0);
+        static double first;
+        if (!moved) first = res.error;
+        assert_true(res.error > 0);
+        assert_close(res.error, first, 1e-6);
+    }
+    mplb_exec_free(&ex);
+    mplb_plan_free(&plan);
+    mplb_routing_free(&rt);
+    mplb_placement_free(&pl);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_execute_moves),
         cmocka_unit_test(test_run_not_divisible),
         cmocka_unit_test(test_one_rank_zero_tokens),
         cmocka_unit_test(test_policy_failure_keeps_rows),

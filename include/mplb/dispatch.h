@@ -2,14 +2,25 @@
  *
  * Every rank holds the tokens of its data-parallel share (x [T_s x d], their
  * top-k expert ids and gate weights) and the experts the placement gives it.
- * Dispatch packs, for each destination rank, each token once (however many
- * of its experts live there) with its slots, optionally rounding the row to
- * fp8 with one scale per token during the pack; one all-to-all moves the
- * bytes. Each rank runs its experts (mplb_ffn) on the rows it received, in
- * source-rank then token order, and sums each row's local experts' outputs
- * weighted by their gates; a second all-to-all brings these partial sums
- * home, where they are added in destination-rank order into y [T_s x d].
- * A replicated expert's copy for a token is copy (token + slot) mod copies.
+ * A replicated expert's copy for a token is copy (key + slot) mod copies.
+ *
+ * On one node (or one rank per node) the dispatch packs, for each
+ * destination rank, each token once (however many of its experts live
+ * there) with its slots, optionally rounding the row to fp8 with one scale
+ * per token during the pack; one all-to-all moves the bytes. Each rank runs
+ * its experts (mplb_ffn) on the rows it received and sums each row's local
+ * experts' outputs weighted by their gates; a second all-to-all brings these
+ * partial sums home, where they are added in rank order into y [T_s x d].
+ *
+ * Across nodes (1 < gpus_per_node < ranks) it deduplicates per node, as
+ * DeepEP's internode kernels do: a token crosses the network once per
+ * destination node, to the rank there with the sender's local index (its
+ * proxy), which forwards it inside the node to each rank holding its
+ * experts. The combine runs back the same way: partial sums are reduced at
+ * the proxy (in rank order) and cross the network once per token and node.
+ * The rows are the same bytes (fp8 stays fp8), so results differ from the
+ * one-hop path only by float summation order. With topo.direct every row
+ * goes straight to its rank across nodes too (DeepEP's low-latency mode).
  *
  * Transports move bytes: "local" runs all ranks in one process (buffers
  * are copied), "mpi" is MPI_Alltoallv with one rank per process (in the mplb
@@ -30,8 +41,15 @@
  * learns first. The received parts lie in one malloc'd block that starts at
  * recv[0]: the caller frees recv[0]. When the send parts lie back to back in
  * memory (as mplb_ep_layer packs them), a transport may send them in place. */
+/* Where ranks sit and how tokens cross nodes. {0} is one node. */
+typedef struct mplb_ep_topo {
+    int gpus_per_node;   /* ranks r and q share a node when r/gpn == q/gpn; <= 0: one node */
+    int direct;          /* 1: no node dedup, one send per destination rank everywhere */
+} mplb_ep_topo;
+
 typedef struct mplb_ep_transport {
     int rank, size;
+    mplb_ep_topo topo;
     void *ctx;
     int (*alltoallv)(void *ctx, uint8_t *const *send, const size_t *send_n, uint8_t **recv, size_t *recv_n,
                      mplb_err *err);
@@ -44,6 +62,10 @@ typedef struct mplb_ep_rank {
     const int32_t *ids;      /* [tokens x k] */
     const float *gates;      /* [tokens x k] */
     float *y;                /* [tokens x d] out */
+    /* optional [tokens]: the index that picks a replicated expert's copy,
+     * (key + slot) mod copies; the step-wide token index keeps the split
+     * equal to the cost model's (mplb_routing_dedup). NULL: 0..tokens-1 */
+    const int64_t *keys;
     /* optional: called after the dispatch exchange, before the experts run
      * (e.g. to wait for weights converted while the dispatch was in flight) */
     int (*ready)(void *arg);
@@ -51,7 +73,10 @@ typedef struct mplb_ep_rank {
 } mplb_ep_rank;
 
 typedef struct mplb_ep_stats {
-    size_t bytes_sent, rows_sent;   /* dispatch, this rank */
+    /* dispatch rows and bytes this rank sent to other ranks (both hops): in
+     * total, to ranks of its own node and to other nodes */
+    size_t bytes_sent, rows_sent;
+    size_t bytes_intra, rows_intra, bytes_inter, rows_inter;
     double t_pack_s, t_alltoall_s, t_ffn_s, t_combine_s;
     double t_dispatch_xchg_s, t_ready_s;  /* the first exchange alone; time waiting in ready() */
 } mplb_ep_stats;
@@ -63,10 +88,16 @@ int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, 
                   const mplb_expert_w *experts, mplb_prec act_prec, const mplb_ep_rank *me,
                   mplb_ep_stats *st, mplb_err *err);
 
-/* "local": run R ranks in this process, rank after rank through one shared
- * exchange, for tests and for the cost of packing without a network. */
-int mplb_ep_layer_local(int R, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
+/* "local": run R ranks (topo: NULL for one node) in this process, rank
+ * after rank through one shared exchange, for tests and for the cost of
+ * packing without a network. st accumulates over all ranks. */
+int mplb_ep_layer_local(int R, const mplb_ep_topo *topo, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
                         mplb_prec act_prec, const mplb_ep_rank *ranks, mplb_ep_stats *st, mplb_err *err);
+
+/* The proxy of sender s on node n (the rank that forwards s's tokens inside
+ * n): the rank of n with s's local index, modulo n's size when the last
+ * node is smaller. */
+int mplb_ep_proxy(int R, int gpus_per_node, int s, int n);
 
 /* The reference: every token through its experts directly, no dispatch. */
 int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32_t *ids, const float *gates,

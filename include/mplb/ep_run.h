@@ -19,6 +19,7 @@ typedef struct mplb_ep_run mplb_ep_run;
 /* per-rank measured times of one layer, microseconds */
 typedef struct mplb_ep_times {
     double ffn, exposed, dispatch, combine, total, conv;
+    double bytes_intra, bytes_inter;   /* dispatch bytes this rank sent (rows with their headers) */
 } mplb_ep_times;
 
 int mplb_ep_run_open(const mplb_model *m, uint64_t seed, const mplb_ep_transport *tp, mplb_ep_run **out, mplb_err *err);

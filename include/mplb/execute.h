@@ -3,8 +3,9 @@
  * (mplb_ffn), in the precision the plan gives it, on seeded synthetic
  * activations; each rank's compute time is measured (ranks run one after
  * another on this CPU), online weight conversion is timed, and the layer's
- * error is measured against the same experts in bf16. Dispatch and combine
- * stay the cost model's until the [dispatch] transports run them. Weights are
+ * error is measured against the same experts in bf16. Tokens a plan moves
+ * (move_tokens) are computed on their target rank. Dispatch and combine
+ * stay the cost model's (mplb_ep_run runs them for real). Weights are
  * seeded heavy-tailed per (layer, expert); quantized copies are cached.
  */
 #ifndef MPLB_EXECUTE_H
