@@ -1,21 +1,12 @@
-// The "nccl" transport for mplb_ep_layer: sizes, then bytes, by grouped
-// ncclSend/ncclRecv between device staging buffers (the EP data path packs
-// on the host, so bytes go host -> device -> peers -> device -> host). One
-// EP rank per GPU. Compiled wherever nvcc and NCCL are; run only on a machine
-// with GPUs (none here), by bench/gpu.sh.
-#include <cuda_runtime.h>
-#include <nccl.h>
+// The "nccl" transport: see include/mplb/ep_nccl.h. Compiled wherever nvcc
+// and NCCL are; checked against the local transport by
+// tests/test_dispatch_nccl.c on a machine with GPUs (bench/gpu.sh).
 #include <stdlib.h>
 #include <string.h>
 #include "mplb.h"
+#include "mplb/ep_nccl.h"
 
 extern "C" {
-
-typedef struct mplb_ep_nccl {
-    ncclComm_t comm;
-    cudaStream_t stream;
-    int rank, size;
-} mplb_ep_nccl;
 
 static int nccl_a2av(void *vctx, uint8_t *const *send, const size_t *send_n, uint8_t **recv, size_t *recv_n,
                      mplb_err *err) {
