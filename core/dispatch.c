@@ -20,12 +20,15 @@ static double now_s(void) {
 }
 
 /* A dispatched row: an id (the sender's token index, or the proxy's row
- * index once forwarded), the token's replica key (see mplb_ep_rank), k
- * slots (expert or -1, gate), then the payload: bf16 codes, or an fp8 per-token scale and e4m3
- * codes. A combine record is the row's id and d float32 partial sums. */
+ * index once forwarded), its number of live slots, k slots of SLOT bytes
+ * (expert or -1, the rank that computes it, gate), then the payload: bf16
+ * codes, or an fp8 per-token scale and e4m3 codes. A combine record is the
+ * row's id and d float32 partial sums. */
+enum { HEAD = 8, SLOT = 12 };
+
 static size_t row_bytes(int d, int k, mplb_prec p) {
     size_t payload = p == MPLB_PREC_FP8_E4M3 ? 4 + (size_t)d : 2 * (size_t)d;
-    return 8 + (size_t)k * 8 + payload;
+    return HEAD + (size_t)k * SLOT + payload;
 }
 
 static size_t rec_bytes(int d) { return 4 + (size_t)d * 4; }
@@ -92,23 +95,38 @@ static void count_sent(ep_state *s, int dst, size_t rows, size_t bytes) {
     else { st->rows_intra += rows; st->bytes_intra += bytes; }
 }
 
-/* Where slot j of token t goes: its rank, or on two hops its node's proxy. */
-static int hop_dest(const ep_state *s, int64_t t, int j, int e) {
-    int r = dest_of(s->pl, t, j, e);
-    return s->two_hop ? mplb_ep_proxy(s->R, s->gpn, s->rank, r / s->gpn) : r;
+/* The ranks that compute token t's slots (the caller's, or the placement's)
+ * and where this rank sends each: that rank, or on two hops its node's
+ * proxy. */
+static int token_route(const ep_state *s, int64_t t, int32_t *rank, int *hop, mplb_err *err) {
+    const mplb_ep_rank *me = s->me;
+    int64_t key = me->keys ? me->keys[t] : t;
+    for (int j = 0; j < s->k; j++) {
+        int e = me->ids[t * s->k + j];
+        if (e < 0 || e >= s->pl->E) return mplb_err_set(err, MPLB_EINVAL, "dispatch: token %lld slot %d: expert %d of %d", (long long)t, j, e, s->pl->E);
+        int r = me->dests ? me->dests[t * s->k + j] : dest_of(s->pl, key, j, e);
+        if (r < 0 || r >= s->R) return mplb_err_set(err, MPLB_EINVAL, "dispatch: token %lld slot %d: rank %d of %d", (long long)t, j, r, s->R);
+        rank[j] = r;
+        hop[j] = s->two_hop ? mplb_ep_proxy(s->R, s->gpn, s->rank, r / s->gpn) : r;
+    }
+    return 0;
 }
 
 /* Copy of a row for one destination: slots that go elsewhere become -1. */
-static void put_row(uint8_t *row, int32_t id, int32_t key, const int32_t *ids, const float *gates, const int *slot_dst, int dst,
+static void put_row(uint8_t *row, int32_t id, const int32_t *ids, const int32_t *ranks, const float *gates, const int *hop, int dst,
                     int k, const uint8_t *payload, size_t payload_n) {
+    int32_t live = 0;
     memcpy(row, &id, 4);
-    memcpy(row + 4, &key, 4);
     for (int j = 0; j < k; j++) {
-        int32_t e = slot_dst[j] == dst ? ids[j] : -1;
-        memcpy(row + 8 + 8 * j, &e, 4);
-        memcpy(row + 8 + 8 * j + 4, &gates[j], 4);
+        int32_t e = hop[j] == dst ? ids[j] : -1;
+        uint8_t *sl = row + HEAD + (size_t)SLOT * j;
+        live += e >= 0;
+        memcpy(sl, &e, 4);
+        memcpy(sl + 4, &ranks[j], 4);
+        memcpy(sl + 8, &gates[j], 4);
     }
-    memcpy(row + 8 + (size_t)k * 8, payload, payload_n);
+    memcpy(row + 4, &live, 4);
+    memcpy(row + HEAD + (size_t)k * SLOT, payload, payload_n);
 }
 
 /* Distinct destinations of a row, in first-slot order. */
@@ -127,14 +145,14 @@ static int distinct(const int *slot_dst, int k, int *out) {
  * once, whatever its destinations. */
 static int ep_pack(ep_state *s, mplb_err *err) {
     int R = s->R, d = s->d, k = s->k;
-    size_t rb = row_bytes(d, k, s->p), pay_n = rb - 8 - (size_t)k * 8;
+    size_t rb = row_bytes(d, k, s->p), pay_n = rb - HEAD - (size_t)k * SLOT;
     const mplb_ep_rank *me = s->me;
     double t0 = now_s();
     int sd[64], dst[64];
+    int32_t rk[64];
     memset(s->send_n, 0, (size_t)R * sizeof *s->send_n);
     for (int64_t t = 0; t < me->tokens; t++) {
-        int64_t key = me->keys ? me->keys[t] : t;
-        for (int j = 0; j < k; j++) sd[j] = hop_dest(s, key, j, me->ids[t * k + j]);
+        if (token_route(s, t, rk, sd, err) < 0) return err->code;
         for (int q = distinct(sd, k, dst) - 1; q >= 0; q--) s->send_n[dst[q]] += rb;
     }
     if (alloc_send(s, err) < 0) return err->code;
@@ -147,11 +165,10 @@ static int ep_pack(ep_state *s, mplb_err *err) {
         if ((rc = mplb_quant_quantize(me->x + (size_t)t * d, &q, err)) < 0) break;
         if (s->p == MPLB_PREC_FP8_E4M3) { memcpy(pay, &q.global_scale, 4); memcpy(pay + 4, q.data, (size_t)d); }
         else memcpy(pay, q.data, 2 * (size_t)d);
-        int64_t key = me->keys ? me->keys[t] : t;
-        for (int j = 0; j < k; j++) sd[j] = hop_dest(s, key, j, me->ids[t * k + j]);
+        token_route(s, t, rk, sd, err);   /* checked in the first pass */
         int nd = distinct(sd, k, dst);
         for (int i = 0; i < nd; i++) {
-            put_row(s->send[dst[i]] + fill[dst[i]], (int32_t)t, (int32_t)key, me->ids + t * k, me->gates + t * k, sd, dst[i], k, pay, pay_n);
+            put_row(s->send[dst[i]] + fill[dst[i]], (int32_t)t, me->ids + t * k, rk, me->gates + t * k, sd, dst[i], k, pay, pay_n);
             fill[dst[i]] += rb;
         }
     }
@@ -163,15 +180,16 @@ static int ep_pack(ep_state *s, mplb_err *err) {
     return rc;
 }
 
-/* A row's slots: expert ids, gates, and where each live slot's expert is. */
-static void read_slots(const ep_state *s, const uint8_t *row, int32_t *key, int32_t *ids, float *gates, int *slot_dst) {
-    int32_t t;
-    memcpy(&t, row + 4, 4);
-    *key = t;
+/* A row's slots: expert ids, their ranks, gates, and the rank of this node
+ * each live slot goes to (-1: none). */
+static void read_slots(const ep_state *s, const uint8_t *row, int32_t *ids, int32_t *ranks, float *gates, int *slot_dst) {
     for (int j = 0; j < s->k; j++) {
-        memcpy(&ids[j], row + 8 + 8 * j, 4);
-        memcpy(&gates[j], row + 8 + 8 * j + 4, 4);
-        slot_dst[j] = ids[j] >= 0 && ids[j] < s->pl->E ? dest_of(s->pl, t, j, ids[j]) : -1;
+        const uint8_t *sl = row + HEAD + (size_t)SLOT * j;
+        memcpy(&ids[j], sl, 4);
+        memcpy(&ranks[j], sl + 4, 4);
+        memcpy(&gates[j], sl + 8, 4);
+        int here = ranks[j] >= 0 && ranks[j] < s->R && ranks[j] / s->gpn == s->rank / s->gpn;
+        slot_dst[j] = ids[j] >= 0 && ids[j] < s->pl->E && here ? ranks[j] : -1;
     }
 }
 
@@ -180,19 +198,19 @@ static void read_slots(const ep_state *s, const uint8_t *row, int32_t *key, int3
  * row's index among the kept ones, for the reduce. */
 static int ep_forward(ep_state *s, mplb_err *err) {
     int R = s->R, k = s->k;
-    size_t rb = row_bytes(s->d, k, s->p), off = 8 + (size_t)k * 8;
+    size_t rb = row_bytes(s->d, k, s->p), off = HEAD + (size_t)k * SLOT;
     double t0 = now_s();
     uint8_t **tp = s->held;
     s->held = s->recv; s->recv = tp;
     size_t *tn = s->held_n;
     s->held_n = s->recv_n; s->recv_n = tn;
-    int32_t ids[64], key;
+    int32_t ids[64], rk[64];
     float gates[64];
     int sd[64], dst[64];
     memset(s->send_n, 0, (size_t)R * sizeof *s->send_n);
     for (int src = 0; src < R; src++)
         for (size_t i = 0; i < s->held_n[src] / rb; i++) {
-            read_slots(s, s->held[src] + i * rb, &key, ids, gates, sd);
+            read_slots(s, s->held[src] + i * rb, ids, rk, gates, sd);
             for (int q = distinct(sd, k, dst) - 1; q >= 0; q--) s->send_n[dst[q]] += rb;
         }
     if (alloc_send(s, err) < 0) return err->code;
@@ -202,10 +220,10 @@ static int ep_forward(ep_state *s, mplb_err *err) {
     for (int src = 0; src < R; src++)
         for (size_t i = 0; i < s->held_n[src] / rb; i++, n++) {
             const uint8_t *row = s->held[src] + i * rb;
-            read_slots(s, row, &key, ids, gates, sd);
+            read_slots(s, row, ids, rk, gates, sd);
             int nd = distinct(sd, k, dst);
             for (int q = 0; q < nd; q++) {
-                put_row(s->send[dst[q]] + fill[dst[q]], n, key, ids, gates, sd, dst[q], k, row + off, rb - off);
+                put_row(s->send[dst[q]] + fill[dst[q]], n, ids, rk, gates, sd, dst[q], k, row + off, rb - off);
                 fill[dst[q]] += rb;
             }
         }
@@ -241,7 +259,7 @@ static int ep_compute(ep_state *s, mplb_err *err) {
     size_t n = 0;
     for (int r = 0; r < R && rc == 0; r++)
         for (size_t i = 0; i < s->recv_n[r] / rb; i++, n++) {
-            const uint8_t *row = s->recv[r] + i * rb, *pay = row + 8 + (size_t)k * 8;
+            const uint8_t *row = s->recv[r] + i * rb, *pay = row + HEAD + (size_t)k * SLOT;
             float *x = xs + n * d;
             rowp[n] = row;
             if (s->p == MPLB_PREC_FP8_E4M3) {
@@ -256,7 +274,7 @@ static int ep_compute(ep_state *s, mplb_err *err) {
         for (size_t i = 0; i < n; i++)
             for (int j = 0; j < k; j++) {
                 int32_t e;
-                memcpy(&e, rowp[i] + 8 + 8 * j, 4);
+                memcpy(&e, rowp[i] + HEAD + (size_t)SLOT * j, 4);
                 if (e < 0 || e >= E) continue;
                 if (pass == 0) start[e + 1]++;
                 else idx[start[e] + fill[e]++] = (int64_t)i * k + j;
@@ -266,14 +284,18 @@ static int ep_compute(ep_state *s, mplb_err *err) {
     mplb_ffn_ws ws = {0};
     for (int e = 0; e < E && rc == 0; e++) {
         size_t m = (size_t)(start[e + 1] - start[e]);
-        if (!m || !s->pl->has[(size_t)e * R + s->rank]) continue;
+        if (!m) continue;
+        if (s->experts[e].d != d) {
+            rc = mplb_err_set(err, MPLB_EINVAL, "dispatch: rank %d got tokens for expert %d but not its weights", s->rank, e);
+            break;
+        }
         const int64_t *ix = idx + start[e];
         for (size_t q = 0; q < m; q++) memcpy(xe + q * d, xs + (size_t)(ix[q] / k) * d, (size_t)d * 4);
         rc = mplb_ffn_forward(&s->experts[e], xe, (int)m, MPLB_PREC_BF16, ye, &ws, err);
         for (size_t q = 0; q < m && rc == 0; q++) {
             size_t i = (size_t)(ix[q] / k);
             float g;
-            memcpy(&g, rowp[i] + 8 + 8 * (ix[q] % k) + 4, 4);
+            memcpy(&g, rowp[i] + HEAD + (size_t)SLOT * (ix[q] % k) + 8, 4);
             for (int c = 0; c < d; c++) part[i * d + c] += g * ye[q * d + c];
         }
     }

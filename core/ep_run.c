@@ -19,6 +19,7 @@ struct mplb_ep_run {
     mplb_expert_w *cur;       /* [E] the weights the layer runs with (views of q or converted) */
     mplb_expert_w *conv;      /* [E] converted online this layer */
     uint8_t *conv_used;
+    uint8_t *runs;            /* [E] experts this rank computes in the current plan */
 };
 
 static double now_s(void) {
@@ -52,7 +53,8 @@ int mplb_ep_run_open(const mplb_model *m, uint64_t seed, const mplb_ep_transport
     ep->cur = calloc(E, sizeof *ep->cur);
     ep->conv = calloc(E, sizeof *ep->conv);
     ep->conv_used = calloc(E, 1);
-    if (!ep->w || !ep->q || !ep->have || !ep->cur || !ep->conv || !ep->conv_used) {
+    ep->runs = calloc(E, 1);
+    if (!ep->w || !ep->q || !ep->have || !ep->cur || !ep->conv || !ep->conv_used || !ep->runs) {
         mplb_ep_run_close(ep);
         return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
     }
@@ -68,7 +70,7 @@ static void drop(mplb_ep_run *ep) {
 void mplb_ep_run_close(mplb_ep_run *ep) {
     if (!ep) return;
     if (ep->have) drop(ep);
-    free(ep->w); free(ep->q); free(ep->have); free(ep->cur); free(ep->conv); free(ep->conv_used);
+    free(ep->w); free(ep->q); free(ep->have); free(ep->cur); free(ep->conv); free(ep->conv_used); free(ep->runs);
     free(ep);
 }
 
@@ -108,7 +110,7 @@ static void *convert_all(void *arg) {
     mplb_err err;
     for (int e = 0; e < ep->m.experts && j->rc == 0; e++) {
         mplb_prec p = j->plan->expert_prec[e];
-        if (!j->plan->placement.has[(size_t)e * j->plan->R + j->rank] || p == MPLB_PREC_BF16 ||
+        if (!ep->runs[e] || p == MPLB_PREC_BF16 ||
             j->plan->expert_mode[e] != MPLB_CONV_ONLINE) continue;
         const float *w = master(ep, e);
         if (mplb_expert_quantize(w, w + df, w + 2 * df, d, f, p, NULL, &ep->conv[e], &err) < 0) j->rc = -1;
@@ -127,15 +129,39 @@ static int wait_conv(void *arg) {
     return j->rc;
 }
 
+/* Token moves as real routing: move (e, from, to, n) sends the first n (in
+ * step order) of e's slots that `from` would compute to `to` instead; every
+ * rank derives the same choice from the step's routing log. Returns this
+ * rank's slots' ranks [tokens x k], or NULL when out of memory. */
+static int32_t *route_moves(const mplb_routing *rt, const mplb_plan *plan, int me) {
+    int k = rt->top_k, R = plan->R;
+    const mplb_placement *pl = &plan->placement;
+    size_t nk = (size_t)rt->tokens * k;
+    int32_t *all = malloc((nk + 1) * sizeof *all);
+    if (!all) return NULL;
+    for (int64_t t = 0; t < rt->tokens; t++)
+        for (int j = 0; j < k; j++) {
+            int e = rt->tok_ids[t * k + j];
+            all[t * k + j] = pl->ranks[(size_t)e * R + (int)((t + j) % pl->copies[e])];
+        }
+    for (int i = 0; i < plan->n_moves; i++) {
+        const mplb_move *mv = &plan->moves[i];
+        int64_t left = (int64_t)(mv->n + 0.5);
+        for (size_t q = 0; q < nk && left > 0; q++)
+            if (rt->tok_ids[q] == mv->e && all[q] == mv->from) { all[q] = mv->to; left--; }
+    }
+    size_t m = 0;   /* this rank's tokens, compacted in place */
+    for (int64_t t = 0; t < rt->tokens; t++)
+        if (rt->tok_src[t] == me) { memmove(all + m, all + (size_t)t * k, (size_t)k * sizeof *all); m += (size_t)k; }
+    return all;
+}
+
 int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
                       mplb_ep_times *all, mplb_err *err) {
     const mplb_ep_transport *tp = ep->tp;
     int R = tp->size, me = tp->rank, d = ep->m.hidden, f = ep->m.ffn, k = rt->top_k, E = ep->m.experts;
     if (!rt->has_dedup) return mplb_err_set(err, MPLB_EUNSUPP, "transport: the workload has no per-token choices to dispatch");
     if (plan->R != R) return mplb_err_set(err, MPLB_ECONFIG, "transport: %d processes, the cluster has %d ranks", R, plan->R);
-    if (plan->n_moves)
-        return mplb_err_set(err, MPLB_EUNSUPP, "transport: the plan moves tokens (move_tokens), which real EP layers do not run "
-                            "yet; run it without --transport (backend cpu runs moves) or with backend = \"model\"");
     load_layer(ep, layer);
     /* this rank's tokens: those the routing log gives its source rank */
     int64_t n = 0;
@@ -144,7 +170,12 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     float *gates = malloc((size_t)(n + 1) * k * sizeof *gates);
     int32_t *ids = malloc((size_t)(n + 1) * k * sizeof *ids);
     int64_t *keys = malloc((size_t)(n + 1) * sizeof *keys);
-    if (!x || !y || !gates || !ids || !keys) { free(x); free(y); free(gates); free(ids); free(keys); return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory"); }
+    int32_t *dests = NULL;
+    if (plan->n_moves && (dests = route_moves(rt, plan, me)) == NULL) {
+        free(x); free(y); free(gates); free(ids); free(keys);
+        return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
+    }
+    if (!x || !y || !gates || !ids || !keys) { free(x); free(y); free(gates); free(ids); free(keys); free(dests); return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory"); }
     mplb_rng g;
     mplb_rng_seed(&g, ep->seed ^ ((uint64_t)step << 40) ^ ((uint64_t)(layer + 1) << 20) ^ (uint64_t)(me + 1) * 0x2545f4914f6cdd1dULL);
     heavy(&g, x, (size_t)n * d, 1.0);
@@ -157,8 +188,11 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     /* stored formats come from the cache; online ones are converted beside the dispatch */
     size_t df = (size_t)d * f;
     int rc = 0;
+    for (int e = 0; e < E; e++) ep->runs[e] = plan->placement.has[(size_t)e * R + me];
+    for (int i = 0; i < plan->n_moves; i++)
+        if (plan->moves[i].to == me && plan->moves[i].n >= 0.5) ep->runs[plan->moves[i].e] = 1;
     for (int e = 0; e < E && rc == 0; e++) {
-        if (!plan->placement.has[(size_t)e * R + me]) continue;
+        if (!ep->runs[e]) { memset(&ep->cur[e], 0, sizeof ep->cur[e]); continue; }
         mplb_prec p = plan->expert_prec[e];
         int online = p != MPLB_PREC_BF16 && plan->expert_mode[e] == MPLB_CONV_ONLINE;
         mplb_prec stored = online ? MPLB_PREC_BF16 : p;
@@ -180,14 +214,15 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     job.rank = me;
     if (rc == 0 && pthread_create(&job.th, NULL, convert_all, &job) == 0) job.started = 1;
     else if (rc == 0) convert_all(&job);
-    mplb_ep_rank mine = {.tokens = n, .x = x, .ids = ids, .gates = gates, .y = y, .keys = keys, .ready = wait_conv, .ready_arg = &job};
+    mplb_ep_rank mine = {.tokens = n, .x = x, .ids = ids, .gates = gates, .y = y, .keys = keys, .dests = dests,
+                         .ready = wait_conv, .ready_arg = &job};
     mplb_ep_stats st = {0};
     /* the experts read ep->cur; online ones switch to their converted copy in ready() */
     if (rc == 0) rc = mplb_ep_layer(tp, &plan->placement, d, k, ep->cur, plan->dispatch_prec, &mine, &st, err);
     if (job.started) wait_conv(&job);
     for (int e = 0; e < E; e++)
         if (ep->conv_used[e]) { mplb_expert_free(&ep->conv[e]); ep->conv_used[e] = 0; }
-    free(x); free(y); free(gates); free(ids); free(keys);
+    free(x); free(y); free(gates); free(ids); free(keys); free(dests);
     if (rc < 0) return rc;
     mplb_ep_times t = {
         .ffn = st.t_ffn_s * 1e6, .exposed = st.t_ready_s * 1e6, .dispatch = (st.t_pack_s + st.t_dispatch_xchg_s) * 1e6,

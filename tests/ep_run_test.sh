@@ -6,7 +6,7 @@
 # the cluster's rank count is refused. On 2 nodes x 2 ranks (node dedup
 # through proxies) the rows that crossed nodes, counted from the measured
 # bytes, equal the cost model's per-node dedup for every policy, replicas
-# (lis) and fp8 dispatch included.
+# (lis) and fp8 dispatch included; a policy that moves tokens runs too.
 # usage: ep_run_test.sh MPLB SOURCE_DIR PYTHON
 set -u
 MPLB=$1 SRC=$2 PY=$3
@@ -66,7 +66,7 @@ a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
 sa, sb = a["steps"][()], b["steps"][()]
 names = [n.decode() if isinstance(n, bytes) else str(n) for n in a["policies"]["name"][()]] if "policies" in a else None
 d, k = 256, 2
-row = {0: 8 + 8 * k + 2 * d, 1: 8 + 8 * k + 2 * d, 2: 8 + 8 * k + 4 + d}   # measured: rows with headers
+row = {0: 8 + 12 * k + 2 * d, 1: 8 + 12 * k + 2 * d, 2: 8 + 12 * k + 4 + d}   # measured: rows with headers
 tok = {0: 2 * d, 1: 2 * d, 2: d + 4 * ((d + 127) // 128)}                   # model: payload (+ fp8 scales)
 for i in range(len(sa)):
     p = int(sa["policy"][i])
@@ -77,9 +77,23 @@ PY
 then ok "2 nodes x 2: rows across nodes equal the cost model's node dedup (bf16, replicas, fp8)"
 else bad "2 nodes x 2"; cat nodes.txt; fi
 sed 's/"baseline", "lis", "fp8disp.lua"/"baseline", { "redistribute", q = 1 }/' nodes.lua > moves.lua
-if mpirun --oversubscribe -np 4 "$MPLB" run moves.lua --transport mpi -o moves.h5 > moves.txt 2>&1; then bad "moves accepted"
-elif grep -q "policy redistribute.*, step 1, layer 1: transport: the plan moves tokens" moves.txt; then ok "token moves refused by name"
-else bad "moves message"; cat moves.txt; fi
+if mpirun --oversubscribe -np 4 "$MPLB" run moves.lua --transport mpi -o moves_ep.h5 > moves.txt 2>&1 &&
+   "$MPLB" run moves.lua --backend model -o moves_model.h5 > /dev/null 2>&1 &&
+   "$PY" - moves_ep.h5 moves_model.h5 <<'PY'
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+sa, sb = a["steps"][()], b["steps"][()]
+assert a.attrs["status"] == "complete"
+for c in ("policy", "step", "layer", "tokens", "imbalance"):
+    assert np.array_equal(sa[c], sb[c]), c
+moved = sa["policy"] == 1
+assert not np.allclose(sb["imbalance"][moved], sb["imbalance"][~moved])   # the policy did move tokens
+# moved tokens travel to other ranks: the dispatch bytes change with the moves
+assert not np.array_equal(sa["bytes_intra"][moved] + sa["bytes_inter"][moved],
+                          sa["bytes_intra"][~moved] + sa["bytes_inter"][~moved])
+PY
+then ok "token moves (redistribute) run for real across 4 processes"
+else bad "moves"; cat moves.txt; fi
 if mpirun --oversubscribe -np 2 "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
      -o bad.h5 > bad.txt 2>&1; then bad "np mismatch accepted"
 elif grep -q "2 processes, but the cluster has 4 ranks" bad.txt; then ok "np != ranks refused"

@@ -16,11 +16,22 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return sr > 0 ? sqrt(se / sr) : sqrt(se);
 }
 
-static void check_case(int R, int gpn, int direct, int E, int k, int empty, int replica, mplb_prec act, uint64_t seed) {
+/* moved: every slot is computed on a random rank instead of the placement's
+ * (dests), as token moves do; every rank has every expert's weights here. */
+static void check_case(int R, int gpn, int direct, int E, int k, int empty, int replica, mplb_prec act, uint64_t seed,
+                       int moved) {
     ep_case c;
     assert_int_equal(ep_case_init(&c, R, E, k, seed, empty, replica), 0);
     mplb_ep_rank ranks[8];
     ep_case_ranks(&c, ranks);
+    int32_t *dests[8] = {0};
+    mplb_rng g;
+    mplb_rng_seed(&g, seed ^ 0xd1ce);
+    for (int r = 0; r < R && moved; r++) {
+        dests[r] = malloc((size_t)(c.tokens[r] * k + 1) * sizeof **dests);
+        for (int64_t i = 0; i < c.tokens[r] * k; i++) dests[r][i] = (int32_t)(mplb_rng_next(&g) % (uint64_t)R);
+        ranks[r].dests = dests[r];
+    }
     mplb_ep_stats st = {0};
     mplb_err err = {0};
     mplb_ep_topo topo = {gpn, direct};
@@ -53,6 +64,18 @@ static void check_case(int R, int gpn, int direct, int E, int k, int empty, int 
     size_t copies = 0;
     for (int r = 0; r < R; r++) copies += (size_t)c.tokens[r] * c.k;
     assert_true(st.rows_sent <= (gpn > 1 && gpn < R && !direct ? 2 : 1) * copies);
+    if (moved && (gpn <= 1 || gpn >= R || direct)) {   /* one hop: a row per token and other rank it names */
+        size_t want = 0;
+        for (int r = 0; r < R; r++)
+            for (int64_t t = 0; t < c.tokens[r]; t++) {
+                uint64_t seen = 0;
+                for (int j = 0; j < k; j++) seen |= 1ull << dests[r][t * k + j];
+                seen &= ~(1ull << r);
+                want += (size_t)__builtin_popcountll(seen);
+            }
+        assert_int_equal(st.rows_sent, want);
+    }
+    for (int r = 0; r < R; r++) free(dests[r]);
     ep_case_free(&c);
 }
 
@@ -62,11 +85,12 @@ static void test_local_against_reference(void **st) {
     for (int R = 1; R <= 6; R++)
         for (int gpn = 0; gpn <= 2; gpn++) {   /* one node, a rank per node, two per node */
             uint64_t sd = seed + 100 * R + 1000 * gpn;
-            check_case(R, gpn, 0, 10, 2, -1, -1, MPLB_PREC_BF16, sd);
-            check_case(R, gpn, 0, 10, 2, R - 1, -1, MPLB_PREC_BF16, sd + 1);       /* a rank with no tokens */
-            check_case(R, gpn, 0, 7, 3, -1, R - 1, MPLB_PREC_BF16, sd + 2);        /* a replica, E=7 */
-            check_case(R, gpn, 0, 10, 4, -1, -1, MPLB_PREC_FP8_E4M3, sd + 3);      /* quantize in dispatch */
-            check_case(R, gpn, 1, 10, 4, -1, R - 1, MPLB_PREC_FP8_E4M3, sd + 4);   /* no node dedup */
+            check_case(R, gpn, 0, 10, 2, -1, -1, MPLB_PREC_BF16, sd, 0);
+            check_case(R, gpn, 0, 10, 2, R - 1, -1, MPLB_PREC_BF16, sd + 1, 0);       /* a rank with no tokens */
+            check_case(R, gpn, 0, 7, 3, -1, R - 1, MPLB_PREC_BF16, sd + 2, 0);        /* a replica, E=7 */
+            check_case(R, gpn, 0, 10, 4, -1, -1, MPLB_PREC_FP8_E4M3, sd + 3, 0);      /* quantize in dispatch */
+            check_case(R, gpn, 1, 10, 4, -1, R - 1, MPLB_PREC_FP8_E4M3, sd + 4, 0);   /* no node dedup */
+            check_case(R, gpn, 0, 10, 4, R - 1, -1, MPLB_PREC_FP8_E4M3, sd + 5, 1);   /* tokens moved anywhere */
         }
 }
 
@@ -150,6 +174,21 @@ static void test_bad_args(void **st) {
     mplb_err err = {0};
     assert_int_equal(mplb_ep_layer_local(2, NULL, &c.pl, c.d, c.k, c.experts, MPLB_PREC_NVFP4, ranks, &s, &err), MPLB_EINVAL);
     assert_contains(err.msg, "bf16 or fp8_e4m3");
+    /* a slot sent to a rank that does not exist */
+    int32_t *bad = calloc((size_t)c.tokens[1] * c.k + 1, sizeof *bad);
+    bad[c.tokens[1] * c.k - 1] = 2;
+    ranks[1].dests = bad;
+    assert_int_equal(mplb_ep_layer_local(2, NULL, &c.pl, c.d, c.k, c.experts, MPLB_PREC_BF16, ranks, &s, &err), MPLB_EINVAL);
+    assert_contains(err.msg, "rank 2 of 2");
+    /* a token moved to a rank that was not given the expert's weights */
+    bad[c.tokens[1] * c.k - 1] = 0;
+    int e = c.ids[1][c.tokens[1] * c.k - 1];
+    mplb_expert_w keep = c.experts[e];
+    memset(&c.experts[e], 0, sizeof keep);
+    assert_int_equal(mplb_ep_layer_local(2, NULL, &c.pl, c.d, c.k, c.experts, MPLB_PREC_BF16, ranks, &s, &err), MPLB_EINVAL);
+    assert_contains(err.msg, "but not its weights");
+    c.experts[e] = keep;
+    free(bad);
     ep_case_free(&c);
 }
 

@@ -66,6 +66,10 @@ typedef struct mplb_ep_rank {
      * (key + slot) mod copies; the step-wide token index keeps the split
      * equal to the cost model's (mplb_routing_dedup). NULL: 0..tokens-1 */
     const int64_t *keys;
+    /* optional [tokens x k]: the rank that computes each slot, overriding
+     * the placement (tokens a policy moved, HarMoEny); it must have been
+     * given the expert's weights. NULL: the placement decides */
+    const int32_t *dests;
     /* optional: called after the dispatch exchange, before the experts run
      * (e.g. to wait for weights converted while the dispatch was in flight) */
     int (*ready)(void *arg);
@@ -82,8 +86,9 @@ typedef struct mplb_ep_stats {
 } mplb_ep_stats;
 
 /* One EP MoE layer on this transport's rank. experts[e] are the weights of
- * expert e (only those on this rank are read); act_prec = bf16 or fp8_e4m3
- * (quantize-in-dispatch). */
+ * expert e (only those this rank computes are read: a slot for an expert
+ * whose weights are missing, d = 0, is an error); act_prec = bf16 or
+ * fp8_e4m3 (quantize-in-dispatch). */
 int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, int k,
                   const mplb_expert_w *experts, mplb_prec act_prec, const mplb_ep_rank *me,
                   mplb_ep_stats *st, mplb_err *err);

@@ -4,7 +4,9 @@
  * are those the plan places on it, in the plan's precision. Weights that the
  * plan converts online are converted in a second thread while the dispatch
  * is in flight; the time the experts then still wait is the exposed part
- * (overlap measured, not assumed). Rank 0 receives every rank's timings.
+ * (overlap measured, not assumed). Tokens the plan moves are computed on
+ * their target rank, which builds the expert's weights for the layer.
+ * Rank 0 receives every rank's timings.
  */
 #ifndef MPLB_EP_RUN_H
 #define MPLB_EP_RUN_H
