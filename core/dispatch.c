@@ -22,13 +22,79 @@ static double now_s(void) {
 /* A dispatched row: an id (the sender's token index, or the proxy's row
  * index once forwarded), its number of live slots, k slots of SLOT bytes
  * (expert or -1, the rank that computes it, gate), then the payload: bf16
- * codes, or an fp8 per-token scale and e4m3 codes. A combine record is the
- * row's id and d float32 partial sums. */
-enum { HEAD = 8, SLOT = 12 };
+ * codes, or (fp8, DeepEP's layout) one float scale per GROUP channels, then
+ * the e4m3 codes. A combine record is the row's id and d float32 partial
+ * sums. */
+enum { HEAD = 8, SLOT = 12, GROUP = 128 };
+
+static size_t payload_bytes(int d, mplb_prec p) {
+    return p == MPLB_PREC_FP8_E4M3 ? 4 * (size_t)((d + GROUP - 1) / GROUP) + (size_t)d : 2 * (size_t)d;
+}
 
 static size_t row_bytes(int d, int k, mplb_prec p) {
-    size_t payload = p == MPLB_PREC_FP8_E4M3 ? 4 + (size_t)d : 2 * (size_t)d;
-    return HEAD + (size_t)k * SLOT + payload;
+    return HEAD + (size_t)k * SLOT + payload_bytes(d, p);
+}
+
+/* Rounds activation rows into payloads: bf16 as one 1 x d tensor, fp8 as
+ * 1 x GROUP tensors with a tensor scale each (amax / 448), the last group
+ * possibly shorter. */
+typedef struct row_codec {
+    int d;
+    mplb_prec p;
+    mplb_qtensor q[2];   /* a full group (or the bf16 row), the short last group */
+    int nq;
+} row_codec;
+
+static int codec_init(row_codec *c, int d, mplb_prec p, mplb_err *err) {
+    memset(c, 0, sizeof *c);
+    c->d = d;
+    c->p = p;
+    mplb_qopts qo = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
+    int fp8 = p == MPLB_PREC_FP8_E4M3, lens[2] = {fp8 ? (d < GROUP ? d : GROUP) : d, fp8 && d > GROUP ? d % GROUP : 0};
+    for (int i = 0; i < 2; i++) {
+        if (!lens[i]) continue;
+        if (mplb_qtensor_alloc(&c->q[i], p, &qo, 1, lens[i], err) < 0) return err->code;
+        c->nq = i + 1;
+    }
+    return 0;
+}
+
+static void codec_free(row_codec *c) {
+    for (int i = 0; i < c->nq; i++) mplb_qtensor_free(&c->q[i]);
+}
+
+static int codec_encode(row_codec *c, const float *x, uint8_t *pay, mplb_err *err) {
+    int d = c->d;
+    if (c->p != MPLB_PREC_FP8_E4M3) {
+        if (mplb_quant_quantize(x, &c->q[0], err) < 0) return err->code;
+        memcpy(pay, c->q[0].data, 2 * (size_t)d);
+        return 0;
+    }
+    int groups = (d + GROUP - 1) / GROUP;
+    for (int g = 0; g < groups; g++) {
+        mplb_qtensor *q = d - g * GROUP >= GROUP ? &c->q[0] : &c->q[c->nq - 1];
+        if (mplb_quant_quantize(x + (size_t)g * GROUP, q, err) < 0) return err->code;
+        memcpy(pay + 4 * (size_t)g, &q->global_scale, 4);
+        memcpy(pay + 4 * (size_t)groups + (size_t)g * GROUP, q->data, (size_t)q->cols);
+    }
+    return 0;
+}
+
+static void decode_payload(const uint8_t *pay, int d, mplb_prec p, float *x) {
+    if (p != MPLB_PREC_FP8_E4M3) {
+        for (int c = 0; c < d; c++) { uint16_t h; memcpy(&h, pay + 2 * c, 2); x[c] = mplb_bf16_to_f32(h); }
+        return;
+    }
+    int groups = (d + GROUP - 1) / GROUP;
+    for (int g = 0; g < groups; g++) {
+        float sc;
+        memcpy(&sc, pay + 4 * (size_t)g, 4);
+        const uint8_t *codes = pay + 4 * (size_t)groups;
+        for (int c = g * GROUP; c < d && c < (g + 1) * GROUP; c++) {
+            float v = mplb_e4m3_to_f32(codes[c]);
+            x[c] = sc == 1.0f ? v : v * sc;
+        }
+    }
 }
 
 static size_t rec_bytes(int d) { return 4 + (size_t)d * 4; }
@@ -158,13 +224,10 @@ static int ep_pack(ep_state *s, mplb_err *err) {
     if (alloc_send(s, err) < 0) return err->code;
     size_t *fill = calloc((size_t)R, sizeof *fill);
     uint8_t *pay = malloc(pay_n);
-    mplb_qtensor q;
-    mplb_qopts qo = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
-    int rc = fill && pay ? mplb_qtensor_alloc(&q, s->p, &qo, 1, d, err) : oom(err);
+    row_codec codec;
+    int rc = fill && pay ? codec_init(&codec, d, s->p, err) : oom(err);
     for (int64_t t = 0; t < me->tokens && rc == 0; t++) {
-        if ((rc = mplb_quant_quantize(me->x + (size_t)t * d, &q, err)) < 0) break;
-        if (s->p == MPLB_PREC_FP8_E4M3) { memcpy(pay, &q.global_scale, 4); memcpy(pay + 4, q.data, (size_t)d); }
-        else memcpy(pay, q.data, 2 * (size_t)d);
+        if ((rc = codec_encode(&codec, me->x + (size_t)t * d, pay, err)) < 0) break;
         token_route(s, t, rk, sd, err);   /* checked in the first pass */
         int nd = distinct(sd, k, dst);
         for (int i = 0; i < nd; i++) {
@@ -172,7 +235,7 @@ static int ep_pack(ep_state *s, mplb_err *err) {
             fill[dst[i]] += rb;
         }
     }
-    if (fill && pay) mplb_qtensor_free(&q);
+    if (fill && pay) codec_free(&codec);
     for (int r = 0; r < R && rc == 0; r++) count_sent(s, r, s->send_n[r] / rb, s->send_n[r]);
     free(fill);
     free(pay);
@@ -259,15 +322,9 @@ static int ep_compute(ep_state *s, mplb_err *err) {
     size_t n = 0;
     for (int r = 0; r < R && rc == 0; r++)
         for (size_t i = 0; i < s->recv_n[r] / rb; i++, n++) {
-            const uint8_t *row = s->recv[r] + i * rb, *pay = row + HEAD + (size_t)k * SLOT;
-            float *x = xs + n * d;
+            const uint8_t *row = s->recv[r] + i * rb;
             rowp[n] = row;
-            if (s->p == MPLB_PREC_FP8_E4M3) {
-                float sc;
-                memcpy(&sc, pay, 4);
-                for (int c = 0; c < d; c++) { float v = mplb_e4m3_to_f32(pay[4 + c]); x[c] = sc == 1.0f ? v : v * sc; }
-            } else
-                for (int c = 0; c < d; c++) { uint16_t h; memcpy(&h, pay + 2 * c, 2); x[c] = mplb_bf16_to_f32(h); }
+            decode_payload(row + HEAD + (size_t)k * SLOT, d, s->p, xs + n * d);
         }
     /* (row, slot) pairs grouped by expert: a counting sort */
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
@@ -473,8 +530,14 @@ int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32
     mplb_ffn_ws ws = {0};
     mplb_qopts qo = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
     int rc = 0;
+    /* fp8: a tensor scale per GROUP channels, as the dispatch sends them */
+    int glen = act_prec == MPLB_PREC_FP8_E4M3 ? GROUP : d;
     for (int64_t t = 0; t < tokens && rc == 0; t++) {
-        if ((rc = mplb_quant_fake(x + (size_t)t * d, xq, 1, d, act_prec, &qo, err)) < 0) break;
+        for (int c0 = 0; c0 < d && rc == 0; c0 += glen) {
+            int len = d - c0 < glen ? d - c0 : glen;
+            rc = mplb_quant_fake(x + (size_t)t * d + c0, xq + c0, 1, len, act_prec, &qo, err);
+        }
+        if (rc < 0) break;
         float *yt = y + (size_t)t * d;
         memset(yt, 0, (size_t)d * sizeof *yt);
         for (int j = 0; j < k && rc == 0; j++) {

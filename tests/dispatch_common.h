@@ -26,7 +26,7 @@ static void ep_heavy(mplb_rng *g, float *w, size_t n, double s) {
 /* empty_rank >= 0 gets no tokens; replica >= 0 adds a copy of expert 0 there */
 static int ep_case_init(ep_case *c, int R, int E, int k, uint64_t seed, int empty_rank, int replica) {
     memset(c, 0, sizeof *c);
-    c->R = R; c->E = E; c->k = k; c->d = 48; c->f = 24;
+    c->R = R; c->E = E; c->k = k; c->d = 200; c->f = 24;   /* d: one 128-channel fp8 group and a short one */
     mplb_err err;
     if (mplb_placement_init_contiguous(&c->pl, R, E, &err) < 0) return -1;
     if (replica >= 0) mplb_placement_add(&c->pl, 0, replica);

@@ -66,7 +66,7 @@ a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
 sa, sb = a["steps"][()], b["steps"][()]
 names = [n.decode() if isinstance(n, bytes) else str(n) for n in a["policies"]["name"][()]] if "policies" in a else None
 d, k = 256, 2
-row = {0: 8 + 12 * k + 2 * d, 1: 8 + 12 * k + 2 * d, 2: 8 + 12 * k + 4 + d}   # measured: rows with headers
+row = {0: 8 + 12 * k + 2 * d, 1: 8 + 12 * k + 2 * d, 2: 8 + 12 * k + 4 * ((d + 127) // 128) + d}   # measured: rows with headers
 tok = {0: 2 * d, 1: 2 * d, 2: d + 4 * ((d + 127) // 128)}                   # model: payload (+ fp8 scales)
 for i in range(len(sa)):
     p = int(sa["policy"][i])

@@ -6,8 +6,8 @@
  *
  * On one node (or one rank per node) the dispatch packs, for each
  * destination rank, each token once (however many of its experts live
- * there) with its slots, optionally rounding the row to fp8 with one scale
- * per token during the pack; one all-to-all moves the bytes. Each rank runs
+ * there) with its slots, optionally rounding the row to fp8 during the pack
+ * (one float scale per 128 channels, DeepEP's layout); one all-to-all moves the bytes. Each rank runs
  * its experts (mplb_ffn) on the rows it received and sums each row's local
  * experts' outputs weighted by their gates; a second all-to-all brings these
  * partial sums home, where they are added in rank order into y [T_s x d].
