@@ -121,10 +121,7 @@ int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec ac
     if (rc == 0) rc = tiled_gemm(&w->gate, ws->xq, n, d, ws->g, ws, err);
     if (rc == 0) rc = tiled_gemm(&w->up, ws->xq, n, d, ws->u, ws, err);
     if (rc < 0) return rc;
-    for (size_t i = 0; i < (size_t)n * f; i++) {
-        float g = ws->g[i];
-        ws->g[i] = g / (1.0f + expf(-g)) * ws->u[i];   /* silu(g) * u */
-    }
+    for (size_t i = 0; i < (size_t)n * f; i++) ws->g[i] = mplb_swiglu(ws->g[i], ws->u[i]);
     rc = quantize_acts(ws->g, n, f, act_prec, ws->g, err);
     if (rc == 0) rc = tiled_gemm(&w->down, ws->g, n, f, y, ws, err);
     ws->t_total_s += now_s() - t0;

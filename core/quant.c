@@ -88,9 +88,7 @@ static void put_nibble(uint8_t *row, int64_t i, uint8_t v) {
     else row[i >> 1] = (uint8_t)((row[i >> 1] & 0xF0) | (v & 0x0F));
 }
 
-static uint8_t get_nibble(const uint8_t *row, int64_t i) {
-    return (i & 1) ? (uint8_t)(row[i >> 1] >> 4) : (uint8_t)(row[i >> 1] & 0x0F);
-}
+static uint8_t get_nibble(const uint8_t *row, int64_t i) { return mplb_nibble(row, i); }
 
 /* amax over finite values; *bad = 1 if any NaN/Inf. */
 static float amax_of(const float *x, int64_t n, int *bad) {
@@ -188,8 +186,7 @@ static void dq_mx(const mplb_qtensor *t, float *y) {
         const uint8_t *row = t->data + (size_t)(r * rowbytes);
         for (int64_t c = 0; c < t->cols; c++) {
             uint8_t sc = t->scales[r * nb + c / MX_BLOCK];
-            float v = fp4 ? mplb_e2m1_to_f32(get_nibble(row, c)) : mplb_e4m3_to_f32(row[c]);
-            y[r * t->cols + c] = sc == 0xFF ? NAN : ldexpf(v, (int)sc - 127);
+            y[r * t->cols + c] = mplb_mx_value(fp4 ? get_nibble(row, c) : row[c], sc, fp4);
         }
     }
 }
@@ -231,9 +228,8 @@ static void dq_nv(const mplb_qtensor *t, float *y) {
     for (int64_t r = 0; r < t->rows; r++) {
         const uint8_t *row = t->data + (size_t)(r * rowbytes);
         for (int64_t c = 0; c < C; c++) {
-            uint8_t sc = t->scales[(r / tile) * nb + c / NV_BLOCK];
-            float s = mplb_e4m3_to_f32(sc);  /* NaN for a NaN block */
-            y[r * C + c] = mplb_e2m1_to_f32(get_nibble(row, c)) * s * t->global_scale;
+            uint8_t sc = t->scales[(r / tile) * nb + c / NV_BLOCK];   /* NaN code for a NaN block */
+            y[r * C + c] = mplb_nvfp4_value(get_nibble(row, c), sc, t->global_scale);
         }
     }
 }

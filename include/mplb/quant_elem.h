@@ -156,6 +156,29 @@ MPLB_HD float mplb_e8m0_to_f32(uint8_t c) {
     return mplb_bits_f32((uint32_t)c << 23);
 }
 
+/* Element i of a row of packed 4-bit codes, low nibble first. */
+MPLB_HD uint8_t mplb_nibble(const uint8_t *row, int64_t i) {
+    return (i & 1) ? (uint8_t)(row[i >> 1] >> 4) : (uint8_t)(row[i >> 1] & 0x0F);
+}
+
+/* NVFP4 element: (E2M1 code x E4M3 block scale) x tensor scale, in that
+ * order; a NaN scale code (0x7F) marks a NaN block. */
+MPLB_HD float mplb_nvfp4_value(uint8_t code, uint8_t sc, float gs) {
+    return mplb_e2m1_to_f32(code) * mplb_e4m3_to_f32(sc) * gs;
+}
+
+/* MX element: the E2M1 (fp4) or E4M3 code times 2^(sc - 127), exactly
+ * rounded; sc 0xFF marks a NaN block. */
+MPLB_HD float mplb_mx_value(uint8_t code, uint8_t sc, int fp4) {
+    if (sc == 0xFF) return mplb_bits_f32(0x7FC00000u);
+    return ldexpf(fp4 ? mplb_e2m1_to_f32(code) : mplb_e4m3_to_f32(code), (int)sc - 127);
+}
+
+/* The SwiGLU of an expert FFN: silu(g) * u. */
+MPLB_HD float mplb_swiglu(float g, float u) {
+    return g / (1.0f + expf(-g)) * u;
+}
+
 /* floor(log2(a)) of a finite a > 0 (subnormals included), exactly. */
 MPLB_HD int mplb_floor_log2(float a) {
     uint32_t u = mplb_f32_bits(a) & 0x7FFFFFFFu;
