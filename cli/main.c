@@ -6,6 +6,9 @@
 #ifdef MPLB_HAVE_MPI
 #include "mplb/ep_mpi.h"
 #endif
+#ifdef MPLB_HAVE_CUDA
+#include "mplb/cuda.h"
+#endif
 
 #include <errno.h>
 #include <malloc.h>
@@ -35,7 +38,7 @@ static const char *usage_text =
     "  trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
     "  trace stats FILE.h5 [--ranks R] [--top N]\n"
     "              convert routing data to an mplb trace; print its skew statistics\n"
-    "  calibrate --backend cpu [-o profiles/NAME.lua] [--quick]\n"
+    "  calibrate --backend cpu|gpu [-o profiles/NAME.lua] [--quick]\n"
     "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
     "  calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua]\n"
     "              per-format FFN error of the CPU kernel against float64 (the error proxy's table)\n"
@@ -289,12 +292,18 @@ static int cmd_calibrate(int argc, char **argv) {
         else { fprintf(stderr, "mplb calibrate: unknown argument '%s'\n", argv[i]); return 2; }
     }
     if (accuracy && !backend) backend = "cpu";
-    if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu; cuda comes with the CUDA backend)\n"); return 2; }
-    if (strcmp(backend, "cpu") != 0) {
-        fprintf(stderr, "mplb calibrate: backend '%s' is not available (known: cpu)\n", backend);
+    if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu or gpu)\n"); return 2; }
+    int gpu = !strcmp(backend, "gpu");
+    if (strcmp(backend, "cpu") != 0 && !gpu) {
+        fprintf(stderr, "mplb calibrate: unknown backend '%s' (known: cpu, gpu)\n", backend);
         return 2;
     }
-    char name[MPLB_NAME_MAX] = "cpu";
+#ifndef MPLB_HAVE_CUDA
+    if (gpu) { fprintf(stderr, "mplb calibrate: this mplb was built without CUDA: no --backend gpu\n"); return 2; }
+#endif
+    if (gpu && accuracy) { fprintf(stderr, "mplb calibrate: --accuracy runs on the cpu backend\n"); return 2; }
+    char name[MPLB_NAME_MAX];
+    snprintf(name, sizeof name, "%s", backend);
     if (out) {
         const char *b = strrchr(out, '/');
         snprintf(name, sizeof name, "%s", b ? b + 1 : out);
@@ -311,7 +320,12 @@ static int cmd_calibrate(int argc, char **argv) {
         if (!f) { fprintf(stderr, "mplb calibrate: cannot write %s\n", tmp); return 1; }
     }
     mplb_err err = {0};
-    int rc = accuracy ? mplb_calibrate_accuracy(&ao, f, &err) : mplb_calibrate_cpu(&o, f, &err);
+    int rc;
+    if (accuracy) rc = mplb_calibrate_accuracy(&ao, f, &err);
+#ifdef MPLB_HAVE_CUDA
+    else if (gpu) rc = mplb_calibrate_gpu(&o, f, &err);
+#endif
+    else rc = mplb_calibrate_cpu(&o, f, &err);
     if (out) {
         if (fclose(f) != 0 && rc == 0) rc = mplb_err_set(&err, MPLB_EIO, "%s: write error", tmp);
         if (rc == 0 && rename(tmp, out) != 0) rc = mplb_err_set(&err, MPLB_EIO, "cannot rename %s to %s", tmp, out);

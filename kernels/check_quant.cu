@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mplb.h"
+#include "mplb/cuda.h"
 
-extern "C" int mplb_cuda_fp8_cast(const float *, uint8_t *, int64_t, int, int, cudaStream_t);
-extern "C" int mplb_cuda_nvfp4_quantize(const float *, int64_t, int64_t, uint8_t *, uint8_t *, float *, unsigned int *,
-                                        cudaStream_t);
 
 int main() {
     int devices = 0;

@@ -1,5 +1,6 @@
 // Device-count probe: lets the CLI say whether a GPU is present. Kernels
-// proper (quantizers, permute/combine, grouped GEMMs) arrive with their issues.
+// proper are in quant.cu (element-wise), ffn.cu (cuBLASLt expert FFN) and
+// calibrate_gpu.cu.
 #include <cuda_runtime.h>
 
 extern "C" int mplb_cuda_device_count(void) {

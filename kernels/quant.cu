@@ -1,10 +1,14 @@
-// CUDA quantizers: FP8 casts and NVFP4 (1x16 blocks) on the device. The
-// per-element logic is include/mplb/quant_elem.h's __host__ __device__
-// functions, the same lines the CPU reference runs and the CPU tests hold
-// to ml_dtypes and to exact arithmetic; only the parallel layout is here.
-// Compiled on machines without a GPU; run by bench/gpu.sh where there is one.
+// CUDA element-wise kernels: FP8 casts (plain and per-tensor scaled), NVFP4
+// (1x16 blocks), bf16 rounding, SwiGLU, and the FP4 -> bf16 dequantizers of
+// the weight-only GEMM path. The per-element logic is
+// include/mplb/quant_elem.h's __host__ __device__ functions, the same lines
+// the CPU reference runs and the CPU tests hold to ml_dtypes and to exact
+// arithmetic; only the parallel layout is here. Compiled on machines without
+// a GPU; checked against the CPU by kernels/check_*.cu where there is one.
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include "mplb.h"
+#include "mplb/cuda.h"
 #include "mplb/quant_elem.h"
 
 namespace {
@@ -54,19 +58,88 @@ __global__ void nvfp4_kernel(const float *x, int64_t rows, int64_t cols, const u
     }
 }
 
+// the per-tensor fp8 scale from the amax bits, as the CPU quantizer sets it
+__global__ void fp8_scale_kernel(const unsigned int *amax_bits, float *scale) {
+    float amax = mplb_bits_f32(*amax_bits);
+    float s = amax > 0 ? amax / 448.0f : 1.0f;
+    *scale = s == 0 ? 1.4e-45f : s;
+}
+
+__global__ void fp8_scaled_kernel(const float *x, uint8_t *out, int64_t n, const float *scale) {
+    float s = *scale;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = mplb_f32_to_e4m3(s == 1.0f ? x[i] : x[i] / s, 1);
+}
+
+__global__ void bf16_kernel(const float *x, uint16_t *out, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = mplb_f32_to_bf16(x[i]);
+}
+
+__global__ void swiglu_kernel(float *g, const float *u, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        g[i] = mplb_swiglu(g[i], u[i]);
+}
+
+// one thread per element; rowbytes and block sizes as in mplb_qtensor
+__global__ void dequant_fp4_kernel(const uint8_t *data, const uint8_t *scales, int64_t rows, int64_t cols, int nv,
+                                   int tile, float gs, uint16_t *out) {
+    int bs = nv ? 16 : 32;
+    int64_t nb = (cols + bs - 1) / bs, rowbytes = (nb * bs + 1) / 2;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < rows * cols; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / cols, c = i % cols;
+        uint8_t code = mplb_nibble(data + r * rowbytes, c);
+        float v = nv ? mplb_nvfp4_value(code, scales[(r / tile) * nb + c / bs], gs)
+                     : mplb_mx_value(code, scales[r * nb + c / bs], 1);
+        out[i] = mplb_f32_to_bf16(v);
+    }
+}
+
+int grid_for(int64_t n, int threads) {
+    int64_t want = (n + threads - 1) / threads;
+    return (int)(want < 4096 ? (want > 0 ? want : 1) : 4096);
+}
+
 }  // namespace
 
 // Host entry points (device pointers in, 0 or a cudaError_t out).
-extern "C" int mplb_cuda_fp8_cast(const float *x, uint8_t *out, int64_t n, int e5m2, int saturate, cudaStream_t s) {
-    int threads = 256;
-    int64_t want = (n + threads - 1) / threads;
-    int blocks = (int)(want < 4096 ? (want > 0 ? want : 1) : 4096);
-    fp8_cast_kernel<<<blocks, threads, 0, s>>>(x, out, n, e5m2, saturate);
+extern "C" int mplb_cuda_fp8_cast(const float *x, uint8_t *out, int64_t n, int e5m2, int saturate, void *stream) {
+    fp8_cast_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(x, out, n, e5m2, saturate);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int mplb_cuda_fp8_quantize_scaled(const float *x, int64_t n, uint8_t *out, float *scale, unsigned int *scratch,
+                                             void *stream) {
+    cudaStream_t s = (cudaStream_t)stream;
+    cudaError_t e = cudaMemsetAsync(scratch, 0, sizeof(unsigned int), s);
+    if (e != cudaSuccess) return (int)e;
+    amax_kernel<<<grid_for(n, 256) < 1024 ? grid_for(n, 256) : 1024, 256, 0, s>>>(x, n, scratch);
+    fp8_scale_kernel<<<1, 1, 0, s>>>(scratch, scale);
+    fp8_scaled_kernel<<<grid_for(n, 256), 256, 0, s>>>(x, out, n, scale);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int mplb_cuda_to_bf16(const float *x, uint16_t *out, int64_t n, void *stream) {
+    bf16_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(x, out, n);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int mplb_cuda_swiglu(float *g, const float *u, int64_t n, void *stream) {
+    swiglu_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(g, u, n);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int mplb_cuda_dequant_bf16(const mplb_cuda_mat *m, uint16_t *out, void *stream) {
+    if (m->fmt != MPLB_PREC_NVFP4 && m->fmt != MPLB_PREC_MXFP4) return (int)cudaErrorInvalidValue;
+    int nv = m->fmt == MPLB_PREC_NVFP4;
+    dequant_fp4_kernel<<<grid_for(m->rows * m->cols, 256), 256, 0, (cudaStream_t)stream>>>(
+        m->data, m->scales, m->rows, m->cols, nv, nv && m->nvfp4_2d ? 16 : 1, m->gs, out);
     return (int)cudaGetLastError();
 }
 
 extern "C" int mplb_cuda_nvfp4_quantize(const float *x, int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales,
-                                        float *global_scale, unsigned int *scratch, cudaStream_t s) {
+                                        float *global_scale, unsigned int *scratch, void *stream) {
+    cudaStream_t s = (cudaStream_t)stream;
     cudaError_t e = cudaMemsetAsync(scratch, 0, sizeof(unsigned int), s);
     if (e != cudaSuccess) return (int)e;
     amax_kernel<<<1024, 256, 0, s>>>(x, rows * cols, scratch);
