@@ -2,15 +2,17 @@
  *
  * Every rank holds the tokens of its data-parallel share (x [T_s x d], their
  * top-k expert ids and gate weights) and the experts the placement gives it.
- * A replicated expert's copy for a token is copy (key + slot) mod copies.
+ * A replicated expert's copy for a token is copy (key + slot) mod copies;
+ * a caller may name the computing rank per slot instead (token moves).
  *
  * On one node (or one rank per node) the dispatch packs, for each
  * destination rank, each token once (however many of its experts live
  * there) with its slots, optionally rounding the row to fp8 during the pack
- * (one float scale per 128 channels, DeepEP's layout); one all-to-all moves the bytes. Each rank runs
- * its experts (mplb_ffn) on the rows it received and sums each row's local
- * experts' outputs weighted by their gates; a second all-to-all brings these
- * partial sums home, where they are added in rank order into y [T_s x d].
+ * (a float scale per 128 channels, DeepEP's layout); one all-to-all moves
+ * the bytes. Each rank runs its experts (mplb_ffn) on the rows it received
+ * and sums each row's local experts' outputs weighted by their gates; a
+ * second all-to-all brings these partial sums home, where they are added in
+ * rank order into y [T_s x d].
  *
  * Across nodes (1 < gpus_per_node < ranks) it deduplicates per node, as
  * DeepEP's internode kernels do: a token crosses the network once per
@@ -24,8 +26,8 @@
  *
  * Transports move bytes: "local" runs all ranks in one process (buffers
  * are copied), "mpi" is MPI_Alltoallv with one rank per process (in the mplb
- * binary, built with MPI). The data path is the same, so the results of the
- * two are bit-identical.
+ * binary, built with MPI), "nccl" grouped send/recv (mplb/ep_nccl.h). The
+ * data path is the same, so their results are bit-identical.
  */
 #ifndef MPLB_DISPATCH_H
 #define MPLB_DISPATCH_H
