@@ -41,6 +41,36 @@ static void test_decode_formula(void **st) {
     assert_true(isnan(mplb_e8m0_to_f32(255)));
 }
 
+/* Every fp8 and bf16 code through the fast dequantizer equals the
+ * reference bit for bit (NaN bits included), with and without a scale. */
+static void test_fast_dequant_every_code(void **st) {
+    (void)st;
+    const mplb_prec ps[] = {MPLB_PREC_FP8_E4M3, MPLB_PREC_FP8_E5M2, MPLB_PREC_BF16};
+    const float scales[] = {1.0f, 3.0e-3f, 1.7e5f, 1.4e-45f};
+    for (int pi = 0; pi < 3; pi++)
+        for (int si = 0; si < 4; si++) {
+            int64_t n = ps[pi] == MPLB_PREC_BF16 ? 65536 + 5 : 256 + 5;   /* + a tail past the vector width */
+            mplb_qopts o = {.scaling = MPLB_SCALE_TENSOR};
+            mplb_qtensor q;
+            mplb_err err;
+            assert_int_equal(mplb_qtensor_alloc(&q, ps[pi], &o, 1, n, &err), 0);
+            for (int64_t i = 0; i < n; i++) {
+                if (ps[pi] == MPLB_PREC_BF16) { uint16_t h = (uint16_t)i; memcpy(q.data + 2 * i, &h, 2); }
+                else q.data[i] = (uint8_t)i;
+            }
+            q.global_scale = ps[pi] == MPLB_PREC_BF16 ? 1.0f : scales[si];
+            float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+            assert_int_equal(mplb_quant_dequantize(&q, a, &err), 0);
+            assert_int_equal(mplb_quant_dequantize_ref(&q, b, &err), 0);
+            for (int64_t i = 0; i < n; i++)
+                if (mplb_f32_bits(a[i]) != mplb_f32_bits(b[i]))
+                    fail_msg("%s code %lld scale %g: %08x != ref %08x", mplb_prec_name(ps[pi]), (long long)i,
+                             (double)q.global_scale, mplb_f32_bits(a[i]), mplb_f32_bits(b[i]));
+            free(a); free(b);
+            mplb_qtensor_free(&q);
+        }
+}
+
 static void test_fast_equals_ref(void **st) {
     (void)st;
     mplb_rng g;
@@ -104,6 +134,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_formula),
         cmocka_unit_test(test_fast_equals_ref),
+        cmocka_unit_test(test_fast_dequant_every_code),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_error_stats),
     };
