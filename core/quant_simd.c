@@ -396,6 +396,45 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
 /* Block-format dequantization through small tables: one scale per block,
  * one table lookup and one multiply per element (the same float operations
  * as the reference, so the same bits). */
+#ifdef MPLB_X86
+/* FP4 blocks (nvfp4 1x16/16x16, mxfp4) with whole blocks per row: per block
+ * the 8 magnitudes times its scale (the reference's operations, in its
+ * order), then 8 elements per permute with the code's sign bit xor-ed in
+ * (exact: a product's sign is the xor of its factors'). NaN blocks take the
+ * scalar path, whose NaN sign the xor would not reproduce. */
+AVX2 static void fp4_blocks_avx2(const mplb_qtensor *t, float *y) {
+    int nv = t->fmt == MPLB_PREC_NVFP4, bs = nv ? 16 : 32, tile = nv && t->opts.nvfp4_2d ? 16 : 1;
+    int64_t C = t->cols, nb = C / bs, rowbytes = C / 2;
+    const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i shift = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4), low3 = _mm256_set1_epi32(7), bit3 = _mm256_set1_epi32(8);
+    float g = t->global_scale;
+    for (int64_t r = 0; r < t->rows; r++) {
+        const uint8_t *row = t->data + (size_t)(r * rowbytes);
+        float *yr = y + r * C;
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t sc = t->scales[(r / tile) * nb + b];
+            int64_t c0 = b * bs;
+            if (nv ? (sc & 0x7F) == 0x7F : sc == 0xFF) {
+                for (int64_t c = c0; c < c0 + bs; c++)
+                    yr[c] = nv ? mplb_nvfp4_value(mplb_nibble(row, c), sc, g) : mplb_mx_value(mplb_nibble(row, c), sc, 1);
+                continue;
+            }
+            __m256 T = nv ? _mm256_mul_ps(_mm256_mul_ps(mag, _mm256_set1_ps(mplb_e4m3_to_f32(sc))), _mm256_set1_ps(g))
+                          : _mm256_mul_ps(mag, _mm256_set1_ps(ldexpf(1.0f, (int)sc - 127)));
+            for (int64_t c = c0; c < c0 + bs; c += 8) {
+                int32_t w;
+                memcpy(&w, row + c / 2, 4);
+                __m256i code = _mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(w), dup)), shift);
+                __m256 v = _mm256_permutevar8x32_ps(T, _mm256_and_si256(code, low3));
+                __m256i sign = _mm256_slli_epi32(_mm256_and_si256(code, bit3), 28);
+                _mm256_storeu_ps(yr + c, _mm256_xor_ps(v, _mm256_castsi256_ps(sign)));
+            }
+        }
+    }
+}
+#endif
+
 static int dequant_blocks(const mplb_qtensor *t, float *y) {
     mplb_prec f = t->fmt;
     int fp4 = f != MPLB_PREC_MXFP8, nv = f == MPLB_PREC_NVFP4;
@@ -438,6 +477,11 @@ int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err) {
     }
     if (have_avx2() && y && t->data && (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2)) {
         fp8_to_f32_avx2(t->data, y, t->rows * t->cols, f == MPLB_PREC_FP8_E5M2, t->global_scale);
+        return 0;
+    }
+    if (have_avx2() && y && t->data && (f == MPLB_PREC_NVFP4 || f == MPLB_PREC_MXFP4) &&
+        t->cols % (f == MPLB_PREC_NVFP4 ? 16 : 32) == 0 && isfinite(t->global_scale)) {
+        fp4_blocks_avx2(t, y);
         return 0;
     }
 #endif
