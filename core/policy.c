@@ -145,22 +145,40 @@ static int rank_index(mplb_policy *pol) {
     return 0;
 }
 
-static int act_rank_precision(lua_State *L) {
-    mplb_policy *pol = act_pol(L);
-    int r = check_index(L, 2, pol->plan->R, "rank");
-    mplb_prec p = check_prec_fast(L, pol, 3);
-    int mode = check_mode_fast(L, pol, 4);
+static void set_rank_precision(mplb_policy *pol, int r, mplb_prec p, int mode, int by_rank) {
     const mplb_placement *pl = &pol->plan->placement;
-    if (!pol->plan->placement_changed && rank_index(pol) == 0) {
+    if (by_rank) {
         for (int i = pol->rank_start[r]; i < pol->rank_start[r + 1]; i++) {
             int e = pol->by_rank[i];
             pol->plan->expert_prec[e] = p;
             pol->plan->expert_mode[e] = (uint8_t)mode;
         }
-        return 0;
+        return;
     }
     for (int e = 0; e < pl->E; e++)
         if (pl->home[e] == r) { pol->plan->expert_prec[e] = p; pol->plan->expert_mode[e] = (uint8_t)mode; }
+}
+
+/* rank_precision(r or {r, ...}, p [, mode]): a list takes one call, which
+ * matters for a rule applied to many ranks every layer. */
+static int act_rank_precision(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    mplb_prec p = check_prec_fast(L, pol, 3);
+    int mode = check_mode_fast(L, pol, 4);
+    int by_rank = !pol->plan->placement_changed && rank_index(pol) == 0, R = pol->plan->R;
+    if (!lua_istable(L, 2)) {
+        set_rank_precision(pol, check_index(L, 2, R, "rank"), p, mode, by_rank);
+        return 0;
+    }
+    lua_Integer n = luaL_len(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        int isnum;
+        lua_Integer r = (lua_rawgeti(L, 2, i), lua_tointegerx(L, -1, &isnum));
+        lua_pop(L, 1);
+        if (!isnum || r < 1 || r > R) luaL_error(L, "rank list entry %d: rank %s out of range 1..%d", (int)i,
+                                                  isnum ? lua_pushfstring(L, "%d", (int)r) : "(not an integer)", R);
+        set_rank_precision(pol, (int)r - 1, p, mode, by_rank);
+    }
     return 0;
 }
 

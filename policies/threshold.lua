@@ -45,12 +45,15 @@ P.stateless = true   -- decide depends only on obs and params (resume need not r
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end
+  local over = overloaded_ranks(obs, p)
+  if p.vision_share == 0 then
+    act:rank_precision(over, p.low, p.mode)           -- every overloaded rank, one call
+    return
+  end
   local load, vision = obs.rank_load, obs.rank_vision
-  for _, r in ipairs(overloaded_ranks(obs, p)) do
-    -- overloaded, and (when asked) vision-dominated
-    if p.vision_share == 0 or vision[r] >= p.vision_share * load[r] then
-      act:rank_precision(r, p.low, p.mode)
-    end
+  for _, r in ipairs(over) do
+    -- overloaded and vision-dominated
+    if vision[r] >= p.vision_share * load[r] then act:rank_precision(r, p.low, p.mode) end
   end
 end
 

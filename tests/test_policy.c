@@ -124,6 +124,10 @@ static void test_hostile_policies(void **st) {
          "expert 99 out of range 1..8"},
         {"local P = {}\nfunction P.decide(obs, act)\n  act:rank_precision(0, 'bf16')\nend\nreturn P\n", MPLB_EPOLICY,
          "rank 0 out of range"},
+        {"local P = {}\nfunction P.decide(obs, act)\n  act:rank_precision({1, 9}, 'bf16')\nend\nreturn P\n", MPLB_EPOLICY,
+         "hostile.lua:3: rank list entry 2: rank 9 out of range 1..4"},
+        {"local P = {}\nfunction P.decide(obs, act)\n  act:rank_precision({2, 'x'}, 'bf16')\nend\nreturn P\n", MPLB_EPOLICY,
+         "rank list entry 2: rank (not an integer)"},
         {"local P = {}\nfunction P.decide(obs, act)\n  obs.tokens = 5\nend\nreturn P\n", MPLB_EPOLICY, "read-only"},
         {"local P = {}\nfunction P.decide(obs, act)\n  error('boom')\nend\nreturn P\n", MPLB_EPOLICY, "hostile.lua:3: boom"},
     };
