@@ -435,6 +435,35 @@ AVX2 static void fp4_blocks_avx2(const mplb_qtensor *t, float *y) {
 }
 #endif
 
+#ifdef MPLB_X86
+/* INT4 groups (rows of whole groups): q (signed, or minus the zero point)
+ * times the group's fp16 scale, the reference's one multiply. */
+AVX2 static void int4_avx2(const mplb_qtensor *t, float *y) {
+    int64_t g = mplb_quant_block(t->fmt), C = t->cols, nb = C / g, rowbytes = C / 2;
+    int asym = t->opts.int4_asym;
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i shift = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4), low4 = _mm256_set1_epi32(15);
+    for (int64_t r = 0; r < t->rows; r++) {
+        const uint8_t *row = t->data + (size_t)(r * rowbytes);
+        for (int64_t b = 0; b < nb; b++) {
+            uint16_t sh;
+            memcpy(&sh, t->scales + 2 * (r * nb + b), 2);
+            __m256 s = _mm256_set1_ps(mplb_fp16_to_f32(sh));
+            __m256i zp = _mm256_set1_epi32(asym ? t->zeros[r * nb + b] : 0);
+            for (int64_t c = b * g; c < (b + 1) * g; c += 8) {
+                int32_t w;
+                memcpy(&w, row + c / 2, 4);
+                __m256i q = _mm256_and_si256(
+                    _mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(w), dup)), shift), low4);
+                /* signed: q > 7 is q - 16 (shift the nibble's sign bit up and back) */
+                q = asym ? _mm256_sub_epi32(q, zp) : _mm256_srai_epi32(_mm256_slli_epi32(q, 28), 28);
+                _mm256_storeu_ps(y + r * C + c, _mm256_mul_ps(_mm256_cvtepi32_ps(q), s));
+            }
+        }
+    }
+}
+#endif
+
 static int dequant_blocks(const mplb_qtensor *t, float *y) {
     mplb_prec f = t->fmt;
     int fp4 = f != MPLB_PREC_MXFP8, nv = f == MPLB_PREC_NVFP4;
@@ -482,6 +511,11 @@ int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err) {
     if (have_avx2() && y && t->data && (f == MPLB_PREC_NVFP4 || f == MPLB_PREC_MXFP4) &&
         t->cols % (f == MPLB_PREC_NVFP4 ? 16 : 32) == 0 && isfinite(t->global_scale)) {
         fp4_blocks_avx2(t, y);
+        return 0;
+    }
+    if (have_avx2() && y && t->data && (f == MPLB_PREC_INT4_G32 || f == MPLB_PREC_INT4_G128) &&
+        t->cols % mplb_quant_block(f) == 0) {
+        int4_avx2(t, y);
         return 0;
     }
 #endif

@@ -71,30 +71,32 @@ static void test_fast_dequant_every_code(void **st) {
         }
 }
 
-/* FP4 block dequantization, fast against the reference bit for bit (NaN
- * bits too): 1x16 and 16x16 nvfp4, mxfp4, with NaN blocks, zero blocks,
- * negative zeros and random packed bytes (every code, every scale). */
+/* Block dequantization, fast against the reference bit for bit (NaN bits
+ * too): 1x16 and 16x16 nvfp4, mxfp4, int4 (signed and with zero points),
+ * with NaN blocks, zero blocks, negative zeros and random packed bytes
+ * (every code, every scale, every zero point). */
 static void test_fast_dequant_fp4_blocks(void **st) {
     (void)st;
     mplb_rng g;
     mplb_rng_seed(&g, test_seed());
-    const mplb_prec ps[] = {MPLB_PREC_NVFP4, MPLB_PREC_NVFP4, MPLB_PREC_MXFP4};
+    const mplb_prec ps[] = {MPLB_PREC_NVFP4, MPLB_PREC_NVFP4, MPLB_PREC_MXFP4, MPLB_PREC_INT4_G32, MPLB_PREC_INT4_G32};
     for (int it = 0; it < 30; it++)
-        for (int pi = 0; pi < 3; pi++) {
-            mplb_qopts o = {.nvfp4_2d = pi == 1};
+        for (int pi = 0; pi < 5; pi++) {
+            mplb_qopts o = {.nvfp4_2d = pi == 1, .int4_asym = pi == 4};
             mplb_qtensor q;
             mplb_err err;
             int64_t R = 32, C = 96;
             assert_int_equal(mplb_qtensor_alloc(&q, ps[pi], &o, R, C, &err), 0);
             for (size_t i = 0; i < q.data_bytes; i++) q.data[i] = (uint8_t)mplb_rng_next(&g);
             for (size_t i = 0; i < q.scale_bytes; i++) q.scales[i] = (uint8_t)mplb_rng_next(&g);
+            for (size_t i = 0; i < q.zero_bytes; i++) q.zeros[i] = (uint8_t)(mplb_rng_next(&g) % 16);
             q.global_scale = it % 3 == 0 ? 1.0f : (float)(mplb_rng_uniform(&g) * 1e-3);
             float *a = malloc((size_t)(R * C) * sizeof *a), *b = malloc((size_t)(R * C) * sizeof *b);
             assert_int_equal(mplb_quant_dequantize(&q, a, &err), 0);
             assert_int_equal(mplb_quant_dequantize_ref(&q, b, &err), 0);
             for (int64_t i = 0; i < R * C; i++)
                 if (mplb_f32_bits(a[i]) != mplb_f32_bits(b[i]))
-                    fail_msg("%s%s element %lld: %08x != ref %08x", mplb_prec_name(ps[pi]), pi == 1 ? " 16x16" : "",
+                    fail_msg("%s%s element %lld: %08x != ref %08x", mplb_prec_name(ps[pi]), pi == 1 ? " 16x16" : pi == 4 ? " asym" : "",
                              (long long)i, mplb_f32_bits(a[i]), mplb_f32_bits(b[i]));
             free(a); free(b);
             mplb_qtensor_free(&q);
