@@ -5,7 +5,7 @@
 # the FP4 dequantizers and the cuBLASLt expert FFN against the CPU
 # (kernels/check_ffn.cu), the EP layer over NCCL against the local transport
 # on every GPU (tests/test_dispatch_nccl.c, one MPI process per GPU), then
-# measures the expert FFN per format with `mplb calibrate --backend gpu`
+# measures the expert FFN per format with `mplb calibrate --backend cuda`
 # (bench/results/gpu-profile.lua, a profile to run experiments with) and runs
 # the CPU benchmarks beside it. nvfp4 there is weight-only (dequantize +
 # BF16 GEMM), so its figure is never FP4 tensor-core speed. Never
@@ -20,6 +20,6 @@ make build CMAKE_FLAGS="-DMPLB_CUDA=ON" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 gpus=$(nvidia-smi -L | wc -l)
 mpirun --oversubscribe -np "$gpus" ./build/tests/test_dispatch_nccl | tee bench/results/gpu-nccl-check.txt
-./build/mplb calibrate --backend gpu -o bench/results/gpu-profile.lua
+./build/mplb calibrate --backend cuda -o bench/results/gpu-profile.lua
 cat bench/results/gpu-profile.lua
 bash bench/run.sh

@@ -38,7 +38,7 @@ static const char *usage_text =
     "  trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
     "  trace stats FILE.h5 [--ranks R] [--top N]\n"
     "              convert routing data to an mplb trace; print its skew statistics\n"
-    "  calibrate --backend cpu|gpu [-o profiles/NAME.lua] [--quick]\n"
+    "  calibrate --backend cpu|cuda [-o profiles/NAME.lua] [--quick]\n"
     "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
     "  calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua]\n"
     "              per-format FFN error of the CPU kernel against float64 (the error proxy's table)\n"
@@ -292,18 +292,18 @@ static int cmd_calibrate(int argc, char **argv) {
         else { fprintf(stderr, "mplb calibrate: unknown argument '%s'\n", argv[i]); return 2; }
     }
     if (accuracy && !backend) backend = "cpu";
-    if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu or gpu)\n"); return 2; }
-    int gpu = !strcmp(backend, "gpu");
+    if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu or cuda)\n"); return 2; }
+    int gpu = !strcmp(backend, "cuda") || !strcmp(backend, "gpu");
     if (strcmp(backend, "cpu") != 0 && !gpu) {
-        fprintf(stderr, "mplb calibrate: unknown backend '%s' (known: cpu, gpu)\n", backend);
+        fprintf(stderr, "mplb calibrate: unknown backend '%s' (known: cpu, cuda)\n", backend);
         return 2;
     }
 #ifndef MPLB_HAVE_CUDA
-    if (gpu) { fprintf(stderr, "mplb calibrate: this mplb was built without CUDA: no --backend gpu\n"); return 2; }
+    if (gpu) { fprintf(stderr, "mplb calibrate: this mplb was built without CUDA: no --backend %s\n", backend); return 2; }
 #endif
     if (gpu && accuracy) { fprintf(stderr, "mplb calibrate: --accuracy runs on the cpu backend\n"); return 2; }
     char name[MPLB_NAME_MAX];
-    snprintf(name, sizeof name, "%s", backend);
+    snprintf(name, sizeof name, "%s", gpu ? "cuda" : "cpu");
     if (out) {
         const char *b = strrchr(out, '/');
         snprintf(name, sizeof name, "%s", b ? b + 1 : out);

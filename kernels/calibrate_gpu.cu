@@ -1,4 +1,4 @@
-// `mplb calibrate --backend gpu`: see include/mplb/cuda.h. Times are CUDA
+// `mplb calibrate --backend cuda`: see include/mplb/cuda.h. Times are CUDA
 // event times of whole expert FFNs (activation rounding, GEMMs, SwiGLU, and
 // for nvfp4 the weight dequantization), best of repeated runs.
 #include <cuda_runtime.h>
@@ -113,7 +113,7 @@ extern "C" int mplb_calibrate_gpu(const mplb_calib_opts *o, FILE *out, mplb_err 
     time_t now = time(NULL);
     char stamp[64];
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    fprintf(out, "-- Hardware profile measured by `mplb calibrate --backend gpu` (mplb %s, git %s)\n", MPLB_VERSION,
+    fprintf(out, "-- Hardware profile measured by `mplb calibrate --backend cuda` (mplb %s, git %s)\n", MPLB_VERSION,
             mplb_git_revision());
     fprintf(out, "-- on %s at %s.\n", dev, stamp);
     fprintf(out, "-- Measured: expert SwiGLU FFNs through cuBLASLt (d=%d, f=%d; n = 1..%d tokens), CUDA events,\n", d, f, nmax);

@@ -108,13 +108,13 @@ check accuracy-run 0 "run file: accrun.h5" "$MPLB" run small.lua -o accrun.h5 --
 check accuracy-missing 1 "field accuracy: profiles 'nope.lua' not found" "$MPLB" run small.lua -o accrun2.h5 --set 'accuracy="nope.lua"'
 check execute-cpu 0 "measured on this CPU" "$MPLB" run "$SRC/experiments/execute_small.lua" -o exec.h5 --backend cpu --set workload.steps=1
 check execute-bad-backend 2 "unknown backend 'gpu'" "$MPLB" run small.lua --backend gpu
-check calibrate-cuda 2 "unknown backend 'cuda' (known: cpu, gpu)" "$MPLB" calibrate --backend cuda
-# gpu: refused without a device (or without CUDA in this build), leaving no profile
-out=$("$MPLB" calibrate --backend gpu --quick -o gpuprof.lua 2>&1); rc=$?
+check calibrate-tpu 2 "unknown backend 'tpu' (known: cpu, cuda)" "$MPLB" calibrate --backend tpu
+# cuda: refused without a device (or without CUDA in this build), leaving no profile
+out=$("$MPLB" calibrate --backend cuda --quick -o gpuprof.lua 2>&1); rc=$?
 if { [ $rc -eq 1 ] && grep -qF "no CUDA device" <<<"$out"; } || { [ $rc -eq 2 ] && grep -qF "built without CUDA" <<<"$out"; }; then
-  if [ -e gpuprof.lua ] || [ -e gpuprof.lua.tmp ]; then echo "FAIL calibrate-gpu: left a file"; fail=$((fail + 1))
-  else echo "ok   calibrate-gpu (no device here: refused)"; pass=$((pass + 1)); fi
-else echo "FAIL calibrate-gpu: exit $rc: $out"; fail=$((fail + 1)); fi
+  if [ -e gpuprof.lua ] || [ -e gpuprof.lua.tmp ]; then echo "FAIL calibrate-cuda: left a file"; fail=$((fail + 1))
+  else echo "ok   calibrate-cuda (no device here: refused)"; pass=$((pass + 1)); fi
+else echo "FAIL calibrate-cuda: exit $rc: $out"; fail=$((fail + 1)); fi
 check h200 0 "profile h200" "$MPLB" run small.lua -o h200.h5 --set cluster.profile=h200
 check b200 0 "profile b200" "$MPLB" run small.lua -o b200.h5 --set cluster.profile=b200
 if command -v h5dump >/dev/null; then

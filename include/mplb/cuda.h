@@ -79,7 +79,7 @@ void mplb_cuda_expert_free(mplb_cuda_expert *dev);
 /* y [n x d] = the expert's SwiGLU FFN of x [n x d], float32, on c's stream. */
 int mplb_cuda_ffn_forward(mplb_cuda *c, const mplb_cuda_expert *w, const float *x, int n, float *y, mplb_err *err);
 
-/* `mplb calibrate --backend gpu`: the expert FFN above, timed with CUDA
+/* `mplb calibrate --backend cuda`: the expert FFN above, timed with CUDA
  * events over a grid of tokens per expert for bf16, fp8_e4m3 and nvfp4
  * (weight-only), HBM bandwidth (device-to-device copy) and the fp8
  * conversion kernel's throughput; written as a profile (Lua) that says
