@@ -55,7 +55,8 @@ static int cmd_version(int argc, char **argv) {
     return 0;
 }
 
-static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const char *out) {
+/* device: what backend "cuda" ran on */
+static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const char *out, const char *device) {
     int w = 14;
     for (int i = 0; i < sum->n_policies; i++)
         if ((int)strlen(sum->pol[i].name) > w) w = (int)strlen(sum->pol[i].name);
@@ -77,6 +78,10 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
         printf("(times: expert compute and weight conversion measured on this CPU (ranks run in turn), "
                "dispatch/combine from the cost model with profile %s; error_proxy = measured relative error "
                "vs bf16 experts;", x->cluster.profile);
+    else if (!strcmp(x->backend, "cuda"))
+        printf("(times: expert FFNs (cuBLASLt; nvfp4/mxfp4 weight-only: dequantize + BF16 GEMM) and online conversion "
+               "measured on %s (ranks run in turn), dispatch/combine from the cost model with profile %s; error_proxy "
+               "= measured relative error vs bf16 experts on the device;", device, x->cluster.profile);
     else printf("(times: cost model, profile %s;", x->cluster.profile);
     printf(" %d ranks on %d node(s), %s, %d steps x %d layers; decide_us measured on this machine)\n", x->cluster.nodes * x->cluster.gpus_per_node, x->cluster.nodes, x->model.name,
            x->workload.steps, x->model.layers);
@@ -106,12 +111,12 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--transport") && i + 1 < argc) transport = argv[++i];
         else if (!strcmp(a, "--backend") && i + 1 < argc) {
             i++;
-            if (strcmp(argv[i], "model") && strcmp(argv[i], "cpu")) {
-                fprintf(stderr, "mplb run: unknown backend '%s' (known: model, cpu)\n", argv[i]);
+            if (strcmp(argv[i], "model") && strcmp(argv[i], "cpu") && strcmp(argv[i], "cuda")) {
+                fprintf(stderr, "mplb run: unknown backend '%s' (known: model, cpu, cuda)\n", argv[i]);
                 free(sets); free(pols);
                 return 2;
             }
-            sets[n_sets++] = !strcmp(argv[i], "cpu") ? "backend=\"cpu\"" : "backend=\"model\"";
+            sets[n_sets++] = !strcmp(argv[i], "cpu") ? "backend=\"cpu\"" : !strcmp(argv[i], "cuda") ? "backend=\"cuda\"" : "backend=\"model\"";
         }
         else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
@@ -172,6 +177,11 @@ static int cmd_run(int argc, char **argv) {
     mplb_ep_mpi mctx;
     mplb_ep_transport tp;
 #endif
+    if (transport && strcmp(x.backend, "cpu") != 0) {
+        fprintf(stderr, "mplb run: --transport runs real EP layers on the cpu backend (this run's backend: %s)\n", x.backend);
+        mplb_exp_free(&x);
+        return 2;
+    }
     if (transport) {
 #ifdef MPLB_HAVE_MPI
         if (strcmp(transport, "mpi") != 0) {
@@ -191,15 +201,40 @@ static int cmd_run(int argc, char **argv) {
         return 2;
 #endif
     }
+    char device[128] = "";
+#ifdef MPLB_HAVE_CUDA
+    mplb_cuda *cuda = NULL;
+    mplb_exec_device dev;
+    memset(&dev, 0, sizeof dev);
+    if (!strcmp(x.backend, "cuda")) {
+        if (mplb_cuda_open(0, &cuda, &err) < 0 || mplb_cuda_exec_device(cuda, &dev, &err) < 0) {
+            fprintf(stderr, "mplb run: backend cuda: %s\n", err.msg);
+            mplb_cuda_close(cuda);
+            mplb_exp_free(&x);
+            return 1;
+        }
+        o.device = &dev;
+        snprintf(device, sizeof device, "%s", dev.name);
+    }
+#else
+    if (!strcmp(x.backend, "cuda")) {
+        fprintf(stderr, "mplb run: this mplb was built without CUDA: no backend cuda\n");
+        mplb_exp_free(&x);
+        return 2;
+    }
+#endif
     mplb_run_summary sum;
     x.transport_used = transport != NULL;
     rc = mplb_run(&x, &o, &sum, &err);
+#ifdef MPLB_HAVE_CUDA
+    if (cuda) { mplb_cuda_exec_device_free(&dev); mplb_cuda_close(cuda); }
+#endif
     if (rc < 0) {
         fprintf(stderr, "mplb: %s\n", err.msg);
         if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
     } else if (rank == 0) {
         if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
-        print_summary(&sum, &x, out);
+        print_summary(&sum, &x, out, device);
     }
 #ifdef MPLB_HAVE_MPI
     if (transport) MPI_Finalize();

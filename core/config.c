@@ -433,8 +433,8 @@ int mplb_exp_load_ex(const char *path, const char *base, const char *const *sets
     if ((rc = read_workload(&c, top, base_dir, &out->workload)) < 0) goto fail;
     if ((rc = read_policies(&c, top, base_dir, out)) < 0) goto fail;
     if ((rc = cfg_str(&c, top, "backend", "backend", 0, "model", out->backend, sizeof out->backend)) < 0) goto fail;
-    if (strcmp(out->backend, "model") != 0 && strcmp(out->backend, "cpu") != 0) {
-        rc = cfg_fail(&c, "backend", "unknown backend '%s' (known: model, cpu)", out->backend);
+    if (strcmp(out->backend, "model") != 0 && strcmp(out->backend, "cpu") != 0 && strcmp(out->backend, "cuda") != 0) {
+        rc = cfg_fail(&c, "backend", "unknown backend '%s' (known: model, cpu, cuda)", out->backend);
         goto fail;
     }
     char acc[MPLB_PATH_MAX];

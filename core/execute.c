@@ -46,7 +46,23 @@ int mplb_exec_init(mplb_exec *ex, const mplb_model *m, uint64_t seed, mplb_err *
     return 0;
 }
 
+int mplb_exec_init_device(mplb_exec *ex, const mplb_model *m, uint64_t seed, const mplb_exec_device *dev, mplb_err *err) {
+    int rc = mplb_exec_init(ex, m, seed, err);
+    if (rc == 0) ex->dev = dev;
+    return rc;
+}
+
+/* One FFN on the CPU kernel or the device; *us is its measured time. */
+static int run_ffn(mplb_exec *ex, int e, const mplb_expert_w *w, const float *x, int n, float *y, double *us, mplb_err *err) {
+    if (ex->dev) return ex->dev->forward(ex->dev->ctx, e, w, x, n, y, us, err);
+    double t0 = now_us();
+    int rc = mplb_ffn_forward(w, x, n, MPLB_PREC_BF16, y, &ex->ws, err);
+    *us = now_us() - t0;
+    return rc;
+}
+
 static void drop_cache(mplb_exec *ex) {
+    if (ex->dev && ex->dev->forget) ex->dev->forget(ex->dev->ctx);
     for (size_t i = 0; i < (size_t)ex->m.experts * MPLB_PREC_COUNT; i++)
         if (ex->have && ex->have[i]) { mplb_expert_free(&ex->q[i]); ex->have[i] = 0; }
     for (int e = 0; ex->ref && e < ex->m.experts; e++) { free(ex->ref[e]); ex->ref[e] = NULL; }
@@ -134,22 +150,26 @@ int mplb_exec_layer(mplb_exec *ex, int step, int layer, const mplb_routing *rt, 
             ex->ref[e] = malloc((size_t)n * d * sizeof(float));
             if (!ex->ref[e]) return mplb_err_set(err, MPLB_ENOMEM, "backend cpu: out of memory");
             acts(ex, step, layer, e, n, ex->x);
-            if (mplb_ffn_forward(wb, ex->x, (int)n, MPLB_PREC_BF16, ex->ref[e], &ex->ws, err) < 0) return err->code;
+            double us;
+            if (run_ffn(ex, e, wb, ex->x, (int)n, ex->ref[e], &us, err) < 0) return err->code;
             ex->ref_n[e] = n;
         }
         double conv = 0;
         int online = p != MPLB_PREC_BF16 && plan->expert_mode[e] == MPLB_CONV_ONLINE;
-        if (online && ex->have[(size_t)e * MPLB_PREC_COUNT + p]) {
+        size_t df = (size_t)d * ex->m.ffn;
+        const float *mw = ex->w + (size_t)e * 3 * df;
+        if (online && ex->dev) {
+            /* on the device: its conversion kernel, timed there */
+            if (ex->dev->convert(ex->dev->ctx, mw, mw + df, mw + 2 * df, d, ex->m.ffn, p, &conv, err) < 0) return err->code;
+        } else if (online && ex->have[(size_t)e * MPLB_PREC_COUNT + p]) {
             /* online conversion happens every layer: time a fresh one */
             mplb_expert_w tmp;
-            size_t df = (size_t)d * ex->m.ffn;
-            const float *w = ex->w + (size_t)e * 3 * df;
             double t0 = now_us();
-            if (mplb_expert_quantize(w, w + df, w + 2 * df, d, ex->m.ffn, p, NULL, &tmp, err) < 0) return err->code;
+            if (mplb_expert_quantize(mw, mw + df, mw + 2 * df, d, ex->m.ffn, p, NULL, &tmp, err) < 0) return err->code;
             conv = now_us() - t0;
             mplb_expert_free(&tmp);
         }
-        const mplb_expert_w *wp = weights(ex, e, p, online ? &conv : NULL, err);
+        const mplb_expert_w *wp = weights(ex, e, p, online && !ex->dev ? &conv : NULL, err);
         if (!wp) return err->code;
         acts(ex, step, layer, e, n, ex->x);
         /* each copy computes its share of the tokens, less the tokens moved
@@ -160,10 +180,10 @@ int mplb_exec_layer(mplb_exec *ex, int step, int layer, const mplb_routing *rt, 
             int c = 0;
             if (r == R) {   /* what rounding the moved shares left: the home copy */
                 r = pl->ranks[(size_t)e * R];
-                double t0 = now_us();
-                if (mplb_ffn_forward(wp, ex->x + (size_t)done * d, (int)(n - done), MPLB_PREC_BF16, ex->y + (size_t)done * d,
-                                     &ex->ws, err) < 0) return err->code;
-                out->rank_us[r] += now_us() - t0;
+                double us;
+                if (run_ffn(ex, e, wp, ex->x + (size_t)done * d, (int)(n - done), ex->y + (size_t)done * d, &us, err) < 0)
+                    return err->code;
+                out->rank_us[r] += us;
                 break;
             }
             while (c < pl->copies[e] && pl->ranks[(size_t)e * R + c] != r) c++;
@@ -176,10 +196,10 @@ int mplb_exec_layer(mplb_exec *ex, int step, int layer, const mplb_routing *rt, 
             int64_t share = (int64_t)(sh + 0.5);
             if (share > n - done) share = n - done;
             if (share <= 0) continue;
-            double t0 = now_us();
-            if (mplb_ffn_forward(wp, ex->x + (size_t)done * d, (int)share, MPLB_PREC_BF16, ex->y + (size_t)done * d,
-                                 &ex->ws, err) < 0) return err->code;
-            out->rank_us[r] += now_us() - t0;
+            double us;
+            if (run_ffn(ex, e, wp, ex->x + (size_t)done * d, (int)share, ex->y + (size_t)done * d, &us, err) < 0)
+                return err->code;
+            out->rank_us[r] += us;
             if (online) out->conv_us[r] += conv;
             done += share;
         }

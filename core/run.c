@@ -202,12 +202,21 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     sum->n_policies = P;
     mplb_error_table(s.relerr);
     if (x->accuracy[0] && (rc = mplb_accuracy_load(x->accuracy, s.relerr, err)) < 0) goto out;
-    if (!strcmp(x->backend, "cpu")) {
+    int cuda = !strcmp(x->backend, "cuda");
+    if (cuda && !opts->device) {
+        rc = mplb_err_set(err, MPLB_EUNSUPP, "%s: backend = \"cuda\" needs a CUDA device and an mplb built with CUDA", x->path);
+        goto out;
+    }
+    if (cuda && opts->transport) {
+        rc = mplb_err_set(err, MPLB_ECONFIG, "%s: a transport runs real EP layers on the cpu backend, not cuda", x->path);
+        goto out;
+    }
+    if (!strcmp(x->backend, "cpu") || cuda) {
         s.execute = 1;
         s.xr.rank_us = calloc((size_t)R, sizeof(double));
         s.xr.conv_us = calloc((size_t)R, sizeof(double));
         if (!s.xr.rank_us || !s.xr.conv_us) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
-        if ((rc = mplb_exec_init(&s.ex, &x->model, x->seed, err)) < 0) goto out;
+        if ((rc = mplb_exec_init_device(&s.ex, &x->model, x->seed, cuda ? opts->device : NULL, err)) < 0) goto out;
         if (opts->transport) {
             s.ept = calloc((size_t)R, sizeof *s.ept);
             if (!s.ept) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }

@@ -107,7 +107,15 @@ check calibrate-accuracy 0 "wrote accuracy table acc.lua" "$MPLB" calibrate --ac
 check accuracy-run 0 "run file: accrun.h5" "$MPLB" run small.lua -o accrun.h5 --set 'accuracy="acc.lua"'
 check accuracy-missing 1 "field accuracy: profiles 'nope.lua' not found" "$MPLB" run small.lua -o accrun2.h5 --set 'accuracy="nope.lua"'
 check execute-cpu 0 "measured on this CPU" "$MPLB" run "$SRC/experiments/execute_small.lua" -o exec.h5 --backend cpu --set workload.steps=1
-check execute-bad-backend 2 "unknown backend 'gpu'" "$MPLB" run small.lua --backend gpu
+check execute-bad-backend 2 "unknown backend 'gpu' (known: model, cpu, cuda)" "$MPLB" run small.lua --backend gpu
+check config-bad-backend 1 "field backend: unknown backend 'tpu' (known: model, cpu, cuda)" "$MPLB" run small.lua --set 'backend="tpu"'
+# backend cuda: refused without a device (or without CUDA in this build), writing no run file
+out=$("$MPLB" run small.lua --backend cuda -o cudarun.h5 2>&1); rc=$?
+if { [ $rc -eq 1 ] && grep -qF "backend cuda: cuda: this machine has no CUDA device" <<<"$out"; } ||
+   { [ $rc -eq 2 ] && grep -qF "built without CUDA" <<<"$out"; }; then
+  if [ -e cudarun.h5 ]; then echo "FAIL run-cuda: wrote a run file"; fail=$((fail + 1))
+  else echo "ok   run-cuda (no device here: refused)"; pass=$((pass + 1)); fi
+else echo "FAIL run-cuda: exit $rc: $out"; fail=$((fail + 1)); fi
 check calibrate-tpu 2 "unknown backend 'tpu' (known: cpu, cuda)" "$MPLB" calibrate --backend tpu
 # cuda: refused without a device (or without CUDA in this build), leaving no profile
 out=$("$MPLB" calibrate --backend cuda --quick -o gpuprof.lua 2>&1); rc=$?

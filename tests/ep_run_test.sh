@@ -99,7 +99,7 @@ if mpirun --oversubscribe -np 2 "$MPLB" run "$SRC/experiments/execute_small.lua"
 elif grep -q "2 processes, but the cluster has 4 ranks" bad.txt; then ok "np != ranks refused"
 else bad "np mismatch message"; cat bad.txt; fi
 if "$MPLB" run "$SRC/experiments/execute_small.lua" --transport mpi -o nb.h5 > nb.txt 2>&1; then bad "transport without cpu backend"
-elif grep -q 'needs backend = "cpu"' nb.txt; then ok "transport needs the cpu backend"
+elif grep -q -- '--transport runs real EP layers on the cpu backend' nb.txt; then ok "transport needs the cpu backend"
 else bad "transport/backend message"; cat nb.txt; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

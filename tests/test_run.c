@@ -233,9 +233,93 @@ static void test_execute_moves(void **st) {
     mplb_placement_free(&pl);
 }
 
+/* Execute mode through a device (backend "cuda"'s plumbing, here a CPU
+ * mock): the FFNs it reports as n microseconds for n tokens make every
+ * rank's measured time its token count; conversions reported as 1000 us
+ * land on each rank computing an online expert; a new layer makes the
+ * device forget its weights. */
+typedef struct mock_dev { int forwards, converts, forgets; mplb_ffn_ws ws; } mock_dev;
+
+static int mock_forward(void *ctx, int e, const mplb_expert_w *w, const float *x, int n, float *y, double *us, mplb_err *err) {
+    (void)e;
+    mock_dev *m = ctx;
+    m->forwards++;
+    *us = n;
+    return mplb_ffn_forward(w, x, n, MPLB_PREC_BF16, y, &m->ws, err);
+}
+
+static int mock_convert(void *ctx, const float *g, const float *u, const float *dn, int d, int f, mplb_prec p, double *us,
+                        mplb_err *err) {
+    (void)g; (void)u; (void)dn; (void)d; (void)f; (void)p; (void)err;
+    ((mock_dev *)ctx)->converts++;
+    *us = 1000;
+    return 0;
+}
+
+static void mock_forget(void *ctx) { ((mock_dev *)ctx)->forgets++; }
+
+static void test_execute_device(void **st) {
+    (void)st;
+    mplb_err err = {0};
+    mplb_model m = {.layers = 2, .experts = 4, .top_k = 2, .hidden = 32, .ffn = 16};
+    mplb_placement pl;
+    mplb_routing rt;
+    mplb_plan plan;
+    assert_int_equal(mplb_placement_init_contiguous(&pl, 2, 4, &err), 0);   /* experts 0,1 on rank 0; 2,3 on rank 1 */
+    mplb_placement_add(&pl, 0, 1);                                            /* and a copy of expert 0 on rank 1 */
+    assert_int_equal(mplb_routing_alloc(&rt, 2, 4, 1, 2, &err), 0);
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    for (int t = 0; t < 101; t++) {
+        int ids[2] = {(int)(mplb_rng_next(&g) % 4), 0};
+        ids[1] = (ids[0] + 1 + (int)(mplb_rng_next(&g) % 3)) % 4;
+        mplb_routing_add_token(&rt, &pl, 2, t % 2, 0, ids, NULL);
+    }
+    assert_int_equal(mplb_plan_init(&plan, &pl, &err), 0);
+    mock_dev md = {0};
+    mplb_exec_device dev = {.ctx = &md, .name = "mock", .forward = mock_forward, .convert = mock_convert, .forget = mock_forget};
+    mplb_exec ex;
+    assert_int_equal(mplb_exec_init_device(&ex, &m, 5, &dev, &err), 0);
+    double rank_us[2], conv_us[2];
+    mplb_exec_result res = {rank_us, conv_us, 0};
+    mplb_plan_reset(&plan, &pl);
+    plan.expert_prec[2] = MPLB_PREC_NVFP4;   /* online on rank 1 */
+    assert_int_equal(mplb_exec_layer(&ex, 0, 0, &rt, &plan, &res, &err), 0);
+    /* token copies per rank, expert 0's split over its two copies as the executor splits them */
+    double want[2] = {0, 0};
+    for (int e = 0; e < 4; e++) {
+        int64_t n = rt.expert_counts[e];
+        if (e == 0) { want[0] += (double)(n / 2 + n % 2); want[1] += (double)(n / 2); }
+        else want[pl.home[e]] += (double)n;
+    }
+    assert_close(rank_us[0], want[0], 0);
+    assert_close(rank_us[1], want[1], 0);
+    assert_close(conv_us[0], 0, 0);
+    assert_close(conv_us[1], rt.expert_counts[2] > 0 ? 1000 : 0, 0);
+    assert_true(res.error > 0);
+    assert_int_equal(md.converts, rt.expert_counts[2] > 0);
+    int f0 = md.forgets;
+    assert_int_equal(mplb_exec_layer(&ex, 0, 1, &rt, &plan, &res, &err), 0);   /* another layer */
+    assert_true(md.forgets > f0);
+    mplb_exec_free(&ex);
+    mplb_ffn_ws_free(&md.ws);
+    mplb_plan_free(&plan);
+    mplb_routing_free(&rt);
+    mplb_placement_free(&pl);
+    /* backend cuda without a device is refused by name */
+    write_text("cu.lua", "return { model = { layers = 1, experts = 4, top_k = 2, hidden = 32, ffn = 16 },\n"
+                         "  cluster = { gpus_per_node = 2 }, backend = 'cuda', workload = { steps = 1, tokens = 64 },\n"
+                         "  policies = { 'baseline' } }\n");
+    mplb_run_summary sum;
+    assert_int_equal(run_exp("cu.lua", "cu.h5", &sum, &err), MPLB_EUNSUPP);
+    assert_contains(err.msg, "backend = \"cuda\" needs a CUDA device");
+    mplb_run_summary_free(&sum);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_execute_moves),
+        cmocka_unit_test(test_execute_device),
         cmocka_unit_test(test_run_not_divisible),
         cmocka_unit_test(test_one_rank_zero_tokens),
         cmocka_unit_test(test_policy_failure_keeps_rows),

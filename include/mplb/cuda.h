@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include "mplb/calibrate.h"
 #include "mplb/err.h"
+#include "mplb/execute.h"
 #include "mplb/ffn.h"
 
 #ifdef __cplusplus
@@ -78,6 +79,11 @@ void mplb_cuda_expert_free(mplb_cuda_expert *dev);
 
 /* y [n x d] = the expert's SwiGLU FFN of x [n x d], float32, on c's stream. */
 int mplb_cuda_ffn_forward(mplb_cuda *c, const mplb_cuda_expert *w, const float *x, int n, float *y, mplb_err *err);
+
+/* Execute mode's device (backend "cuda", include/mplb/execute.h) on c,
+ * which must outlive it; free with mplb_cuda_exec_device_free. */
+int mplb_cuda_exec_device(mplb_cuda *c, mplb_exec_device *out, mplb_err *err);
+void mplb_cuda_exec_device_free(mplb_exec_device *dev);
 
 /* `mplb calibrate --backend cuda`: the expert FFN above, timed with CUDA
  * events over a grid of tokens per expert for bf16, fp8_e4m3 and nvfp4

@@ -19,6 +19,7 @@ typedef struct mplb_run_opts {
     double flush_seconds;   /* 0 = 1 s */
     int resume;             /* continue out_path from its last complete step */
     const struct mplb_ep_transport *transport; /* backend cpu: run each layer as a real EP layer on this rank */
+    const struct mplb_exec_device *device;     /* backend cuda: where the experts run (the mplb binary opens it) */
     const char *command;    /* recorded in the file */
     mplb_policy_limits limits;
 } mplb_run_opts;
