@@ -100,6 +100,7 @@ sed 's/file = "tr.h5"/file = "missing-trace"/' trexp.lua > trexp4.lua
 check trace-run-missing 1 "field workload.file: traces 'missing-trace' not found" "$MPLB" run trexp4.lua -o trrun4.h5
 check olmoe-domains 0 "run file: od.h5" "$MPLB" run "$SRC/experiments/olmoe_domains.lua" -o od.h5
 check skew-olmoe 0 "run file: so.h5" "$MPLB" run "$SRC/experiments/skew_olmoe.lua" -o so.h5 --set workload.steps=4
+check ep-nodes-model 0 "run file: epn.h5" "$MPLB" run "$SRC/experiments/ep_nodes.lua" -o epn.h5 --backend model --set workload.steps=1
 check set-preset-field 0 "3 layers" "$MPLB" run "$SRC/experiments/demo.lua" -o preset.h5 --set model.layers=3 --set workload.steps=1
 check calibrate 0 "wrote profile prof.lua" "$MPLB" calibrate --backend cpu --quick -o prof.lua
 check calibrate-profile 0 "profile prof.lua" "$MPLB" run small.lua -o cal.h5 --set cluster.profile=prof.lua
