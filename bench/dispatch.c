@@ -214,6 +214,9 @@ int main(int argc, char **argv) {
         printf("local_pack_unpack_ms  %.3f   (all ranks in one process: pack, copy, unpack)\n", best_local * 1e3);
         printf("memcpy_same_size_ms   %.3f   (the activations in and out once)\n", best_copy * 1e3);
         printf("local_over_memcpy     %.2fx slower\n", best_local / best_copy);
+        /* the same as rates: activation bytes in and out (2 x R x T x d x 4) per second */
+        printf("local_pack_unpack_GBs %.2f   memcpy_GBs %.2f   ratio %.2f\n", 2.0 * (double)total / best_local / 1e9,
+               2.0 * (double)total / best_copy / 1e9, best_copy / best_local);
         printf("dispatch_bytes_rank0  %zu\n", bytes);
         printf("conversion_ms         %.3f   (rank 0: %d experts of %dx%d to fp8 in a second thread)\n", conv_ms, mine_exp, d, fr);
         printf("conversion_exposed_ms %.3f   (what the experts still waited for after the dispatch)\n", exposed_ms);
