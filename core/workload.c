@@ -170,7 +170,9 @@ static inline int draw(const double *prob, const int32_t *alias, int E, mplb_rng
     uint64_t r = mplb_rng_next(rng);
     int i = (int)(((r >> 32) * (uint64_t)E) >> 32);   /* Lemire's multiply-shift, no division */
     double u = (double)(r & 0xFFFFFFFFu) * 0x1.0p-32;
-    return u < prob[i] ? i : alias[i];
+    /* branch-free: the comparison is a coin flip the predictor cannot learn */
+    int a = alias[i], keep = -(u < prob[i]);
+    return (i & keep) | (a & ~keep);
 }
 
 int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placement *pl,
