@@ -275,6 +275,7 @@ static int cmd_inspect(int argc, char **argv) {
         printf(", \"schema_version\": "); json_str(info.schema_version);
         printf(", \"mplb_version\": "); json_str(info.mplb_version);
         printf(", \"command\": "); json_str(info.command);
+        printf(", \"times_source\": "); json_str(info.times_source ? info.times_source : "");
         printf(", \"seed\": %llu, \"ranks\": %d, \"experts\": %d, \"rows\": %lld, \"policies\": [",
                (unsigned long long)info.seed, info.R, info.E, (long long)info.n_rows);
     } else {
@@ -284,6 +285,7 @@ static int cmd_inspect(int argc, char **argv) {
         printf("schema:   %s (written by mplb %s)\n", info.schema_version, info.mplb_version);
         printf("command:  %s\n", info.command ? info.command : "");
         printf("seed:     %llu\n", (unsigned long long)info.seed);
+        if (info.times_source) printf("times:    %s\n", info.times_source);
         printf("ranks:    %d   experts: %d   rows: %lld\n", info.R, info.E, (long long)info.n_rows);
         printf("%-34s %6s %10s %12s %9s %10s %12s\n", "policy", "rows", "layer_us", "baseline_us", "speedup", "imbalance", "error_proxy");
     }

@@ -262,9 +262,21 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     }
     char host[256] = "unknown";
     gethostname(host, sizeof host - 1);
+    /* where the times come from, for every reader and figure */
+    char source[512];
+    if (s.ep)
+        snprintf(source, sizeof source, "measured: real EP layers (dispatch, experts on CPU, combine) across %d processes on %s",
+                 R, host);
+    else if (s.execute && opts->device)
+        snprintf(source, sizeof source, "expert compute measured on %s (host %s); dispatch/combine: cost model, profile %s",
+                 opts->device->name, host, s.hw.name);
+    else if (s.execute)
+        snprintf(source, sizeof source, "expert compute measured on the CPU of %s; dispatch/combine: cost model, profile %s",
+                 host, s.hw.name);
+    else snprintf(source, sizeof source, "cost model, profile %s", s.hw.name);
     mplb_runfile_meta meta = {.mplb_version = MPLB_VERSION, .git_revision = mplb_git_revision(),
                               .command = opts->command ? opts->command : "", .config = x->resolved,
-                              .hardware = hw_src, .host = host, .seed = x->seed, .n_policies = P,
+                              .hardware = hw_src, .host = host, .times_source = source, .seed = x->seed, .n_policies = P,
                               .policy_names = names, .policy_sources = srcs, .policy_params = params};
     /* --resume: keep the complete steps of an earlier (killed or failed) run.
      * The kept rows are copied into a new file beside the old one, which is

@@ -157,6 +157,7 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     bad |= set_str_attr(f, "git_revision", meta->git_revision);
     bad |= set_str_attr(f, "command", meta->command);
     bad |= set_str_attr(f, "host", meta->host);
+    if (meta->times_source) bad |= set_str_attr(f, "times_source", meta->times_source);
     bad |= set_str_attr(f, "status", "running");
     bad |= set_str_attr(f, "error", "");
     hid_t s = H5Screate(H5S_SCALAR);
@@ -322,6 +323,7 @@ int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err) 
     if ((s = get_str_attr(f, "mplb_version"))) { snprintf(info->mplb_version, sizeof info->mplb_version, "%s", s); free(s); }
     info->error = get_str_attr(f, "error");
     info->command = get_str_attr(f, "command");
+    info->times_source = get_str_attr(f, "times_source");
     info->config = get_str_dset(f, "config");
     hid_t a = H5Aopen(f, "seed", H5P_DEFAULT);
     if (a >= 0) { H5Aread(a, H5T_NATIVE_UINT64, &info->seed); H5Aclose(a); }
@@ -453,6 +455,6 @@ void mplb_runfile_info_free(mplb_runfile_info *info) {
     }
     free(info->policy_names); free(info->policy_sources); free(info->policy_params);
     free(info->rank_load); free(info->rank_compute); free(info->expert_load); free(info->expert_prec);
-    free(info->hardware); free(info->host);
+    free(info->hardware); free(info->host); free(info->times_source);
     memset(info, 0, sizeof *info);
 }

@@ -14,6 +14,10 @@ from .runfile import PRECISIONS, Run  # noqa: E402
 
 
 def source_label(run: Run) -> str:
+    """Where the run's times come from, as the run file records it (files
+    from before mplb recorded it: the cost model with the config's profile)."""
+    if run.attrs.get("times_source"):
+        return run.attrs["times_source"]
     m = re.search(r'profile\s*=\s*"([^"]+)"|\["profile"\]="([^"]+)"', run.config)
     prof = next((g for g in (m.groups() if m else ()) if g), "?")
     return f"cost model, profile {prof}"

@@ -37,6 +37,7 @@ typedef struct mplb_step_row {
 
 typedef struct mplb_runfile_meta {
     const char *mplb_version, *git_revision, *command, *config, *hardware, *host;
+    const char *times_source;   /* where the times come from: "cost model, profile h100", "measured on ..." */
     uint64_t seed;
     int n_policies;
     const char *const *policy_names, *const *policy_sources, *const *policy_params;
@@ -71,6 +72,7 @@ typedef struct mplb_runfile_info {
     uint8_t *expert_prec;
     char **policy_sources, **policy_params; /* malloc'd, n_policies */
     char *hardware, *host;
+    char *times_source;   /* NULL in files written before mplb recorded it */
 } mplb_runfile_info;
 
 int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);

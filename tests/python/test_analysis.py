@@ -42,6 +42,21 @@ def test_summary_matches_c_inspect(demo):
         np.testing.assert_array_equal(run.expert_precision, f["experts/precision"][()])
 
 
+def test_figures_say_where_times_come_from(demo, tmp_path):
+    """The run file records the source of its times; figures and inspect use it."""
+    run = mplb.load(demo)
+    assert plots.source_label(run) == "cost model, profile h100"
+    j = json.loads(subprocess.run([BIN, "inspect", str(demo), "--json"], check=True, capture_output=True,
+                                  text=True).stdout)
+    assert j["times_source"] == "cost model, profile h100"
+    ex = tmp_path / "ex.h5"
+    subprocess.run([BIN, "run", os.path.join(ROOT, "experiments", "execute_small.lua"), "-o", str(ex),
+                    "--backend", "cpu", "--set", "workload.steps=1", "--set", "model.layers=1"],
+                   check=True, capture_output=True)
+    label = plots.source_label(mplb.load(ex))
+    assert label.startswith("expert compute measured on the CPU of ") and "cost model, profile h100" in label
+
+
 def _not_blank(path):
     img = mpimg.imread(path)
     assert img.shape[0] > 100 and img.shape[1] > 100
