@@ -263,7 +263,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     char host[256] = "unknown";
     gethostname(host, sizeof host - 1);
     /* where the times come from, for every reader and figure */
-    char source[512];
+    char source[1024];
     if (s.ep)
         snprintf(source, sizeof source, "measured: real EP layers (dispatch, experts on CPU, combine) across %d processes on %s",
                  R, host);
