@@ -137,31 +137,32 @@ AVX2 static void mx_avx2(const float *x, mplb_qtensor *t) {
 }
 
 /* E2M1 codes of 8 values: the number of thresholds |v| is above, plus the sign. */
-AVX2 static inline __m256i nv_codes8(__m256 v, const __m256 *hi) {
+AVX2 static inline __m256i nv_codes8(__m256 v, const float *th) {
     __m256 a = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
-    __m256i c = _mm256_setzero_si256();
-    for (int k = 0; k < 7; k++) c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, hi[k], _CMP_GT_OQ)));
+    /* the code is the number of thresholds below |v|: seven independent
+     * compares (each true is -1), summed as a tree */
+#define GT(k) _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_broadcast_ss(th + k), _CMP_GT_OQ))
+    __m256i s01 = _mm256_add_epi32(GT(0), GT(1)), s23 = _mm256_add_epi32(GT(2), GT(3));
+    __m256i s45 = _mm256_add_epi32(GT(4), GT(5)), s6 = GT(6);
+#undef GT
+    __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_add_epi32(_mm256_add_epi32(s01, s23), _mm256_add_epi32(s45, s6)));
     __m256i sign = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(v), 28), _mm256_set1_epi32(8));
     return _mm256_or_si256(c, sign);
 }
 
-/* Block scale: nearest E4M3 to bmax / (6 gs), ties to even, exactly.
- * e4[c] holds the E4M3 magnitudes. */
-static int nv_scale(float bmax, float gs, const double *e4) {
-    double D6 = 6.0 * (double)gs;
-    int sc = mplb_f32_to_e4m3((float)((double)bmax / D6), 1);
-    /* (float) of the quotient may cross an E4M3 midpoint: settle exactly */
-    for (;;) {
-        if (sc > 0) {
-            double mid = (e4[sc] + e4[sc - 1]) * 0.5 * D6;
-            if ((double)bmax < mid || ((double)bmax == mid && (sc & 1))) { sc--; continue; }
-        }
-        if (sc < 0x7E) {
-            double mid = (e4[sc] + e4[sc + 1]) * 0.5 * D6;
-            if ((double)bmax > mid || ((double)bmax == mid && (sc & 1))) { sc++; continue; }
-        }
-        return sc;
-    }
+/* Block scale: nearest E4M3 to bmax / (6 gs), ties to even, exactly. An
+ * estimate from a float multiply, settled against the midpoints between
+ * neighbouring codes, mid[c] = (e4[c] + e4[c+1]) * 0.5 * 6 gs in double
+ * (the reference's operations), which the caller computes once per tensor:
+ * no division per block. */
+static int nv_scale(float bmax, float inv6gs, const double *mid) {
+    int sc = mplb_f32_to_e4m3(bmax * inv6gs, 1);
+    if (sc > 0x7E) sc = 0x7E;   /* a NaN estimate (0 x inf for a tiny tensor scale) */
+    double b = bmax;
+    while (sc > 0 && (b < mid[sc - 1] || (b == mid[sc - 1] && (sc & 1)))) sc--;
+    while (sc < 0x7E && (b > mid[sc] || (b == mid[sc] && (sc & 1)))) sc++;
+    return sc;
 }
 
 AVX2 static float amax16(const float *x, int *bad) {
@@ -179,8 +180,10 @@ AVX2 static float amax16(const float *x, int *bad) {
 /* NVFP4 1x16 for rows whose length is a multiple of 32. */
 AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
     int64_t nb = t->cols / 16, rowbytes = t->cols / 2;
-    double e4[127];
+    double e4[127], mid[126], D6 = 6.0 * (double)gs;
     for (int c = 0; c < 127; c++) e4[c] = mplb_code_to_f32((uint32_t)c, 3, 7);
+    for (int c = 0; c < 126; c++) mid[c] = (e4[c] + e4[c + 1]) * 0.5 * D6;
+    float inv6gs = (float)(1.0 / D6);
     const __m256 mids = _mm256_setr_ps(0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 1e30f);
     const __m256 gsv = _mm256_set1_ps(gs), zero = _mm256_setzero_ps();
     const __m256 odd_k = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
@@ -191,7 +194,7 @@ AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
                 const float *xb = x + r * t->cols + (b + h) * 16;
                 int bad;
                 float bmax = amax16(xb, &bad);
-                int sc = bad ? 0x7F : nv_scale(bmax, gs, e4);
+                int sc = bad ? 0x7F : nv_scale(bmax, inv6gs, mid);
                 t->scales[r * nb + b + h] = (uint8_t)sc;
                 float s = bad ? 0.0f : (float)e4[sc];
                 if (s == 0) {
@@ -217,10 +220,10 @@ AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
                 __m256 thb = _mm256_blendv_ps(_mm256_castsi256_ps(below), _mm256_set1_ps(-1.0f),
                                               _mm256_cmp_ps(th, zero, _CMP_EQ_OQ));
                 th = _mm256_blendv_ps(th, thb, incl);
-                __m256 hi[7];
-                for (int k = 0; k < 7; k++) hi[k] = _mm256_permutevar8x32_ps(th, _mm256_set1_epi32(k));
-                codes[2 * h] = nv_codes8(_mm256_loadu_ps(xb), hi);
-                codes[2 * h + 1] = nv_codes8(_mm256_loadu_ps(xb + 8), hi);
+                float thr[8];
+                _mm256_storeu_ps(thr, th);
+                codes[2 * h] = nv_codes8(_mm256_loadu_ps(xb), thr);
+                codes[2 * h + 1] = nv_codes8(_mm256_loadu_ps(xb + 8), thr);
             }
             store_nibbles32(t->data + r * rowbytes + b * 8, codes[0], codes[1], codes[2], codes[3]);
         }
