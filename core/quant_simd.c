@@ -157,8 +157,10 @@ AVX2 static inline __m256i nv_codes8(__m256 v, const float *th) {
  * (the reference's operations), which the caller computes once per tensor:
  * no division per block. */
 static int nv_scale(float bmax, float inv6gs, const double *mid) {
-    int sc = mplb_f32_to_e4m3(bmax * inv6gs, 1);
-    if (sc > 0x7E) sc = 0x7E;   /* a NaN estimate (0 x inf for a tiny tensor scale) */
+    /* estimate: the largest E4M3 code not above q, from q's bits (NaN, from
+     * 0 x inf under a tiny tensor scale, and q >= 448 give the top code) */
+    float q = bmax * inv6gs;
+    int sc = !(q < 448.0f) ? 0x7E : q < 0x1p-6f ? (int)(q * 512.0f) : (int)((mplb_f32_bits(q) >> 20) - (120u << 3));
     double b = bmax;
     while (sc > 0 && (b < mid[sc - 1] || (b == mid[sc - 1] && (sc & 1)))) sc--;
     while (sc < 0x7E && (b > mid[sc] || (b == mid[sc] && (sc & 1)))) sc++;

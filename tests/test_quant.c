@@ -103,6 +103,38 @@ static void test_fast_dequant_fp4_blocks(void **st) {
         }
 }
 
+/* NVFP4 block scales at and around every E4M3 midpoint: with amax = 2688 x
+ * 2^-k the tensor scale is exactly 2^-k, and a block whose amax is
+ * (e4[c] + e4[c+1]) / 2 x 6 x 2^-k sits exactly on the tie between codes c
+ * and c+1 (ties go to the even code). Fast and reference agree bit for bit
+ * on the tie and one float step either side, for every c. */
+static void test_nvfp4_scale_ties(void **st) {
+    (void)st;
+    mplb_qopts o = {0};
+    for (int k = 0; k <= 20; k += 5)
+        for (int c = 0; c < 0x7E; c++)
+            for (int nudge = -1; nudge <= 1; nudge++) {
+                float x[32] = {0};
+                x[0] = ldexpf(2688.0f, -k);                   /* the tensor amax: gs = 2^-k */
+                double mid = ((double)mplb_e4m3_to_f32((uint8_t)c) + mplb_e4m3_to_f32((uint8_t)(c + 1))) * 0.5;
+                float b = (float)(mid * 6.0 * ldexp(1.0, -k));
+                if (nudge) b = nextafterf(b, nudge > 0 ? INFINITY : 0.0f);
+                x[16] = b;                                    /* the second block's amax */
+                x[17] = -b / 3;
+                mplb_qtensor a, r;
+                mplb_err err;
+                assert_int_equal(mplb_qtensor_alloc(&a, MPLB_PREC_NVFP4, &o, 1, 32, &err), 0);
+                assert_int_equal(mplb_qtensor_alloc(&r, MPLB_PREC_NVFP4, &o, 1, 32, &err), 0);
+                assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
+                assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
+                if (a.scales[1] != r.scales[1] || memcmp(a.data, r.data, a.data_bytes))
+                    fail_msg("k=%d code %d nudge %d: scale %d vs ref %d", k, c, nudge, a.scales[1], r.scales[1]);
+                if (nudge == 0 && x[16] == b) assert_int_equal(r.scales[1], (c & 1) ? c + 1 : c);
+                mplb_qtensor_free(&a);
+                mplb_qtensor_free(&r);
+            }
+}
+
 static void test_fast_equals_ref(void **st) {
     (void)st;
     mplb_rng g;
@@ -168,6 +200,7 @@ int main(void) {
         cmocka_unit_test(test_fast_equals_ref),
         cmocka_unit_test(test_fast_dequant_every_code),
         cmocka_unit_test(test_fast_dequant_fp4_blocks),
+        cmocka_unit_test(test_nvfp4_scale_ties),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_error_stats),
     };
