@@ -30,7 +30,7 @@ int main(void) {
         up[i] = (float)((mplb_rng_uniform(&g) - 0.5) * 0.05);
         down[i] = (float)((mplb_rng_uniform(&g) - 0.5) * 0.05);
     }
-    const int ns[] = {16, 128, 512};
+    const int ns[] = {1, 16, 32, 64, 128, 512};
     float *x = malloc((size_t)512 * d * 4), *y = malloc((size_t)512 * d * 4), *h = malloc((size_t)512 * f * 4),
           *u = malloc((size_t)512 * f * 4);
     for (size_t i = 0; i < (size_t)512 * d; i++) x[i] = (float)(mplb_rng_uniform(&g) - 0.5);
@@ -41,7 +41,7 @@ int main(void) {
         mplb_expert_w w;
         mplb_err err = {0};
         if (mplb_expert_quantize(gate, up, down, d, f, fmts[fi], NULL, &w, &err) < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
-        for (int ni = 0; ni < 3; ni++) {
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             int n = ns[ni];
             mplb_ffn_ws ws = {0};
             mplb_ffn_forward(&w, x, n, MPLB_PREC_BF16, y, &ws, &err); /* warm */

@@ -78,6 +78,7 @@ static int grow(float **p, size_t *cap, size_t n) {
 
 /* out[n x rows(W)] = a[n x k] * W^T, W packed [rows x k], dequantized by tiles */
 static int tiled_gemm(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws, mplb_err *err) {
+    if (mplb_ffn_gemm_small(W, a, n, k, out) == 0) return 0;
     int64_t rows = W->rows;
     for (int64_t r0 = 0; r0 < rows; r0 += TILE) {
         int64_t tr = rows - r0 < TILE ? rows - r0 : TILE;

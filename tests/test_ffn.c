@@ -87,6 +87,62 @@ static void test_formats_against_f64(void **st) {
     free(gate); free(up); free(down);
 }
 
+/* The small-batch GEMM (weights widened in registers) against float64 dot
+ * products of the dequantized weights: every token count up to its limit
+ * (remainders of the 6-token blocks included), bf16 and both fp8 formats,
+ * an e4m3 NaN weight making its whole output column NaN; shapes and
+ * formats it does not take are left alone. */
+static void test_gemm_small(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int rows = 10, k = 96;
+    const mplb_prec fs[] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_FP8_E5M2};
+    float *w = malloc(sizeof(float) * rows * k), *wd = malloc(sizeof(float) * rows * k);
+    float *a = malloc(sizeof(float) * 96 * k), *out = malloc(sizeof(float) * 96 * rows);
+    heavy(&g, w, (size_t)rows * k, 0.3);
+    heavy(&g, a, (size_t)96 * k, 1.0);
+    mplb_err err = {0};
+    for (int fi = 0; fi < 3; fi++) {
+        mplb_qopts o = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
+        mplb_qtensor q;
+        assert_int_equal(mplb_qtensor_alloc(&q, fs[fi], &o, rows, k, &err), 0);
+        assert_int_equal(mplb_quant_quantize(w, &q, &err), 0);
+        if (fs[fi] == MPLB_PREC_FP8_E4M3) q.data[3 * k + 17] = 0xFF;   /* a NaN weight in row 3 */
+        assert_int_equal(mplb_quant_dequantize_ref(&q, wd, &err), 0);
+        int most = fs[fi] == MPLB_PREC_BF16 ? 96 : 24;
+        for (int n = 1; n <= most; n += n < 14 ? 1 : 5) {
+            if (mplb_ffn_gemm_small(&q, a, n, k, out) != 0) {
+                if (__builtin_cpu_supports("avx2")) fail_msg("%s n=%d: not taken", mplb_prec_name(fs[fi]), n);
+                continue;
+            }
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < rows; j++) {
+                    double ref = 0, mag = 0;
+                    for (int c = 0; c < k; c++) {
+                        ref += (double)wd[j * k + c] * a[t * k + c];
+                        mag += fabs((double)wd[j * k + c] * a[t * k + c]);
+                    }
+                    float got = out[t * rows + j];
+                    if (isnan(ref)) { if (!isnan(got)) fail_msg("%s n=%d: NaN weight lost", mplb_prec_name(fs[fi]), n); continue; }
+                    if (!(fabs(got - ref) <= 1e-5 * mag + 1e-30))
+                        fail_msg("%s n=%d t=%d j=%d: %g vs %g", mplb_prec_name(fs[fi]), n, t, j, (double)got, ref);
+                }
+        }
+        assert_int_equal(mplb_ffn_gemm_small(&q, a, most + 1, k, out), 1);   /* past its crossover */
+        q.rows = rows - 1;
+        assert_int_equal(mplb_ffn_gemm_small(&q, a, 4, k, out), 1);          /* an odd number of rows */
+        q.rows = rows;
+        mplb_qtensor_free(&q);
+    }
+    mplb_qtensor q4;
+    mplb_qopts o4 = {0};
+    assert_int_equal(mplb_qtensor_alloc(&q4, MPLB_PREC_INT4_G32, &o4, rows, k, &err), 0);
+    assert_int_equal(mplb_ffn_gemm_small(&q4, a, 4, k, out), 1);              /* not a format it widens */
+    mplb_qtensor_free(&q4);
+    free(w); free(wd); free(a); free(out);
+}
+
 static void test_activation_formats_and_edges(void **st) {
     (void)st;
     mplb_rng g;
@@ -118,7 +174,15 @@ static void test_activation_formats_and_edges(void **st) {
     assert_int_equal(mplb_ffn_forward(&w, x, 0, MPLB_PREC_BF16, y, &ws, &err), 0);
     assert_true(y[0] == 123);
     assert_int_equal(mplb_ffn_forward(&w, x, -1, MPLB_PREC_BF16, y, &ws, &err), MPLB_EINVAL);
-    assert_true(ws.t_total_s > 0 && ws.t_dequant_s > 0 && ws.t_dequant_s < ws.t_total_s);
+    assert_true(ws.t_total_s > 0 && ws.t_dequant_s < ws.t_total_s);
+    /* the tiled path (nvfp4: weights the small-batch GEMM does not widen) times its dequantization */
+    mplb_expert_w w4;
+    mplb_ffn_ws ws4 = {0};
+    assert_int_equal(mplb_expert_quantize(gate, up, down, d, f, MPLB_PREC_NVFP4, NULL, &w4, &err), 0);
+    assert_int_equal(mplb_ffn_forward(&w4, x, 3, MPLB_PREC_BF16, y, &ws4, &err), 0);
+    assert_true(ws4.t_total_s > 0 && ws4.t_dequant_s > 0 && ws4.t_dequant_s < ws4.t_total_s);
+    mplb_ffn_ws_free(&ws4);
+    mplb_expert_free(&w4);
     mplb_ffn_ws_free(&ws);
     mplb_expert_free(&w);
     assert_int_equal(mplb_expert_quantize(gate, up, down, 0, f, MPLB_PREC_BF16, NULL, &w, &err), MPLB_EINVAL);
@@ -127,6 +191,7 @@ static void test_activation_formats_and_edges(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats_against_f64),
+        cmocka_unit_test(test_gemm_small),
         cmocka_unit_test(test_activation_formats_and_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
