@@ -89,28 +89,32 @@ static void test_formats_against_f64(void **st) {
 
 /* The small-batch GEMM (weights widened in registers) against float64 dot
  * products of the dequantized weights: every token count up to its limit
- * (remainders of the 6-token blocks included), bf16 and both fp8 formats,
- * an e4m3 NaN weight making its whole output column NaN; shapes and
- * formats it does not take are left alone. */
+ * (remainders of the 6-token blocks included), bf16, both fp8 formats,
+ * nvfp4 (1x16 and 16x16) and mxfp4; an e4m3 NaN weight and a NaN block
+ * make their output column NaN; shapes and formats it does not take are
+ * left alone. */
 static void test_gemm_small(void **st) {
     (void)st;
     mplb_rng g;
     mplb_rng_seed(&g, test_seed());
-    const int rows = 10, k = 96;
-    const mplb_prec fs[] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_FP8_E5M2};
+    const int rows = 34, k = 96;
+    const mplb_prec fs[] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_FP8_E5M2, MPLB_PREC_NVFP4, MPLB_PREC_NVFP4,
+                            MPLB_PREC_MXFP4};
     float *w = malloc(sizeof(float) * rows * k), *wd = malloc(sizeof(float) * rows * k);
     float *a = malloc(sizeof(float) * 96 * k), *out = malloc(sizeof(float) * 96 * rows);
     heavy(&g, w, (size_t)rows * k, 0.3);
     heavy(&g, a, (size_t)96 * k, 1.0);
     mplb_err err = {0};
-    for (int fi = 0; fi < 3; fi++) {
-        mplb_qopts o = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
+    for (int fi = 0; fi < 6; fi++) {
+        mplb_qopts o = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR, .nvfp4_2d = fi == 4};
         mplb_qtensor q;
         assert_int_equal(mplb_qtensor_alloc(&q, fs[fi], &o, rows, k, &err), 0);
         assert_int_equal(mplb_quant_quantize(w, &q, &err), 0);
         if (fs[fi] == MPLB_PREC_FP8_E4M3) q.data[3 * k + 17] = 0xFF;   /* a NaN weight in row 3 */
+        if (fs[fi] == MPLB_PREC_NVFP4 && fi == 3) q.scales[3 * (k / 16) + 1] = 0x7F;   /* a NaN block in row 3 */
+        if (fs[fi] == MPLB_PREC_MXFP4) q.scales[3 * (k / 32) + 2] = 0xFF;
         assert_int_equal(mplb_quant_dequantize_ref(&q, wd, &err), 0);
-        int most = fs[fi] == MPLB_PREC_BF16 ? 96 : 24;
+        int most = fs[fi] == MPLB_PREC_BF16 ? 96 : fs[fi] == MPLB_PREC_NVFP4 || fs[fi] == MPLB_PREC_MXFP4 ? 16 : 24;
         for (int n = 1; n <= most; n += n < 14 ? 1 : 5) {
             if (mplb_ffn_gemm_small(&q, a, n, k, out) != 0) {
                 if (__builtin_cpu_supports("avx2")) fail_msg("%s n=%d: not taken", mplb_prec_name(fs[fi]), n);
@@ -130,9 +134,10 @@ static void test_gemm_small(void **st) {
                 }
         }
         assert_int_equal(mplb_ffn_gemm_small(&q, a, most + 1, k, out), 1);   /* past its crossover */
+        int64_t keep = q.rows;
         q.rows = rows - 1;
         assert_int_equal(mplb_ffn_gemm_small(&q, a, 4, k, out), 1);          /* an odd number of rows */
-        q.rows = rows;
+        q.rows = keep;
         mplb_qtensor_free(&q);
     }
     mplb_qtensor q4;
@@ -175,10 +180,10 @@ static void test_activation_formats_and_edges(void **st) {
     assert_true(y[0] == 123);
     assert_int_equal(mplb_ffn_forward(&w, x, -1, MPLB_PREC_BF16, y, &ws, &err), MPLB_EINVAL);
     assert_true(ws.t_total_s > 0 && ws.t_dequant_s < ws.t_total_s);
-    /* the tiled path (nvfp4: weights the small-batch GEMM does not widen) times its dequantization */
+    /* the tiled path (int4: weights the small-batch GEMM does not widen) times its dequantization */
     mplb_expert_w w4;
     mplb_ffn_ws ws4 = {0};
-    assert_int_equal(mplb_expert_quantize(gate, up, down, d, f, MPLB_PREC_NVFP4, NULL, &w4, &err), 0);
+    assert_int_equal(mplb_expert_quantize(gate, up, down, d, f, MPLB_PREC_INT4_G32, NULL, &w4, &err), 0);
     assert_int_equal(mplb_ffn_forward(&w4, x, 3, MPLB_PREC_BF16, y, &ws4, &err), 0);
     assert_true(ws4.t_total_s > 0 && ws4.t_dequant_s > 0 && ws4.t_dequant_s < ws4.t_total_s);
     mplb_ffn_ws_free(&ws4);

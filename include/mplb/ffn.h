@@ -23,11 +23,11 @@ typedef struct mplb_expert_w {
     mplb_qtensor gate, up, down;
 } mplb_expert_w;
 
-/* Small batches of bf16/fp8 weights: out[n x rows(W)] = a[n x k] . W^T with
- * the weights widened in registers instead of dequantized to memory (x86
- * with AVX2; k a multiple of 8, an even number of rows), for n up to where
- * it beats dequantize + sgemm on this machine (bench/gemm: 96 tokens for
- * bf16, 24 for fp8). Returns 1, touching nothing, where it does not apply.
+/* Small batches of bf16, fp8, nvfp4 or mxfp4 weights: out[n x rows(W)] =
+ * a[n x k] . W^T with the weights widened in registers instead of
+ * dequantized to memory (x86 with AVX2; k a multiple of 8 and of the block,
+ * an even number of rows), for n up to where it beats dequantize + sgemm on
+ * this machine (bench/gemm: 96 tokens for bf16, 24 for fp8, 16 for FP4). Returns 1, touching nothing, where it does not apply.
  * The sums run in another order than sgemm's: results agree to float
  * rounding. */
 int mplb_ffn_gemm_small(const mplb_qtensor *W, const float *a, int n, int k, float *out);
