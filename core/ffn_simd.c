@@ -149,7 +149,7 @@ static wrow row_of(const mplb_qtensor *W, const wfmt *F, int r) {
 int mplb_ffn_gemm_small(const mplb_qtensor *W, const float *a, int n, int k, float *out) {
     mplb_prec f = W->fmt;
     /* the crossovers with dequantize + sgemm measured by bench/gemm */
-    int most = f == MPLB_PREC_BF16 ? 96 : f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2 ? 24
+    int most = f == MPLB_PREC_BF16 ? 64 : f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2 ? 24
              : f == MPLB_PREC_NVFP4 || f == MPLB_PREC_MXFP4 ? 16 : 0;
     wfmt F = {.f = f, .bs = f == MPLB_PREC_NVFP4 ? 16 : 32};
     if (n < 1 || n > most || k % 8 || k % F.bs || W->rows % 2 || W->cols != k || !have_simd()) return 1;

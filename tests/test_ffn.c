@@ -114,7 +114,7 @@ static void test_gemm_small(void **st) {
         if (fs[fi] == MPLB_PREC_NVFP4 && fi == 3) q.scales[3 * (k / 16) + 1] = 0x7F;   /* a NaN block in row 3 */
         if (fs[fi] == MPLB_PREC_MXFP4) q.scales[3 * (k / 32) + 2] = 0xFF;
         assert_int_equal(mplb_quant_dequantize_ref(&q, wd, &err), 0);
-        int most = fs[fi] == MPLB_PREC_BF16 ? 96 : fs[fi] == MPLB_PREC_NVFP4 || fs[fi] == MPLB_PREC_MXFP4 ? 16 : 24;
+        int most = fs[fi] == MPLB_PREC_BF16 ? 64 : fs[fi] == MPLB_PREC_NVFP4 || fs[fi] == MPLB_PREC_MXFP4 ? 16 : 24;
         for (int n = 1; n <= most; n += n < 14 ? 1 : 5) {
             if (mplb_ffn_gemm_small(&q, a, n, k, out) != 0) {
                 if (__builtin_cpu_supports("avx2")) fail_msg("%s n=%d: not taken", mplb_prec_name(fs[fi]), n);

@@ -27,7 +27,7 @@ typedef struct mplb_expert_w {
  * a[n x k] . W^T with the weights widened in registers instead of
  * dequantized to memory (x86 with AVX2; k a multiple of 8 and of the block,
  * an even number of rows), for n up to where it beats dequantize + sgemm on
- * this machine (bench/gemm: 96 tokens for bf16, 24 for fp8, 16 for FP4). Returns 1, touching nothing, where it does not apply.
+ * this machine (bench/gemm: 64 tokens for bf16, 24 for fp8, 16 for FP4). Returns 1, touching nothing, where it does not apply.
  * The sums run in another order than sgemm's: results agree to float
  * rounding. */
 int mplb_ffn_gemm_small(const mplb_qtensor *W, const float *a, int n, int k, float *out);
