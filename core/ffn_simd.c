@@ -13,6 +13,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "simd_widen.h"
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* How to read weights: the format, and for block formats the scale of a
@@ -33,35 +34,18 @@ typedef struct wrow {
  * inlined with a constant f, so each kernel keeps only its format's lines. */
 AVX2 __attribute__((always_inline)) static inline __m256 widen8(const mplb_prec f, const int nan, const wfmt *F, const wrow *r,
                                                                 int c) {
-    if (f == MPLB_PREC_BF16)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r->data + 2 * (size_t)c))), 16));
-    if (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) {
-        __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(r->data + c)));
-        int e5m2 = f == MPLB_PREC_FP8_E5M2;
-        __m128i h = e5m2 ? _mm_slli_epi16(b, 8)
-                         : _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7F)), 7),
-                                        _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8));
-        __m256 v = _mm256_cvtph_ps(h);
-        if (e5m2) return v;   /* e5m2 NaN and Inf are fp16's own */
-        v = _mm256_mul_ps(v, _mm256_set1_ps(256.0f));
+    if (f == MPLB_PREC_BF16) return mplb_widen_bf16(r->data + 2 * (size_t)c);
+    if (f == MPLB_PREC_FP8_E5M2) return mplb_widen_fp8(r->data + c, 1, NULL);   /* its NaN and Inf are fp16's own */
+    if (f == MPLB_PREC_FP8_E4M3) {
+        __m256i b;
+        __m256 v = mplb_widen_fp8(r->data + c, 0, &b);
         if (!nan) return v;
-        __m256i isnan = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_cvtepu16_epi32(b), _mm256_set1_epi32(0x7F)),
-                                           _mm256_set1_epi32(0x7F));
+        __m256i isnan = _mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7F)), _mm256_set1_epi32(0x7F));
         return _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_castsi256_ps(isnan));
     }
-    /* nvfp4, mxfp4: 8 nibbles from 4 bytes, low nibble first */
-    int32_t w;
-    memcpy(&w, r->data + c / 2, 4);
-    __m256i code = _mm256_and_si256(
-        _mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(w),
-                                                                _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1))),
-                          _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
-        _mm256_set1_epi32(15));
-    int b = c / F->bs;
-    /* the 8 E2M1 magnitudes times the block scale, signs xor-ed in (a NaN scale makes NaN) */
-    __m256 T = _mm256_mul_ps(_mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f), _mm256_set1_ps(F->lut[r->scales[b]]));
-    __m256 v = _mm256_permutevar8x32_ps(T, _mm256_and_si256(code, _mm256_set1_epi32(7)));
-    return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(code, _mm256_set1_epi32(8)), 28)));
+    /* nvfp4, mxfp4: the magnitudes times the block scale (a NaN scale makes NaN) */
+    __m256 T = _mm256_mul_ps(mplb_e2m1_magnitudes(), _mm256_set1_ps(F->lut[r->scales[c / F->bs]]));
+    return mplb_e2m1_values(mplb_nibbles8(r->data + c / 2), T);
 }
 
 /* any e4m3 NaN code (S.1111.111) among n bytes */

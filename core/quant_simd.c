@@ -13,6 +13,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define MPLB_X86 1
 #include <immintrin.h>
+#include "simd_widen.h"
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #endif
 
@@ -297,10 +298,7 @@ AVX2 static void cast_bf16_avx2(const float *x, uint8_t *out, int64_t n) {
 #ifdef MPLB_X86
 AVX2 static void bf16_to_f32_avx2(const uint8_t *in, float *y, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(in + 2 * i)));
-        _mm256_storeu_si256((__m256i *)(y + i), _mm256_slli_epi32(v, 16));
-    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, mplb_widen_bf16(in + 2 * i));
     for (; i < n; i++) {
         uint16_t h;
         memcpy(&h, in + 2 * i, 2);
@@ -309,17 +307,13 @@ AVX2 static void bf16_to_f32_avx2(const uint8_t *in, float *y, int64_t n) {
 }
 
 AVX2 static void fp8_to_f32_avx2(const uint8_t *in, float *y, int64_t n, int e5m2, float gs) {
-    const __m256 g = _mm256_set1_ps(gs), k256 = _mm256_set1_ps(256.0f);
+    const __m256 g = _mm256_set1_ps(gs);
     const __m256i mag = _mm256_set1_epi32(0x7F), nan_bits = _mm256_set1_epi32(0x7FC00000);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(in + i)));
-        __m128i h = e5m2 ? _mm_slli_epi16(b, 8)
-                         : _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7F)), 7),
-                                        _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8));
-        __m256 v = _mm256_cvtph_ps(h);
-        if (!e5m2) v = _mm256_mul_ps(v, k256);
-        __m256i b32 = _mm256_cvtepu16_epi32(b), m = _mm256_and_si256(b32, mag);
+        __m256i b32;
+        __m256 v = mplb_widen_fp8(in + i, e5m2, &b32);
+        __m256i m = _mm256_and_si256(b32, mag);
         __m256i isnan = e5m2 ? _mm256_cmpgt_epi32(m, _mm256_set1_epi32(0x7C)) : _mm256_cmpeq_epi32(m, mag);
         __m256i sign = _mm256_slli_epi32(_mm256_srli_epi32(b32, 7), 31);
         v = _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_or_si256(nan_bits, sign)), _mm256_castsi256_ps(isnan));
@@ -410,9 +404,7 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
 AVX2 static void fp4_blocks_avx2(const mplb_qtensor *t, float *y) {
     int nv = t->fmt == MPLB_PREC_NVFP4, bs = nv ? 16 : 32, tile = nv && t->opts.nvfp4_2d ? 16 : 1;
     int64_t C = t->cols, nb = C / bs, rowbytes = C / 2;
-    const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i shift = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4), low3 = _mm256_set1_epi32(7), bit3 = _mm256_set1_epi32(8);
+    const __m256 mag = mplb_e2m1_magnitudes();
     float g = t->global_scale;
     for (int64_t r = 0; r < t->rows; r++) {
         const uint8_t *row = t->data + (size_t)(r * rowbytes);
@@ -427,14 +419,7 @@ AVX2 static void fp4_blocks_avx2(const mplb_qtensor *t, float *y) {
             }
             __m256 T = nv ? _mm256_mul_ps(_mm256_mul_ps(mag, _mm256_set1_ps(mplb_e4m3_to_f32(sc))), _mm256_set1_ps(g))
                           : _mm256_mul_ps(mag, _mm256_set1_ps(ldexpf(1.0f, (int)sc - 127)));
-            for (int64_t c = c0; c < c0 + bs; c += 8) {
-                int32_t w;
-                memcpy(&w, row + c / 2, 4);
-                __m256i code = _mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(w), dup)), shift);
-                __m256 v = _mm256_permutevar8x32_ps(T, _mm256_and_si256(code, low3));
-                __m256i sign = _mm256_slli_epi32(_mm256_and_si256(code, bit3), 28);
-                _mm256_storeu_ps(yr + c, _mm256_xor_ps(v, _mm256_castsi256_ps(sign)));
-            }
+            for (int64_t c = c0; c < c0 + bs; c += 8) _mm256_storeu_ps(yr + c, mplb_e2m1_values(mplb_nibbles8(row + c / 2), T));
         }
     }
 }
@@ -446,8 +431,6 @@ AVX2 static void fp4_blocks_avx2(const mplb_qtensor *t, float *y) {
 AVX2 static void int4_avx2(const mplb_qtensor *t, float *y) {
     int64_t g = mplb_quant_block(t->fmt), C = t->cols, nb = C / g, rowbytes = C / 2;
     int asym = t->opts.int4_asym;
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i shift = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4), low4 = _mm256_set1_epi32(15);
     for (int64_t r = 0; r < t->rows; r++) {
         const uint8_t *row = t->data + (size_t)(r * rowbytes);
         for (int64_t b = 0; b < nb; b++) {
@@ -456,10 +439,7 @@ AVX2 static void int4_avx2(const mplb_qtensor *t, float *y) {
             __m256 s = _mm256_set1_ps(mplb_fp16_to_f32(sh));
             __m256i zp = _mm256_set1_epi32(asym ? t->zeros[r * nb + b] : 0);
             for (int64_t c = b * g; c < (b + 1) * g; c += 8) {
-                int32_t w;
-                memcpy(&w, row + c / 2, 4);
-                __m256i q = _mm256_and_si256(
-                    _mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(w), dup)), shift), low4);
+                __m256i q = mplb_nibbles8(row + c / 2);
                 /* signed: q > 7 is q - 16 (shift the nibble's sign bit up and back) */
                 q = asym ? _mm256_sub_epi32(q, zp) : _mm256_srai_epi32(_mm256_slli_epi32(q, 28), 28);
                 _mm256_storeu_ps(y + r * C + c, _mm256_mul_ps(_mm256_cvtepi32_ps(q), s));
