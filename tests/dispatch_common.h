@@ -85,4 +85,26 @@ static void ep_case_free(ep_case *c) {
     free(c->experts); free(c->x); free(c->y); free(c->gates); free(c->ids); free(c->tokens);
     mplb_placement_free(&c->pl);
 }
+/* One case through a transport (this process is tp->rank) and through the
+ * local transport: 1 when this rank's outputs are bit-identical. st/st2
+ * receive the two runs' statistics; err the first failure's message. */
+static inline int ep_transport_matches_local(mplb_ep_transport *tp, int E, int empty, int replica, uint64_t seed,
+                                             mplb_ep_topo topo, mplb_prec act, mplb_ep_stats *st, mplb_ep_stats *st2,
+                                      mplb_err *err) {
+    int R = tp->size, rank = tp->rank;
+    ep_case a, b;
+    ep_case_init(&a, R, E, 2, seed, empty, replica);
+    ep_case_init(&b, R, E, 2, seed, empty, replica);
+    mplb_ep_rank ra[8], rb[8];
+    ep_case_ranks(&a, ra);
+    ep_case_ranks(&b, rb);
+    tp->topo = topo;
+    int rc = mplb_ep_layer(tp, &a.pl, a.d, a.k, a.experts, act, &ra[rank], st, err);
+    int rc2 = rc == 0 ? mplb_ep_layer_local(R, &topo, &b.pl, b.d, b.k, b.experts, act, rb, st2, err) : rc;
+    int ok = rc == 0 && rc2 == 0 && memcmp(a.y[rank], b.y[rank], (size_t)a.tokens[rank] * a.d * sizeof(float)) == 0;
+    ep_case_free(&a);
+    ep_case_free(&b);
+    return ok;
+}
+
 #endif
