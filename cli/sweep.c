@@ -5,7 +5,7 @@
  * a point that failed before or without a run file), index.csv. */
 #define _XOPEN_SOURCE 700
 #include "mplb.h"
-#include "sweep_cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "mplb.h"
 #include "mplb/cuda.h"
+#include "quant_elem.h"
 
 static int fails = 0;
 

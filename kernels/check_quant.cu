@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mplb.h"
+#include "quant_elem.h"
 #include "mplb/cuda.h"
 
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "mplb.h"
 #include "mplb/cuda.h"
-#include "mplb/quant_elem.h"
+#include "quant_elem.h"
 
 namespace {
 

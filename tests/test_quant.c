@@ -5,6 +5,7 @@
 #include <math.h>
 #include <time.h>
 #include "testutil.h"
+#include "quant_elem.h"
 
 static float rand_float(mplb_rng *g) {
     uint64_t r = mplb_rng_next(g);

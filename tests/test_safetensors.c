@@ -5,6 +5,7 @@
 #include <time.h>
 #include "testutil.h"
 #include "lsandbox.h"
+#include "quant_elem.h"
 
 static void write_st(const char *path, const char *header, const void *data, size_t n, size_t cut) {
     FILE *f = fopen(path, "wb");

@@ -33,7 +33,6 @@
 #include <stdint.h>
 #include "mplb/err.h"
 #include "mplb/prec.h"
-#include "mplb/quant_elem.h"
 
 enum { MPLB_SCALE_NONE = 0, MPLB_SCALE_TENSOR = 1 };
 

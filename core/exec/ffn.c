@@ -1,5 +1,6 @@
 /* The CPU expert FFN: see include/mplb/ffn.h. */
 #include "mplb/ffn.h"
+#include "quant_elem.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -1,6 +1,7 @@
 /* Scalar reference quantizers: see include/mplb/quant.h. These are the
  * source of truth; quant_simd.c must match them bit for bit. */
 #include "mplb/quant.h"
+#include "quant_elem.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * F16C, FP4 codes through a per-block table) and multiplied into up to 6
  * tokens at once; the tensor scale is applied to each finished dot product. */
 #include "mplb/ffn.h"
-#include "mplb/quant_elem.h"
+#include "quant_elem.h"
 
 #include <math.h>
 #include <string.h>

@@ -8,6 +8,7 @@
  *
  * ("|" is an all-to-all). */
 #include "mplb/dispatch.h"
+#include "quant_elem.h"
 
 #include <stdlib.h>
 #include <string.h>

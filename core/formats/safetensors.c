@@ -1,6 +1,6 @@
 /* safetensors reading: see include/mplb/safetensors.h. JSON by cJSON. */
 #include "mplb/safetensors.h"
-#include "mplb/quant_elem.h"
+#include "quant_elem.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

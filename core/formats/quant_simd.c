@@ -6,6 +6,7 @@
  * nvfp4 (1x16) quantize; e4m3/e2m1 dequantize through 256/16-entry tables.
  * Everything else falls back to the reference. */
 #include "mplb/quant.h"
+#include "quant_elem.h"
 
 #include <math.h>
 #include <string.h>

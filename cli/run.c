@@ -1,0 +1,206 @@
+/* mplb run: one experiment through the run loop, and its summary table. */
+#include "mplb.h"
+#include "cli.h"
+#ifdef MPLB_HAVE_MPI
+#include "mplb/ep_mpi.h"
+#endif
+#ifdef MPLB_HAVE_CUDA
+#include "mplb/cuda.h"
+#endif
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
+
+/* device: what backend "cuda" ran on */
+static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const char *out, const char *device) {
+    int w = 14;
+    for (int i = 0; i < sum->n_policies; i++)
+        if ((int)strlen(sum->pol[i].name) > w) w = (int)strlen(sum->pol[i].name);
+    printf("%-*s %10s %12s %9s %10s %12s %10s\n", w, "policy", "layer_us", "baseline_us", "speedup",
+           "imbalance", "error_proxy", "decide_us");
+    for (int i = 0; i < sum->n_policies; i++) {
+        const mplb_policy_summary *p = &sum->pol[i];
+        if (p->rows == 0) continue;
+        double n = (double)p->rows;
+        printf("%-*s %10.1f %12.1f %8.3fx %10.3f %12.4f %10.2f\n", w, p->name, p->sum_t_layer / n,
+               p->sum_t_baseline / n, p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0,
+               p->sum_imbalance / n, p->sum_error_proxy / n, p->sum_decide_us / n);
+    }
+    if (!strcmp(x->backend, "cpu") && x->transport_used)
+        printf("(times: measured, every EP layer run for real across %d MPI processes on this machine (dispatch, "
+               "experts, combine; online conversion beside the dispatch); error_proxy from the weight-error table;",
+               x->cluster.nodes * x->cluster.gpus_per_node);
+    else if (!strcmp(x->backend, "cpu"))
+        printf("(times: expert compute and weight conversion measured on this CPU (ranks run in turn), "
+               "dispatch/combine from the cost model with profile %s; error_proxy = measured relative error "
+               "vs bf16 experts;", x->cluster.profile);
+    else if (!strcmp(x->backend, "cuda"))
+        printf("(times: expert FFNs (cuBLASLt; nvfp4/mxfp4 weight-only: dequantize + BF16 GEMM) and online conversion "
+               "measured on %s (ranks run in turn), dispatch/combine from the cost model with profile %s; error_proxy "
+               "= measured relative error vs bf16 experts on the device;", device, x->cluster.profile);
+    else printf("(times: cost model, profile %s;", x->cluster.profile);
+    printf(" %d ranks on %d node(s), %s, %d steps x %d layers; decide_us measured on this machine)\n", x->cluster.nodes * x->cluster.gpus_per_node, x->cluster.nodes, x->model.name,
+           x->workload.steps, x->model.layers);
+    printf("run file: %s\n", out);
+}
+
+static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < argc && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? " " : "", argv[i]);
+    return 0;
+}
+
+int mplb_cmd_run(int argc, char **argv) {
+    const char *exp_path = NULL, *out = NULL;
+    int force = 0, resume = 0, n_sets = 0, n_pol = 0;
+    const char *transport = NULL;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    const char **pols = calloc((size_t)argc + 1, sizeof *pols);
+    if (!sets || !pols) { free(sets); free(pols); fprintf(stderr, "mplb: out of memory\n"); return 1; }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(a, "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
+        else if (!strcmp(a, "--policy") && i + 1 < argc) pols[n_pol++] = argv[++i];
+        else if (!strcmp(a, "--transport") && i + 1 < argc) transport = argv[++i];
+        else if (!strcmp(a, "--backend") && i + 1 < argc) {
+            i++;
+            if (strcmp(argv[i], "model") && strcmp(argv[i], "cpu") && strcmp(argv[i], "cuda")) {
+                fprintf(stderr, "mplb run: unknown backend '%s' (known: model, cpu, cuda)\n", argv[i]);
+                free(sets); free(pols);
+                return 2;
+            }
+            sets[n_sets++] = !strcmp(argv[i], "cpu") ? "backend=\"cpu\"" : !strcmp(argv[i], "cuda") ? "backend=\"cuda\"" : "backend=\"model\"";
+        }
+        else if (!strcmp(a, "--force")) force = 1;
+        else if (!strcmp(a, "--resume")) resume = 1;
+        else if (a[0] == '-') {
+            fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, mplb_usage_text);
+            free(sets); free(pols);
+            return 2;
+        } else if (!exp_path) exp_path = a;
+        else { fprintf(stderr, "mplb run: unexpected argument '%s'\n", a); free(sets); free(pols); return 2; }
+    }
+    if (!exp_path) { fprintf(stderr, "mplb run: missing EXP.lua\n%s", mplb_usage_text); free(sets); free(pols); return 2; }
+    /* --policy replaces the experiment's list, through the same --set path so
+     * the run file's resolved config says what ran. */
+    char *polset = NULL;
+    if (n_pol) {
+        size_t cap = 32;
+        for (int i = 0; i < n_pol; i++) cap += strlen(pols[i]) * 4 + 8;
+        polset = malloc(cap);
+        size_t n = (size_t)snprintf(polset, cap, "policies={");
+        for (int i = 0; i < n_pol; i++) {
+            n += (size_t)snprintf(polset + n, cap - n, "\"");
+            for (const char *c = pols[i]; *c; c++) {
+                if (*c == '"' || *c == '\\') polset[n++] = '\\';
+                polset[n++] = *c;
+            }
+            n += (size_t)snprintf(polset + n, cap - n, "\",");
+        }
+        snprintf(polset + n, cap - n, "}");
+        sets[n_sets++] = polset;
+    }
+    mplb_exp x;
+    mplb_err err = {0};
+    int rc = mplb_exp_load(exp_path, sets, n_sets, &x, &err);
+    free(sets); free(pols); free(polset);
+    if (rc < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
+    char def_out[MPLB_PATH_MAX];
+    if (!out) {
+        time_t t = time(NULL);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        mkdir("runs", 0777);
+        snprintf(def_out, sizeof def_out, "runs/%s-%s.h5", x.name, stamp);
+        out = def_out;
+    }
+    char cmdline[4096];
+    join_cmd(argc + 1, argv - 1, cmdline, sizeof cmdline);
+    if (resume && force) { fprintf(stderr, "mplb run: --resume and --force exclude each other\n"); mplb_exp_free(&x); return 2; }
+    if (resume && out == def_out) {
+        fprintf(stderr, "mplb run: --resume needs -o FILE (the run to continue)\n");
+        mplb_exp_free(&x);
+        return 2;
+    }
+    mplb_run_opts o = {.out_path = out, .force = force, .resume = resume, .command = cmdline};
+    int rank = 0;
+#ifdef MPLB_HAVE_MPI
+    mplb_ep_mpi mctx;
+    mplb_ep_transport tp;
+#endif
+    if (transport && strcmp(x.backend, "cpu") != 0) {
+        fprintf(stderr, "mplb run: --transport runs real EP layers on the cpu backend (this run's backend: %s)\n", x.backend);
+        mplb_exp_free(&x);
+        return 2;
+    }
+    if (transport) {
+#ifdef MPLB_HAVE_MPI
+        if (strcmp(transport, "mpi") != 0) {
+            fprintf(stderr, "mplb run: unknown transport '%s' (known: mpi)\n", transport);
+            mplb_exp_free(&x);
+            return 2;
+        }
+        MPI_Init(NULL, NULL);
+        mplb_ep_mpi_transport(&mctx, MPI_COMM_WORLD, &tp, &err);
+        tp.topo.gpus_per_node = x.cluster.gpus_per_node;   /* node dedup follows the experiment's cluster */
+        rank = tp.rank;
+        o.transport = &tp;
+        if (rank != 0) o.out_path = NULL;   /* rank 0 gathers and writes the one run file */
+#else
+        fprintf(stderr, "mplb run: this mplb was built without MPI: no --transport\n");
+        mplb_exp_free(&x);
+        return 2;
+#endif
+    }
+    char device[128] = "";
+#ifdef MPLB_HAVE_CUDA
+    mplb_cuda *cuda = NULL;
+    mplb_exec_device dev;
+    memset(&dev, 0, sizeof dev);
+    if (!strcmp(x.backend, "cuda")) {
+        if (mplb_cuda_open(0, &cuda, &err) < 0 || mplb_cuda_exec_device(cuda, &dev, &err) < 0) {
+            fprintf(stderr, "mplb run: backend cuda: %s\n", err.msg);
+            mplb_cuda_close(cuda);
+            mplb_exp_free(&x);
+            return 1;
+        }
+        o.device = &dev;
+        snprintf(device, sizeof device, "%s", dev.name);
+    }
+#else
+    if (!strcmp(x.backend, "cuda")) {
+        fprintf(stderr, "mplb run: this mplb was built without CUDA: no backend cuda\n");
+        mplb_exp_free(&x);
+        return 2;
+    }
+#endif
+    mplb_run_summary sum;
+    x.transport_used = transport != NULL;
+    rc = mplb_run(&x, &o, &sum, &err);
+#ifdef MPLB_HAVE_CUDA
+    if (cuda) { mplb_cuda_exec_device_free(&dev); mplb_cuda_close(cuda); }
+#endif
+    if (rc < 0) {
+        fprintf(stderr, "mplb: %s\n", err.msg);
+        if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
+    } else if (rank == 0) {
+        if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
+        print_summary(&sum, &x, out, device);
+    }
+#ifdef MPLB_HAVE_MPI
+    if (transport) MPI_Finalize();
+#endif
+    mplb_run_summary_free(&sum);
+    mplb_exp_free(&x);
+    return rc < 0 ? 1 : 0;
+}
