@@ -30,7 +30,7 @@ ctest-asan: build-asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
 pytest: build
-	MPLB_BIN=$(CURDIR)/build/mplb .venv/bin/python -m pytest -q tests/python
+	PYTHONPATH=$(CURDIR)/analysis MPLB_BIN=$(CURDIR)/build/mplb .venv/bin/python -m pytest -q tests/python
 
 clean:
 	rm -rf build build-asan
