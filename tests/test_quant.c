@@ -136,6 +136,74 @@ static void test_nvfp4_scale_ties(void **st) {
             }
 }
 
+/* Subnormal tensors: amax / 2688 underflows float32 (or lands among its
+ * subnormals), so the NVFP4 tensor scale and every element threshold are
+ * subnormal. The fast path must still equal the reference bit for bit. */
+static void test_nvfp4_subnormal_tensor(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    mplb_qopts o = {0};
+    const int64_t R = 4, C = 64;
+    float x[4 * 64];
+    for (int k = 100; k <= 160; k += 3) {
+        for (int64_t i = 0; i < R * C; i++)
+            x[i] = ldexpf((float)(mplb_rng_uniform(&g) * 2 - 1), -k - (int)(mplb_rng_next(&g) % 12));
+        x[5] = ldexpf(1.0f, -149);   /* the smallest subnormal */
+        mplb_qtensor a, r;
+        mplb_err err;
+        assert_int_equal(mplb_qtensor_alloc(&a, MPLB_PREC_NVFP4, &o, R, C, &err), 0);
+        assert_int_equal(mplb_qtensor_alloc(&r, MPLB_PREC_NVFP4, &o, R, C, &err), 0);
+        assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
+        assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
+        assert_int_equal(mplb_f32_bits(a.global_scale), mplb_f32_bits(r.global_scale));
+        assert_memory_equal(a.scales, r.scales, r.scale_bytes);
+        if (memcmp(a.data, r.data, r.data_bytes)) fail_msg("2^-%d: nvfp4 codes differ from the reference", k);
+        mplb_qtensor_free(&a);
+        mplb_qtensor_free(&r);
+    }
+}
+
+/* MX round-up near the top of float32: the scale rule never clips, but an
+ * element rounding up to 4 x 2^126 (fp4) or 256 x 2^120 (fp8) would be 2^128,
+ * which float32 cannot hold. Such elements saturate to the largest code that
+ * stays finite; nothing a finite input gives dequantizes to Inf. */
+static void test_mx_round_up_stays_finite(void **st) {
+    (void)st;
+    mplb_qopts o = {.mx_round_up = 1};
+    const float big[] = {2.98e38f, 3.0e38f, 3.3e38f, 3.4028235e38f, -3.4028235e38f, 2.5e38f, 1.7014118e38f};
+    for (int fp4 = 0; fp4 <= 1; fp4++)
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+            float x[64], y[64], yr[64];
+            for (int j = 0; j < 64; j++) x[j] = (float)j - 20.0f;
+            x[3] = big[i];
+            x[40] = big[i];
+            x[41] = -big[i] / 2;
+            mplb_err err;
+            mplb_qtensor a, r;
+            mplb_prec f = fp4 ? MPLB_PREC_MXFP4 : MPLB_PREC_MXFP8;
+            assert_int_equal(mplb_qtensor_alloc(&a, f, &o, 1, 64, &err), 0);
+            assert_int_equal(mplb_qtensor_alloc(&r, f, &o, 1, 64, &err), 0);
+            assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
+            assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
+            assert_memory_equal(a.data, r.data, r.data_bytes);
+            assert_memory_equal(a.scales, r.scales, r.scale_bytes);
+            assert_int_equal(mplb_quant_dequantize(&a, y, &err), 0);
+            assert_int_equal(mplb_quant_dequantize_ref(&r, yr, &err), 0);
+            for (int j = 0; j < 64; j++) {
+                if (!isfinite(y[j]) || !isfinite(yr[j])) fail_msg("%s x=%g: element %d -> %g", mplb_prec_name(f), x[j], j, y[j]);
+                assert_int_equal(mplb_f32_bits(y[j]), mplb_f32_bits(yr[j]));
+            }
+            /* the saturated element is the largest finite value of its block:
+             * 3 x 2^126 (fp4) or 240 x 2^120 (fp8) when the scale is at the top */
+            float top = fp4 ? ldexpf(3.0f, 126) : ldexpf(240.0f, 120);
+            if (fabsf(x[3]) > (fp4 ? ldexpf(3.5f, 126) : ldexpf(248.0f, 120)))
+                assert_true(fabsf(y[3]) == top);
+            mplb_qtensor_free(&a);
+            mplb_qtensor_free(&r);
+        }
+}
+
 static void test_fast_equals_ref(void **st) {
     (void)st;
     mplb_rng g;
@@ -202,6 +270,8 @@ int main(void) {
         cmocka_unit_test(test_fast_dequant_every_code),
         cmocka_unit_test(test_fast_dequant_fp4_blocks),
         cmocka_unit_test(test_nvfp4_scale_ties),
+        cmocka_unit_test(test_nvfp4_subnormal_tensor),
+        cmocka_unit_test(test_mx_round_up_stays_finite),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_error_stats),
     };

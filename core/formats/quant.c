@@ -169,10 +169,7 @@ static void q_mx(const float *x, mplb_qtensor *t) {
             t->scales[r * nb + b] = sc;
             for (int64_t j = 0; j < MX_BLOCK; j++) {
                 uint8_t code = 0;
-                if (j < n && sc != 0xFF && amax != 0) {
-                    float v = ldexpf(xb[j], -e);
-                    code = fp4 ? mplb_f32_to_e2m1(v) : mplb_f32_to_e4m3(v, 1);
-                }
+                if (j < n && sc != 0xFF && amax != 0) code = mplb_mx_code(xb[j], e, fp4);
                 if (fp4) put_nibble(row, c0 + j, code);
                 else row[c0 + j] = code;
             }

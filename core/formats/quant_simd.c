@@ -127,6 +127,16 @@ AVX2 static void mx_avx2(const float *x, mplb_qtensor *t) {
                 memset(dst, 0, fp4 ? 16 : 32);
                 continue;
             }
+            if (e >= 119) {
+                /* top of float32: an element may have to step down to stay finite */
+                for (int j = 0; j < 32; j++) {
+                    uint8_t c = mplb_mx_code(xb[j], e, fp4);
+                    if (!fp4) dst[j] = c;
+                    else if (j & 1) dst[j >> 1] = (uint8_t)(dst[j >> 1] | (c << 4));
+                    else dst[j >> 1] = c;
+                }
+                continue;
+            }
             /* 2^-e as a float: exact (2^127 and the subnormal 2^-127 both are) */
             __m256 inv = _mm256_set1_ps(ldexpf(1.0f, -e));
             __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(xb), inv), v1 = _mm256_mul_ps(_mm256_loadu_ps(xb + 8), inv);
@@ -207,6 +217,16 @@ AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
                     for (int q = 0; q < 2; q++)
                         codes[2 * h + q] = _mm256_and_si256(
                             _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_loadu_ps(xb + 8 * q)), 28), _mm256_set1_epi32(8)), keep);
+                    continue;
+                }
+                if ((double)s * (double)gs < 0x1p-98) {
+                    /* tiny (subnormal) thresholds: the FMA remainder below is
+                     * no longer exact, so this block takes the reference's
+                     * per-element rule */
+                    int32_t cs[16];
+                    for (int j = 0; j < 16; j++) cs[j] = mplb_nvfp4_code(xb[j], (uint8_t)sc, gs);
+                    codes[2 * h] = _mm256_loadu_si256((const __m256i *)cs);
+                    codes[2 * h + 1] = _mm256_loadu_si256((const __m256i *)(cs + 8));
                     continue;
                 }
                 /* T_k = (mid_k * s) * gs: mid_k * s is exact in float, the

@@ -174,6 +174,19 @@ MPLB_HD float mplb_mx_value(uint8_t code, uint8_t sc, int fp4) {
     return ldexpf(fp4 ? mplb_e2m1_to_f32(code) : mplb_e4m3_to_f32(code), (int)sc - 127);
 }
 
+/* MX element code of x in a block with exponent e (scale 2^e): the nearest
+ * code (ties to even, saturating at the element max) among those whose value
+ * x 2^e is finite in float32. Only at the top of the range does that bind:
+ * under the round-up rule a block with amax above 3.5 x 2^126 (fp4) or
+ * 248 x 2^120 (fp8) would round an element up to 2^128, which dequantizes to
+ * Inf; it takes the code below (3 x 2^126, 240 x 2^120) instead. */
+MPLB_HD uint8_t mplb_mx_code(float x, int e, int fp4) {
+    float v = ldexpf(x, -e);
+    uint8_t c = fp4 ? mplb_f32_to_e2m1(v) : mplb_f32_to_e4m3(v, 1);
+    if (e > 0 && isinf(mplb_mx_value(c, (uint8_t)(e + 127), fp4))) c--;   /* magnitude >= 1: sign bit kept */
+    return c;
+}
+
 /* The SwiGLU of an expert FFN: silu(g) * u. */
 MPLB_HD float mplb_swiglu(float g, float u) {
     return g / (1.0f + expf(-g)) * u;

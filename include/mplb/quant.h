@@ -22,7 +22,10 @@
  *   (for 16x16 tiles: tile_row * nblocks + b).
  * MX scale: spec rule 2^(floor(log2 amax) - emax_elem) (emax 8 for E4M3, 2
  * for E2M1; elements then saturate) or, with opts.mx_round_up, the cuBLAS /
- * Transformer Engine rule 2^ceil(log2(amax / max_elem)), which never clips.
+ * Transformer Engine rule 2^ceil(log2(amax / max_elem)), which never clips
+ * within float32's range: an element that would round up to 2^128 (block
+ * amax above 3.5 x 2^126 for mxfp4, 248 x 2^120 for mxfp8) takes the largest
+ * code that dequantizes to a finite float instead of becoming Inf.
  * A block holding NaN or Inf gets a NaN scale (E8M0 0xFF, E4M3 0x7F) and
  * dequantizes to NaN; an all-zero block gets the smallest scale and zeros.
  */

@@ -163,8 +163,12 @@ def oracle_mx(x, fp4, round_up):
             else:
                 e = floor_log2(amax) - emax
             e = min(max(e, -127), 127)
+            # only codes whose value stays a finite float32 (the round-up rule
+            # at the top of the range would otherwise give 2^128 = Inf)
+            fmax = Fraction(float(np.finfo(np.float32).max))
+            fin = [t for t in table if t * Fraction(2) ** e <= fmax]
             for j, v in enumerate(blk):
-                i = rne_index(abs(Fraction(float(v))) / Fraction(2) ** e, table)
+                i = rne_index(abs(Fraction(float(v))) / Fraction(2) ** e, fin)
                 val = table[i] * Fraction(2) ** e
                 out[r, b0 + j] = -to_f32(val) if v < 0 or (v == 0 and math.copysign(1, v) < 0) else to_f32(val)
     return out
@@ -291,6 +295,18 @@ def test_nonfinite_marks_its_block(fmt):
     # a block away from the bad value stays finite for the blocked formats
     if fmt != "int8":
         assert np.all(np.isfinite(y[0, 40:]))
+
+
+@pytest.mark.parametrize("fmt,top", [("mxfp4", 3 * 2.0**126), ("mxfp8", 240 * 2.0**120)])
+def test_mx_round_up_near_float_max_stays_finite(fmt, top):
+    # 3e38 / 2^126 = 3.53 would round to 4 x 2^126 = 2^128 (Inf in float32):
+    # it saturates to the largest finite value of the block instead
+    x = np.zeros((1, 32), np.float32)
+    x[0, 0] = np.float32(3.3e38)
+    x[0, 1] = -np.finfo(np.float32).max
+    y = quant.fake_quant(x, fmt, mx_round_up=True)
+    assert np.all(np.isfinite(y))
+    assert y[0, 0] == np.float32(top) and y[0, 1] == -np.float32(top)
 
 
 def test_mx_spec_rule_clips_and_round_up_does_not():
