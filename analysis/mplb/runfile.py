@@ -59,6 +59,16 @@ class Run:
     def status(self):
         return self.attrs.get("status")
 
+    def __repr__(self):
+        """One line: file, status, size, source of the times (not the arrays)."""
+        s = self.steps
+        steps = s["step"].nunique() if len(s) else 0
+        layers = s["layer"].nunique() if len(s) else 0
+        src = self.attrs.get("times_source") or "times source not recorded"
+        return (f"<mplb.Run {os.path.basename(self.path) or '(in memory)'}: {self.status or 'unknown status'}, "
+                f"{len(self.policies)} policies x {steps} steps x {layers} layers ({len(s)} rows), "
+                f"{self.rank_load.shape[1]} ranks, {self.expert_load.shape[1]} experts; {src}>")
+
     def summary(self) -> pd.DataFrame:
         """One row per policy: mean times, speedup over baseline (sum of baseline
         time over sum of layer time), imbalance, error proxy, decide time."""
@@ -117,6 +127,12 @@ class Sweep:
     path: str
     index: pd.DataFrame
     axes: list
+
+    def __repr__(self):
+        done = int((self.index["status"] == "complete").sum())
+        axes = "; ".join(f"{a} = {', '.join(str(v) for v in pd.unique(self.index[a]))}" for a in self.axes)
+        return (f"<mplb.Sweep {os.path.basename(os.path.normpath(self.path))}: {len(self.index)} points "
+                f"({done} complete){'; ' + axes if axes else ''}>")
 
     def run(self, point: int) -> Run:
         row = self.index.loc[self.index["point"] == point].iloc[0]
