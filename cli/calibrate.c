@@ -13,7 +13,20 @@
 #include <unistd.h>
 #include <time.h>
 
+static const char calibrate_usage[] =
+    "usage: mplb calibrate --backend cpu|cuda [-o profiles/NAME.lua] [--quick]\n"
+    "       mplb calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua] [--quick]\n"
+    "Measure this machine into a hardware profile (a Lua file), or the per-format error table.\n"
+    "  --backend cpu    OpenBLAS GEMM per format, memory bandwidth, weight conversion on this CPU\n"
+    "  --backend cuda   cuBLASLt expert FFNs per format on GPU 0 (a build with CUDA, a machine with a GPU)\n"
+    "  --accuracy       relative FFN output error per format against float64 (the error proxy's table)\n"
+    "  --weights FILE   real expert weights (safetensors) for --accuracy; --prefix picks the tensors\n"
+    "  -o FILE          write there (folders are created; written whole or not at all); default stdout\n"
+    "  --quick          fewer sizes and shorter timings (tests)\n"
+    "Exit status: 0 ok, 1 error, 2 usage error.\n";
+
 int mplb_cmd_calibrate(int argc, char **argv) {
+    if (mplb_cli_help(argc, argv, calibrate_usage)) return 0;
     const char *backend = NULL, *out = NULL;
     mplb_calib_opts o = {0};
     mplb_acc_opts ao = {0};
@@ -25,10 +38,10 @@ int mplb_cmd_calibrate(int argc, char **argv) {
         else if (!strcmp(argv[i], "--accuracy")) accuracy = 1;
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) ao.weights = argv[++i];
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) ao.prefix = argv[++i];
-        else { fprintf(stderr, "mplb calibrate: unknown argument '%s'\n", argv[i]); return 2; }
+        else return mplb_cli_usage_error("calibrate", calibrate_usage, "unknown argument '%s'", argv[i]);
     }
     if (accuracy && !backend) backend = "cpu";
-    if (!backend) { fprintf(stderr, "mplb calibrate: --backend is required (cpu or cuda)\n"); return 2; }
+    if (!backend) return mplb_cli_usage_error("calibrate", calibrate_usage, "%s", "--backend is required (cpu or cuda)");
     int gpu = !strcmp(backend, "cuda") || !strcmp(backend, "gpu");
     if (strcmp(backend, "cpu") != 0 && !gpu) {
         fprintf(stderr, "mplb calibrate: unknown backend '%s' (known: cpu, cuda)\n", backend);
@@ -51,6 +64,7 @@ int mplb_cmd_calibrate(int argc, char **argv) {
     char tmp[MPLB_PATH_MAX];
     FILE *f = stdout;
     if (out) {
+        if (mplb_cli_mkdirs(out, 0) < 0) return 1;
         snprintf(tmp, sizeof tmp, "%s.tmp", out);
         f = fopen(tmp, "w");
         if (!f) { fprintf(stderr, "mplb calibrate: cannot write %s\n", tmp); return 1; }

@@ -3,6 +3,8 @@
  * process exit status (0 ok, 1 runtime error, 2 usage error). */
 #ifndef MPLB_CLI_H
 #define MPLB_CLI_H
+#include <stddef.h>
+#include "mplb/config.h"
 int mplb_cmd_run(int argc, char **argv);
 int mplb_cmd_inspect(int argc, char **argv);
 int mplb_cmd_calibrate(int argc, char **argv);
@@ -14,4 +16,18 @@ int mplb_cmd_sweep(int argc, char **argv);
 /* The usage text main.c prints for help and usage errors. */
 extern const char *mplb_usage_text;
 int mplb_read_file_text(const char *path, char **out);
+
+/* cli/common.c. Exit status of every subcommand: 0 ok, 1 runtime error (a
+ * bad experiment, a failed run, a missing file), 2 usage error. */
+/* 1 (after printing usage to stdout) when argv asks for --help or -h. */
+int mplb_cli_help(int argc, char **argv, const char *usage);
+/* "mplb CMD: <fmt with arg>" and the usage on stderr; returns 2. */
+int mplb_cli_usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg);
+/* Create the folder of path (dir = 0) or path itself (dir = 1) with parents. */
+int mplb_cli_mkdirs(const char *path, int dir);
+/* Print an experiment's warnings to stderr. */
+void mplb_cli_warnings(const mplb_exp *x);
+/* --policy "NAME,k=v,...": NAME out, one malloc'd "policies[i].k=v" per
+ * param appended to sets; -1 on a malformed spec. */
+int mplb_cli_policy_spec(const char *spec, int i, char *name, size_t cap, const char **sets, int *n_sets);
 #endif

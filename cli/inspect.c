@@ -21,15 +21,23 @@ static void json_str(const char *s) {
     putchar('"');
 }
 
+static const char inspect_usage[] =
+    "usage: mplb inspect FILE.h5 [--json]\n"
+    "Summarise a run file: status (complete, failed, or not closed: running or killed), command,\n"
+    "seed, where its times come from, and one row per policy. A killed run reads up to its last flush.\n"
+    "  --json   the same as one JSON object on stdout\n"
+    "Exit status: 0 ok, 1 unreadable file, 2 usage error.\n";
+
 int mplb_cmd_inspect(int argc, char **argv) {
+    if (mplb_cli_help(argc, argv, inspect_usage)) return 0;
     const char *path = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!path) path = argv[i];
-        else { fprintf(stderr, "mplb inspect: unexpected argument '%s'\n", argv[i]); return 2; }
+        else if (!path && argv[i][0] != '-') path = argv[i];
+        else return mplb_cli_usage_error("inspect", inspect_usage, "unexpected argument '%s'", argv[i]);
     }
-    if (!path) { fprintf(stderr, "mplb inspect: missing FILE.h5\n"); return 2; }
+    if (!path) return mplb_cli_usage_error("inspect", inspect_usage, "%s", "missing FILE.h5");
     mplb_runfile_info info;
     mplb_err err = {0};
     if (mplb_runfile_read(path, &info, &err) < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }

@@ -9,34 +9,49 @@
 #include <string.h>
 
 const char *mplb_usage_text =
-    "usage: mplb <command> [options]\n"
+    "usage: mplb <command> [options]        (mplb <command> --help: that command's options)\n"
     "\n"
     "commands:\n"
-    "  run EXP.lua [-o FILE.h5] [--policy NAME|FILE]... [--set key=value]... [--force | --resume]\n"
-    "              [--backend model|cpu]   (cpu: run every expert's FFN for real, timed)\n"
-    "              [--transport mpi]       (with cpu, under mpirun -np RANKS: real EP layers across processes)\n"
-    "              run an experiment with the cost model; writes one HDF5 run file\n"
+    "  run EXP.lua [-o FILE.h5] [--set key=value]... [--policy NAME[,k=v...]]... [--force | --resume]\n"
+    "              [--backend model|cpu|cuda] [--transport mpi]\n"
+    "              run an experiment (cost model by default; cpu/cuda: real expert FFNs, timed);\n"
+    "              writes one HDF5 run file\n"
     "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
     "  sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n"
     "              run every point of the experiment's list-valued fields (sweep axes);\n"
     "              under mpirun the points are divided across ranks\n"
     "  report RUN.h5|SWEEP_DIR -o DIR\n"
     "              figures (PNG) and an HTML page (needs the Python analysis package)\n"
-    "  policy check FILE.lua [--param key=value]...\n"
-    "              run a policy on a small built-in workload and report problems\n"
+    "  policy check FILE.lua [--param key=value]... [--experiment EXP.lua] [--steps N]\n"
+    "              run a policy on your experiment (or a built-in one): what it chose, per rank\n"
     "  trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
-    "  trace stats FILE.h5 [--ranks R] [--top N]\n"
-    "              convert routing data to an mplb trace; print its skew statistics\n"
+    "  trace stats FILE.h5 [--ranks R] [--top N] [--json]\n"
+    "              convert routing data to an mplb trace; print its skew statistics per layer\n"
     "  calibrate --backend cpu|cuda [-o profiles/NAME.lua] [--quick]\n"
     "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
     "  calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua]\n"
     "              per-format FFN error of the CPU kernel against float64 (the error proxy's table)\n"
+    "  help [COMMAND | experiment]\n"
+    "              this text, a command's options, or every experiment key with its default\n"
     "  --help, --version\n"
     "\n"
     "Policies and profiles are looked up beside the experiment, in ./policies,\n"
-    "./profiles, $MPLB_DATA_DIR and the install's data directory.\n";
+    "./profiles, $MPLB_DATA_DIR and the install's data directory.\n"
+    "Exit status: 0 ok, 1 error (bad experiment or policy, failed run, missing file), 2 usage error.\n";
 
-static int cmd_help(int argc, char **argv) { (void)argc; (void)argv; fputs(mplb_usage_text, stdout); return 0; }
+static int dispatch(int argc, char **argv);
+
+/* mplb help [COMMAND | experiment]: the usage text, a subcommand's help, or
+ * the reference of experiment keys (docs/experiment-reference.md). */
+static int cmd_help(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "experiment")) return mplb_exp_reference(stdout) < 0;
+    if (argc >= 2 && strcmp(argv[1], "help") != 0) {
+        char *sub[4] = {argv[1], argc >= 3 ? argv[2] : "--help", "--help", NULL};
+        return dispatch(argc >= 3 ? 3 : 2, sub);
+    }
+    fputs(mplb_usage_text, stdout);
+    return 0;
+}
 
 static int cmd_version(int argc, char **argv) {
     (void)argc; (void)argv;
@@ -66,8 +81,13 @@ int main(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
     if (argc < 2) { fputs(mplb_usage_text, stderr); return 2; }
+    return dispatch(argc - 1, argv + 1);
+}
+
+/* argv[0] names the command */
+static int dispatch(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "mplb: unknown command '%s'\n%s", argv[1], mplb_usage_text);
+        if (!strcmp(argv[0], commands[i].name)) return commands[i].fn(argc, argv);
+    fprintf(stderr, "mplb: unknown command '%s'\n%s", argv[0], mplb_usage_text);
     return 2;
 }

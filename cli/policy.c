@@ -23,11 +23,21 @@ static const char *check_exp =
     "  seed = 1,\n"
     "}\n";
 
+static const char policy_usage[] =
+    "usage: mplb policy check FILE.lua [--param key=value]... [--experiment EXP.lua] [--steps N]\n"
+    "Run a policy beside the baseline and show what it chose: per rank the precisions of its experts,\n"
+    "replicas and token moves, its speedup, error proxy and decide time. Errors of any step are caught\n"
+    "and shown with the policy's file:line.\n"
+    "  --param key=value    a parameter, read as --set values are (a bare word is a string): low=nvfp4\n"
+    "  --experiment EXP     on your experiment (its model, cluster, workload) instead of the built-in one\n"
+    "                       (2 nodes x 4 GPUs, 60 experts, top-4, 3 layers, 4096 tokens, half vision)\n"
+    "  --steps N            steps to run (default: the experiment's, 4 on the built-in one)\n"
+    "Exit status: 0 ok, 1 the policy failed (or a file is missing), 2 usage error.\n";
+
 int mplb_cmd_policy(int argc, char **argv) {
-    if (argc < 3 || strcmp(argv[1], "check") != 0) {
-        fprintf(stderr, "usage: mplb policy check FILE.lua [--param key=value]...\n");
-        return 2;
-    }
+    if (mplb_cli_help(argc, argv, policy_usage)) return 0;
+    if (argc < 3 || strcmp(argv[1], "check") != 0)
+        return mplb_cli_usage_error("policy", policy_usage, "%s", argc < 2 || strcmp(argv[1], "check") ? "expected: policy check FILE.lua" : "missing FILE.lua");
     const char *file = argv[2];
     char params[2048] = "", quoted[1200];
     size_t n = 0;

@@ -57,11 +57,31 @@ static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
     return 0;
 }
 
+static const char run_usage[] =
+    "usage: mplb run EXP.lua [-o FILE.h5] [--set key=value]... [--policy NAME[,k=v...]]... [--force | --resume]\n"
+    "                [--backend model|cpu|cuda] [--transport mpi]\n"
+    "Run an experiment: every policy on the same routing, one HDF5 run file.\n"
+    "  -o, --output FILE.h5   the run file (default runs/NAME-DATE.h5; folders are created)\n"
+    "  --set key=value        override a key: workload.tokens=4096, cluster.profile=b200,\n"
+    "                         policies.threshold.tau=1.1 (every policy of that name), policies[2].tau=1.1;\n"
+    "                         the value is a Lua literal, a bare word is a string (see mplb help experiment)\n"
+    "  --policy NAME[,k=v...] REPLACES the experiment's policies with these (give it once per policy):\n"
+    "                         --policy baseline --policy threshold,tau=1.1,low=nvfp4 --policy ./mine.lua\n"
+    "  --force                overwrite an existing run file\n"
+    "  --resume               continue the run file given with -o from its last complete step\n"
+    "  --backend model        the cost model (default); cpu: run every expert's FFN on this CPU, timed;\n"
+    "                         cuda: on the GPU (cuBLASLt), where mplb was built with CUDA and a GPU exists\n"
+    "  --transport mpi        with --backend cpu under mpirun -np RANKS: real EP layers across processes\n"
+    "On a terminal a progress line (step, layer, ETA) is drawn on stderr. Ctrl-C stops after the current\n"
+    "layer, keeps every row written (status: interrupted) and prints the command that resumes the run.\n"
+    "Exit status: 0 ok, 1 error (bad experiment, failed or interrupted run), 2 usage error.\n";
+
 int mplb_cmd_run(int argc, char **argv) {
+    if (mplb_cli_help(argc, argv, run_usage)) return 0;
     const char *exp_path = NULL, *out = NULL;
     int force = 0, resume = 0, n_sets = 0, n_pol = 0;
     const char *transport = NULL;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    const char **sets = calloc((size_t)argc * 8 + 8, sizeof *sets);
     const char **pols = calloc((size_t)argc + 1, sizeof *pols);
     if (!sets || !pols) { free(sets); free(pols); fprintf(stderr, "mplb: out of memory\n"); return 1; }
     for (int i = 1; i < argc; i++) {
@@ -82,37 +102,50 @@ int mplb_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (a[0] == '-') {
-            fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, mplb_usage_text);
+            fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, run_usage);
             free(sets); free(pols);
             return 2;
         } else if (!exp_path) exp_path = a;
         else { fprintf(stderr, "mplb run: unexpected argument '%s'\n", a); free(sets); free(pols); return 2; }
     }
-    if (!exp_path) { fprintf(stderr, "mplb run: missing EXP.lua\n%s", mplb_usage_text); free(sets); free(pols); return 2; }
+    if (!exp_path) { fprintf(stderr, "mplb run: missing EXP.lua\n%s", run_usage); free(sets); free(pols); return 2; }
     /* --policy replaces the experiment's list, through the same --set path so
-     * the run file's resolved config says what ran. */
+     * the run file's resolved config says what ran: policies={"a","b"} and
+     * one policies[i].k=v per param. */
     char *polset = NULL;
+    int first_param = n_sets + 1;
     if (n_pol) {
         size_t cap = 32;
         for (int i = 0; i < n_pol; i++) cap += strlen(pols[i]) * 4 + 8;
         polset = malloc(cap);
         size_t n = (size_t)snprintf(polset, cap, "policies={");
+        sets[n_sets++] = polset;
         for (int i = 0; i < n_pol; i++) {
+            char name[MPLB_PATH_MAX];
+            if (mplb_cli_policy_spec(pols[i], i + 1, name, sizeof name, sets, &n_sets) < 0) {
+                const char *bad = pols[i];
+                for (int k = first_param; k < n_sets; k++) free((char *)sets[k]);
+                free(sets); free(polset);
+                int urc = mplb_cli_usage_error("run", run_usage, "--policy '%s': expected NAME or NAME,key=value,...", bad);
+                free(pols);
+                return urc;
+            }
             n += (size_t)snprintf(polset + n, cap - n, "\"");
-            for (const char *c = pols[i]; *c; c++) {
+            for (const char *c = name; *c; c++) {
                 if (*c == '"' || *c == '\\') polset[n++] = '\\';
                 polset[n++] = *c;
             }
             n += (size_t)snprintf(polset + n, cap - n, "\",");
         }
         snprintf(polset + n, cap - n, "}");
-        sets[n_sets++] = polset;
     }
     mplb_exp x;
     mplb_err err = {0};
     int rc = mplb_exp_load(exp_path, sets, n_sets, &x, &err);
+    if (n_pol) for (int k = first_param; k < n_sets; k++) free((char *)sets[k]);
     free(sets); free(pols); free(polset);
     if (rc < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
+    mplb_cli_warnings(&x);
     char def_out[MPLB_PATH_MAX];
     if (!out) {
         time_t t = time(NULL);
@@ -124,6 +157,7 @@ int mplb_cmd_run(int argc, char **argv) {
         snprintf(def_out, sizeof def_out, "runs/%s-%s.h5", x.name, stamp);
         out = def_out;
     }
+    if (mplb_cli_mkdirs(out, 0) < 0) { mplb_exp_free(&x); return 1; }
     char cmdline[4096];
     join_cmd(argc + 1, argv - 1, cmdline, sizeof cmdline);
     if (resume && force) { fprintf(stderr, "mplb run: --resume and --force exclude each other\n"); mplb_exp_free(&x); return 2; }

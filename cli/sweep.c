@@ -143,7 +143,22 @@ static int write_index(const char *dir, const mplb_sweep *sw, const int *state) 
     return rename(tmp, path);
 }
 
+static const char sweep_usage[] =
+    "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--zip a,b]... [--resume]\n"
+    "Run every point of the experiment's sweep axes: each list-valued key (cluster.profile = {\"h100\",\n"
+    "\"b200\"}), policy parameter ({\"threshold\", tau = {1.1, 1.5}}) or --set value (--set\n"
+    "'workload.tokens={2048,8192}'). Axes combine as a cross product, except axes tied together\n"
+    "(zip = {{\"workload.tokens\", \"policies.threshold.min_tokens\"}} in the experiment, or --zip a,b),\n"
+    "which take their values side by side (equal lengths).\n"
+    "  -o DIR     the sweep's folder (created): points/pNNNN.lua, runs/pNNNN.h5, index.csv\n"
+    "  -j N       N worker processes on this machine (under mpirun the points are divided across ranks)\n"
+    "  --resume   continue DIR: complete points are kept, failed and unfinished ones rerun\n"
+    "Ctrl-C stops the workers, writes index.csv (pending points marked) and prints the resume command.\n"
+    "Exit status: 0 every point complete, 1 some point failed (index.csv says which) or an error,\n"
+    "2 usage error.\n";
+
 int mplb_cmd_sweep(int argc, char **argv) {
+    if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
     int jobs = 1, resume = 0, n_sets = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -155,12 +170,11 @@ int mplb_cmd_sweep(int argc, char **argv) {
         else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
         else if (!strcmp(argv[i], "--resume")) resume = 1;
         else if (argv[i][0] != '-' && !exp) exp = argv[i];
-        else { fprintf(stderr, "mplb sweep: unexpected argument '%s'\n", argv[i]); free(sets); return 2; }
+        else { free(sets); return mplb_cli_usage_error("sweep", sweep_usage, "unexpected argument '%s'", argv[i]); }
     }
     if (!exp || !dir || jobs < 1) {
-        fprintf(stderr, "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n");
         free(sets);
-        return 2;
+        return mplb_cli_usage_error("sweep", sweep_usage, "%s", !exp ? "missing EXP.lua" : !dir ? "missing -o DIR" : "-j needs N >= 1");
     }
     int rank = 0, size = 1;
 #ifdef MPLB_HAVE_MPI
@@ -191,7 +205,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
             fprintf(stderr, "mplb: %s already holds a sweep (use --resume to continue it, or another -o)\n", dir);
             bad = 1;
         } else {
-            mkdir(dir, 0777);
+            if (mplb_cli_mkdirs(dir, 1) < 0) bad = 1;
             snprintf(sub, sizeof sub, "%s/points", dir);
             mkdir(sub, 0777);
             snprintf(sub, sizeof sub, "%s/runs", dir);

@@ -11,6 +11,15 @@ local P = { params = { budget = 0.01, low = "nvfp4", mode = "online", min_tokens
 
 P.stateless = true   -- decide depends only on obs and params (resume need not replay)
 
+-- Before the run: a no-op the experiment would not show (every batch below min_tokens).
+function P.check(exp)
+  local biggest = math.max(exp.tokens, exp.decode_tokens)
+  if exp.tokens > 0 and P.params.min_tokens > biggest then
+    return ("params.min_tokens = %d is above every batch (workload.tokens = %d): the policy never acts")
+      :format(P.params.min_tokens, biggest)
+  end
+end
+
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end

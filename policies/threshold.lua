@@ -40,6 +40,15 @@ local function overloaded_ranks(obs, p)
   return list
 end
 
+-- Before the run: a no-op the experiment would not show (every batch below min_tokens).
+function P.check(exp)
+  local biggest = math.max(exp.tokens, exp.decode_tokens)
+  if exp.tokens > 0 and P.params.min_tokens > biggest then
+    return ("params.min_tokens = %d is above every batch (workload.tokens = %d): the policy never acts")
+      :format(P.params.min_tokens, biggest)
+  end
+end
+
 P.stateless = true   -- decide depends only on obs and params (resume need not replay)
 
 function P.decide(obs, act)

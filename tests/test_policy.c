@@ -180,6 +180,57 @@ static void test_open_errors(void **st) {
 }
 
 /* obs arrays are views: a change in the C array shows without reopening. */
+
+/* A misspelled obs field or act method is an error at the policy's line with
+ * the closest name, not a nil that skips a branch or fails lines later. */
+static void test_strict_obs_act(void **st) {
+    (void)st;
+    double loads[4] = {1, 2, 3, 4};
+    pfx f;
+    pfx_init(&f, loads, 10, 1);
+    const struct { const char *body, *needles[3]; } cases[] = {
+        {"  if obs.vision_share then act:rank_precision(1, 'nvfp4') end\n", {"typo.lua:3:", "obs has no field 'vision_share'", NULL}},
+        {"  local x = obs.rank_loads[1]\n", {"typo.lua:3:", "obs has no field 'rank_loads' (did you mean 'rank_load'?)", NULL}},
+        {"  local x = obs.tokenz\n", {"typo.lua:3:", "did you mean 'tokens'?", NULL}},
+        {"  act:rank_precison(1, 'nvfp4')\n", {"typo.lua:3:", "act has no method 'rank_precison' (did you mean 'rank_precision'?)", NULL}},
+        {"  act:frobnicate(1)\n", {"typo.lua:3:", "act has no method 'frobnicate' (known: dispatch_precision, expert_precision", NULL}},
+        {"  local x = obs.expert_load[0]\n", {"typo.lua:3:", "obs.expert_load[0]: index out of range 1..8", NULL}},
+        {"  local x = obs[1]\n", {"typo.lua:3:", "obs has no entry 1", NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "local P = { params = {} }\nfunction P.decide(obs, act)\n%send\nreturn P\n", cases[i].body);
+        write_text("typo.lua", text);
+        mplb_policy *pol;
+        mplb_err err = {0};
+        assert_int_equal(mplb_policy_open("typo.lua", NULL, NULL, &f.obs, &pol, &err), 0);
+        assert_true(mplb_policy_decide(pol, &f.obs, &f.plan, &err) < 0);
+        for (int k = 0; k < 3 && cases[i].needles[k]; k++)
+            if (!strstr(err.msg, cases[i].needles[k])) fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].needles[k]);
+        mplb_policy_close(pol);
+    }
+    /* every documented field and method still reads */
+    write_text("all.lua",
+               "local P = { params = {} }\nfunction P.decide(obs, act)\n"
+               "  local s = obs.step + obs.layer + obs.layers + obs.ranks + obs.experts + obs.top_k + obs.nodes\n"
+               "    + obs.gpus_per_node + obs.tokens + obs.mem_budget + obs.expert_bytes\n"
+               "  local a = obs.rank_load[1] + obs.rank_vision[1] + obs.rank_mem[1] + obs.expert_load[1]\n"
+               "    + obs.expert_vision[1] + obs.expert_importance[1] + obs.expert_rank[1] + obs.src_load(1, 1)\n"
+               "  assert(type(act.rank_precision) == 'function' and type(act.move_tokens) == 'function')\n"
+               "end\nreturn P\n");
+    mplb_policy *pol;
+    mplb_err err = {0};
+    assert_int_equal(mplb_policy_open("all.lua", NULL, NULL, &f.obs, &pol, &err), 0);
+    if (mplb_policy_decide(pol, &f.obs, &f.plan, &err) < 0) fail_msg("%s", err.msg);
+    mplb_policy_close(pol);
+    /* unknown params list the known ones; a value of the wrong type is refused */
+    assert_int_equal(mplb_policy_open(threshold_path, "{tua=1}", NULL, &f.obs, &pol, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "no parameter 'tua' (did you mean 'tau'? known: low, min_tokens, mode, overload, tau, top_ranks, vision_share)");
+    assert_int_equal(mplb_policy_open(threshold_path, "{tau='x'}", NULL, &f.obs, &pol, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "parameter 'tau' expects a number (default 1.25), got string 'x'");
+    pfx_free(&f);
+}
+
 static void test_obs_zero_copy(void **st) {
     (void)st;
     double loads[4] = {1, 2, 3, 4};
@@ -191,7 +242,8 @@ static void test_obs_zero_copy(void **st) {
                "  assert(#obs.rank_load == 4 and #obs.expert_rank == 8)\n"
                "  assert(obs.expert_rank[8] == 4, 'expert_rank is 1-based')\n"
                "  assert(obs.rank_load[3] == P.params.want, 'got ' .. tostring(obs.rank_load[3]))\n"
-               "  assert(obs.rank_load[5] == nil)\n"
+               "  local ok, msg = pcall(function() return obs.rank_load[5] end)\n"
+               "  assert(not ok and msg:find('obs.rank_load%[5%]: index out of range 1..4'), msg)\n"
                "end\nreturn P\n");
     mplb_policy *pol;
     mplb_err err = {0};
@@ -210,6 +262,7 @@ int main(void) {
         cmocka_unit_test(test_hostile_policies),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_obs_zero_copy),
+        cmocka_unit_test(test_strict_obs_act),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,3 +44,40 @@ const char *mplb_strerror(int code) {
     }
     return "unknown error";
 }
+
+/* Optimal-string-alignment distance (Levenshtein plus adjacent swaps),
+ * capped at 255: names are short. */
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63) return 255;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+const char *mplb_closest(const char *word, const char *const *cands, int n) {
+    const char *best = NULL;
+    int bestd = 255;
+    size_t wl = strlen(word);
+    for (int i = 0; i < n; i++) {
+        if (!cands[i]) continue;
+        int d = edit_distance(word, cands[i]);
+        /* a prefix ("rank" for "rank_load") counts as close too */
+        size_t cl = strlen(cands[i]);
+        if (wl >= 3 && cl > wl && strncmp(word, cands[i], wl) == 0 && d > 2) d = 2;
+        if (d < bestd) { bestd = d; best = cands[i]; }
+    }
+    int limit = wl <= 4 ? 1 : wl <= 8 ? 2 : 3;
+    return bestd <= limit ? best : NULL;
+}

@@ -1,8 +1,11 @@
 /* Experiments and profiles from Lua: see include/mplb/config.h. */
 #include "mplb/config.h"
+#include "mplb/policy.h"
 #include "lsandbox.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,83 +44,74 @@ static int key_line(const char *src, const char *key) {
     return 0;
 }
 
+/* The line of key PATH ("workload.zipf", "policies[2].tau") found by nesting:
+ * a scan that tracks braces and the key that opened each, skipping strings and
+ * comments; 0 when the file's shape hides it (tables built in locals). */
+static int path_line(const char *src, const char *path) {
+    char comp[8][64];
+    int nc = 0;
+    for (const char *p = path; *p && nc < 8;) {
+        size_t n = strcspn(p, ".[");
+        if (*p == '[') n = strcspn(p, "]") + 1;
+        snprintf(comp[nc++], sizeof comp[0], "%.*s", (int)n, p);
+        p += n;
+        if (*p == '.') p++;
+    }
+    char stack[32][64];
+    int depth = 0, line = 1, after_eq = 0;
+    char pending[64] = "";
+    for (const char *p = src; *p; p++) {
+        if (*p == '\n') { line++; continue; }
+        if (p[0] == '-' && p[1] == '-') { while (p[1] && p[1] != '\n') p++; continue; }
+        if (*p == '"' || *p == '\'') {
+            char q = *p;
+            for (p++; *p && *p != q && *p != '\n'; p++) if (*p == '\\' && p[1]) p++;
+            if (!*p) break;
+            after_eq = 0;
+            continue;
+        }
+        if (*p == '{') {
+            if (depth < 32) snprintf(stack[depth], sizeof stack[0], "%s", after_eq ? pending : "");
+            depth++;
+            after_eq = 0;
+            continue;
+        }
+        if (*p == '}') { if (depth > 0) depth--; after_eq = 0; continue; }
+        if (isalpha((unsigned char)*p) || *p == '_') {
+            const char *b = p;
+            while (isalnum((unsigned char)p[1]) || p[1] == '_') p++;
+            size_t n = (size_t)(p - b) + 1;
+            const char *q = p + 1;
+            while (*q == ' ' || *q == '\t') q++;
+            after_eq = 0;
+            if (*q == '=' && q[1] != '=' && n < sizeof pending) {
+                snprintf(pending, sizeof pending, "%.*s", (int)n, b);
+                /* depth 1 is the returned table; deeper braces must follow the path */
+                int ok = depth == nc && !strcmp(pending, comp[nc - 1]);
+                for (int d = 1; ok && d < depth && d <= 32; d++)
+                    ok = comp[d - 1][0] == '[' ? stack[d][0] == 0 : !strcmp(stack[d], comp[d - 1]);
+                if (ok) return line;
+                p = q;
+                after_eq = 1;
+            }
+            continue;
+        }
+        if (*p != ' ' && *p != '\t' && *p != '\r') after_eq = 0;
+    }
+    return 0;
+}
+
 static int cfg_fail(cfg *c, const char *path, const char *fmt, const char *detail) {
     const char *leaf = strrchr(path, '.');
     leaf = leaf ? leaf + 1 : path;
-    int line = key_line(c->src, leaf);
+    int line = c->src ? path_line(c->src, path) : 0;
+    if (!line) line = key_line(c->src, leaf);
     char where[MPLB_PATH_MAX + 32];
     if (line) snprintf(where, sizeof where, "%s:%d", c->file, line);
     else snprintf(where, sizeof where, "%s", c->file);
     char what[512];
     snprintf(what, sizeof what, fmt, detail);
     return mplb_err_set(c->err, MPLB_ECONFIG, "%s: field %s: %s", where, path, what);
-}
-
-/* Push t[key] for the table at idx; returns its Lua type. */
-static int cfg_get(cfg *c, int idx, const char *key) {
-    return lua_getfield(c->L, idx, key);
-}
-
-static int cfg_int(cfg *c, int idx, const char *path, const char *key, int required,
-                   long long def, long long lo, long long hi, long long *out) {
-    int t = cfg_get(c, idx, key);
-    int rc = 0;
-    if (t == LUA_TNIL) {
-        if (required) rc = cfg_fail(c, path, "%s", "missing (required)");
-        else *out = def;
-    } else if (t != LUA_TNUMBER || !lua_isinteger(c->L, -1)) {
-        rc = cfg_fail(c, path, "expected an integer, got %s",
-                      t == LUA_TNUMBER ? "a non-integer number" : lua_typename(c->L, t));
-    } else {
-        long long v = lua_tointeger(c->L, -1);
-        if (v < lo || v > hi) {
-            char d[128];
-            snprintf(d, sizeof d, "%lld is outside [%lld, %lld]", v, lo, hi);
-            rc = cfg_fail(c, path, "%s", d);
-        } else *out = v;
-    }
-    lua_pop(c->L, 1);
-    return rc;
-}
-
-static int cfg_num(cfg *c, int idx, const char *path, const char *key, int required,
-                   double def, double lo, double hi, double *out) {
-    int t = cfg_get(c, idx, key);
-    int rc = 0;
-    if (t == LUA_TNIL) {
-        if (required) rc = cfg_fail(c, path, "%s", "missing (required)");
-        else *out = def;
-    } else if (t != LUA_TNUMBER) {
-        rc = cfg_fail(c, path, "expected a number, got %s", lua_typename(c->L, t));
-    } else {
-        double v = lua_tonumber(c->L, -1);
-        if (!(v >= lo && v <= hi)) {
-            char d[128];
-            snprintf(d, sizeof d, "%g is outside [%g, %g]", v, lo, hi);
-            rc = cfg_fail(c, path, "%s", d);
-        } else *out = v;
-    }
-    lua_pop(c->L, 1);
-    return rc;
-}
-
-static int cfg_str(cfg *c, int idx, const char *path, const char *key, int required,
-                   const char *def, char *out, size_t cap) {
-    int t = cfg_get(c, idx, key);
-    int rc = 0;
-    if (t == LUA_TNIL) {
-        if (required) rc = cfg_fail(c, path, "%s", "missing (required)");
-        else snprintf(out, cap, "%s", def);
-    } else if (t != LUA_TSTRING) {
-        rc = cfg_fail(c, path, "expected a string, got %s", lua_typename(c->L, t));
-    } else {
-        size_t n;
-        const char *s = lua_tolstring(c->L, -1, &n);
-        if (n >= cap) rc = cfg_fail(c, path, "%s", "string too long");
-        else memcpy(out, s, n + 1);
-    }
-    lua_pop(c->L, 1);
-    return rc;
 }
 
 /* ---- data files ---------------------------------------------------------- */
@@ -183,213 +177,483 @@ int mplb_model_preset(const char *name, mplb_model *out) {
     return MPLB_EINVAL;
 }
 
-/* ---- experiment ---------------------------------------------------------- */
+/* ---- the key table -------------------------------------------------------- */
 
-static int read_model(cfg *c, int top, mplb_model *m) {
-    int t = cfg_get(c, top, "model");
-    int rc = 0;
-    long long v;
-    memset(m, 0, sizeof *m);
-    if (t == LUA_TSTRING) {
-        if (mplb_model_preset(lua_tostring(c->L, -1), m) < 0)
-            rc = cfg_fail(c, "model", "unknown model preset '%s' (give a table or one of "
-                          "deepseek-v3, qwen3-235b-a22b, qwen3-30b-a3b, mixtral-8x7b, "
-                          "olmoe-1b-7b, llama-4-maverick)", lua_tostring(c->L, -1));
-        lua_pop(c->L, 1);
-        return rc;
+#include "exp_keys.h"
+
+typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES } key_type;
+enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8 };
+enum {
+#define X(s, key, doc) S_##s,
+    MPLB_EXP_SECTIONS(X)
+#undef X
+    S_COUNT
+};
+static const char *const sect_key[S_COUNT] = {
+#define X(s, key, doc) key,
+    MPLB_EXP_SECTIONS(X)
+#undef X
+};
+static const char *const sect_doc[S_COUNT] = {
+#define X(s, key, doc) doc,
+    MPLB_EXP_SECTIONS(X)
+#undef X
+};
+
+typedef struct key_def {
+    int sect;
+    const char *name;
+    key_type type;
+    size_t off, size;
+    int flags;
+    const char *def;
+    double lo, hi;
+    const char *unit, *doc;
+} key_def;
+
+static const key_def keys[] = {
+#define X(s, k, t, f, fl, d, lo, hi, u, doc) \
+    {S_##s, #k, T_##t, offsetof(mplb_exp, f), sizeof(((mplb_exp *)0)->f), fl, d, lo, hi, u, doc},
+    MPLB_EXP_KEYS(X)
+#undef X
+};
+#define N_KEYS (int)(sizeof keys / sizeof keys[0])
+
+static const char *type_name(key_type t) {
+    static const char *const n[] = {"string", "integer", "integer", "integer", "number", "string", "string",
+                                    "trace name", "file name", "table", "preset or table", "list"};
+    return n[t];
+}
+
+/* "model.layers" for messages; the top section's keys have no prefix */
+static void key_path(const key_def *k, char *out, size_t cap) {
+    if (k->sect == S_TOP) snprintf(out, cap, "%s", k->name);
+    else snprintf(out, cap, "%s.%s", sect_key[k->sect], k->name);
+}
+
+/* An unknown key of section s: the closest key of s, or the section the key
+ * belongs to if it is a known key of another one. */
+static int unknown_key(cfg *c, int s, const char *key) {
+    const char *cands[N_KEYS];
+    int n = 0;
+    for (int i = 0; i < N_KEYS; i++)
+        if (keys[i].sect == s) cands[n++] = keys[i].name;
+    char path[256], hint[512] = "";
+    if (s == S_TOP) snprintf(path, sizeof path, "%s", key);
+    else snprintf(path, sizeof path, "%s.%s", sect_key[s], key);
+    const char *best = mplb_closest(key, cands, n);
+    for (int i = 0; i < N_KEYS && !best; i++)
+        if (keys[i].sect != s && !strcmp(keys[i].name, key) && keys[i].type != T_STR) {
+            char kp[128];
+            key_path(&keys[i], kp, sizeof kp);
+            snprintf(hint, sizeof hint, " ('%s' is a key of %s: %s)", key, keys[i].sect == S_TOP ? "the top table" : sect_key[keys[i].sect], kp);
+        }
+    if (best) snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+    if (!hint[0]) {
+        size_t h = (size_t)snprintf(hint, sizeof hint, " (known:");
+        for (int i = 0; i < n && h < sizeof hint; i++) h += (size_t)snprintf(hint + h, sizeof hint - h, " %s", cands[i]);
+        if (h < sizeof hint) snprintf(hint + h, sizeof hint - h, ")");
     }
-    if (t != LUA_TTABLE) {
-        rc = t == LUA_TNIL ? cfg_fail(c, "model", "%s", "missing (required)")
-                           : cfg_fail(c, "model", "expected a table or preset name, got %s",
-                                      lua_typename(c->L, t));
-        lua_pop(c->L, 1);
-        return rc;
+    return cfg_fail(c, path, "unknown key%s", hint);
+}
+
+/* Every key of the table at idx must be a known key of section s. */
+static int check_keys(cfg *c, int idx, int s) {
+    lua_State *L = c->L;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return cfg_fail(c, s == S_TOP ? "(top)" : sect_key[s], "%s",
+                            "holds a list element: only key = value entries belong here");
+        }
+        const char *key = lua_tostring(L, -1);
+        int known = 0;
+        for (int i = 0; i < N_KEYS && !known; i++) known = keys[i].sect == s && !strcmp(keys[i].name, key);
+        if (!known) {
+            char k[128];
+            snprintf(k, sizeof k, "%s", key);
+            lua_pop(L, 1);
+            return unknown_key(c, s, k);
+        }
     }
-    int i = lua_gettop(c->L);
-    char preset[MPLB_NAME_MAX];
-    if ((rc = cfg_str(c, i, "model.preset", "preset", 0, "", preset, sizeof preset)) < 0) goto out;
-    if (preset[0] && mplb_model_preset(preset, m) < 0) {
-        rc = cfg_fail(c, "model.preset", "unknown model preset '%s'", preset);
-        goto out;
+    return 0;
+}
+
+static int is_list(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) > 0;
+}
+
+/* Read one scalar key (value on the stack top) into out. */
+static int read_value(cfg *c, const key_def *k, const char *base_dir, mplb_exp *out) {
+    lua_State *L = c->L;
+    char path[128];
+    key_path(k, path, sizeof path);
+    char *dst = (char *)out + k->off;
+    int t = lua_type(L, -1);
+    if (t == LUA_TTABLE && is_list(L, -1))
+        return cfg_fail(c, path, "got a list (a sweep axis: run it with mplb sweep, or give one %s)", type_name(k->type));
+    switch (k->type) {
+    case T_INT: case T_I64: case T_U64: {
+        if (t != LUA_TNUMBER || !lua_isinteger(L, -1))
+            return cfg_fail(c, path, "expected an integer, got %s", t == LUA_TNUMBER ? "a non-integer number" : lua_typename(L, t));
+        long long v = lua_tointeger(L, -1);
+        if ((double)v < k->lo || (double)v > k->hi) {
+            char d[128];
+            snprintf(d, sizeof d, "%lld is outside [%.0f, %.0f]", v, k->lo, k->hi);
+            return cfg_fail(c, path, "%s", d);
+        }
+        if (k->type == T_INT) *(int *)dst = (int)v;
+        else if (k->type == T_I64) *(int64_t *)dst = v;
+        else *(uint64_t *)dst = (uint64_t)v;
+        return 0;
     }
-    int req = !preset[0];
-    if ((rc = cfg_str(c, i, "model.name", "name", 0, preset[0] ? preset : "custom", m->name, sizeof m->name)) < 0) goto out;
-#define INT_FIELD(f, lo, hi)                                                           \
-    if ((rc = cfg_int(c, i, "model." #f, #f, req, m->f, lo, hi, &v)) < 0) goto out;    \
-    m->f = (int)v;
-    INT_FIELD(layers, 1, 100000)
-    INT_FIELD(experts, 1, 1 << 20)
-    INT_FIELD(hidden, 1, 1 << 20)
-    INT_FIELD(ffn, 1, 1 << 22)
-    if ((rc = cfg_int(c, i, "model.top_k", "top_k", req, m->top_k, 1, m->experts < 64 ? m->experts : 64, &v)) < 0) goto out;
-    m->top_k = (int)v;
-    if ((rc = cfg_int(c, i, "model.shared_experts", "shared_experts", 0, m->shared_experts, 0, 64, &v)) < 0) goto out;
-    m->shared_experts = (int)v;
-#undef INT_FIELD
-out:
-    lua_pop(c->L, 1);
+    case T_NUM: {
+        if (t != LUA_TNUMBER) return cfg_fail(c, path, "expected a number, got %s", lua_typename(L, t));
+        double v = lua_tonumber(L, -1);
+        if (!(v >= k->lo && v <= k->hi)) {
+            char d[128];
+            snprintf(d, sizeof d, "%g is outside [%g, %g]", v, k->lo, k->hi);
+            return cfg_fail(c, path, "%s", d);
+        }
+        *(double *)dst = v;
+        return 0;
+    }
+    default: break;
+    }
+    if (t != LUA_TSTRING) return cfg_fail(c, path, "expected a string, got %s", lua_typename(L, t));
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (k->type == T_PRESET) {
+        if (mplb_model_preset(s, &out->model) < 0)
+            return cfg_fail(c, path, "unknown model preset '%s' (give a table or one of deepseek-v3, qwen3-235b-a22b, "
+                            "qwen3-30b-a3b, mixtral-8x7b, olmoe-1b-7b, llama-4-maverick)", s);
+        return 0;
+    }
+    if (k->type == T_ENUM) {
+        size_t kl = strlen(s);
+        for (const char *u = k->unit; *u;) {
+            const char *bar = strchr(u, '|');
+            size_t ul = bar ? (size_t)(bar - u) : strlen(u);
+            if (ul == kl && !strncmp(u, s, kl)) break;
+            if (!bar) {
+                char d[256], known[128];
+                size_t kn = 0;
+                for (const char *q = k->unit; *q && kn + 3 < sizeof known; q++) {
+                    if (*q == '|') { known[kn++] = ','; known[kn++] = ' '; }
+                    else known[kn++] = *q;
+                }
+                known[kn] = 0;
+                snprintf(d, sizeof d, "unknown %s '%s' (known: %s)", k->name, s, known);
+                return cfg_fail(c, path, "%s", d);
+            }
+            u = bar + 1;
+        }
+    }
+    if (n >= k->size) return cfg_fail(c, path, "%s", "string too long");
+    if (k->type == T_TRACE || k->type == T_DATA) {
+        int rc = k->type == T_TRACE ? mplb_find_data_ext("traces", s, ".h5", base_dir, dst, c->err)
+                                    : mplb_find_data("profiles", s, base_dir, dst, c->err);
+        if (rc < 0) {
+            char msg[MPLB_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", c->err->msg);
+            return cfg_fail(c, path, "%s", msg);
+        }
+        return 0;
+    }
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+/* Every default of the table (the text in its default column). */
+static void apply_defaults(mplb_exp *out) {
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        char *dst = (char *)out + k->off;
+        switch (k->type) {
+        case T_INT: *(int *)dst = (int)strtol(k->def, NULL, 10); break;
+        case T_I64: *(int64_t *)dst = strtoll(k->def, NULL, 10); break;
+        case T_U64: *(uint64_t *)dst = strtoull(k->def, NULL, 10); break;
+        case T_NUM: *(double *)dst = strtod(k->def, NULL); break;
+        case T_STR: case T_ENUM:
+            if (k->def[0] != '(') snprintf(dst, k->size, "%s", k->def);
+            break;
+        default: break;
+        }
+    }
+}
+
+static int read_policies(cfg *c, int i, const char *base_dir, mplb_exp *e);
+static void warn(mplb_exp *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Read section s from the table at idx (keys checked first, then each key of
+ * the table in order: a later key's requirement may depend on an earlier one). */
+static int read_section(cfg *c, int idx, int s, const char *base_dir, mplb_exp *out, int *present) {
+    int rc = check_keys(c, idx, s);
+    if (rc < 0) return rc;
+    lua_State *L = c->L;
+    int preset = 0;
+    for (int i = 0; i < N_KEYS && rc == 0; i++) {
+        const key_def *k = &keys[i];
+        if (k->sect != s) continue;
+        char path[128];
+        key_path(k, path, sizeof path);
+        int t = lua_getfield(L, idx, k->name);
+        int trace = !strcmp(out->workload.kind, "trace");
+        if (t == LUA_TNIL) {
+            int req = (k->flags & REQ) || ((k->flags & REQ_NOPRESET) && !preset) ||
+                      ((k->flags & REQ_SYNTH) && !trace) || ((k->flags & REQ_TRACE) && trace);
+            if (req) {
+                const char *why = k->flags & REQ_NOPRESET ? "missing (required without a preset)"
+                                : k->flags & REQ_SYNTH ? "missing (required for a synthetic workload)"
+                                : k->flags & REQ_TRACE ? "missing (required with kind = \"trace\")" : "missing (required)";
+                rc = cfg_fail(c, path, "%s", why);
+            }
+        } else {
+            present[i] = 1;
+            int top = lua_gettop(L);
+            if (k->type == T_TABLE) {
+                int sub = S_COUNT;
+                for (int j = 0; j < S_COUNT; j++) if (!strcmp(sect_key[j], k->name)) sub = j;
+                rc = t != LUA_TTABLE ? cfg_fail(c, path, "expected a table, got %s", lua_typename(L, t))
+                                     : read_section(c, top, sub, base_dir, out, present);
+            } else if (k->type == T_MODEL) {
+                if (t == LUA_TSTRING) {       /* model = "preset" is { preset = "preset" } */
+                    lua_createtable(L, 0, 1);
+                    lua_insert(L, -2);
+                    lua_setfield(L, -2, "preset");
+                }
+                rc = lua_type(L, top) != LUA_TTABLE || is_list(L, top)
+                         ? cfg_fail(c, path, "expected a table or preset name, got %s",
+                                    is_list(L, top) ? "a list (a sweep axis: use mplb sweep)" : lua_typename(L, t))
+                         : read_section(c, top, S_MODEL, base_dir, out, present);
+            } else if (k->type == T_POLICIES) {
+                rc = t != LUA_TTABLE ? cfg_fail(c, path, "expected a list, got %s", lua_typename(L, t))
+                                     : read_policies(c, top, base_dir, out);
+            } else {
+                rc = read_value(c, k, base_dir, out);
+                if (k->type == T_PRESET && rc == 0) preset = 1;
+            }
+        }
+        lua_pop(L, 1);
+    }
     return rc;
 }
 
-static int read_cluster(cfg *c, int top, mplb_cluster *cl) {
-    int t = cfg_get(c, top, "cluster");
-    int rc = 0;
-    long long v;
-    if (t != LUA_TTABLE) {
-        rc = t == LUA_TNIL ? cfg_fail(c, "cluster", "%s", "missing (required)")
-                           : cfg_fail(c, "cluster", "expected a table, got %s", lua_typename(c->L, t));
-        goto out;
-    }
-    int i = lua_gettop(c->L);
-    if ((rc = cfg_int(c, i, "cluster.nodes", "nodes", 0, 1, 1, 4096, &v)) < 0) goto out;
-    cl->nodes = (int)v;
-    if ((rc = cfg_int(c, i, "cluster.gpus_per_node", "gpus_per_node", 1, 0, 1, 1024, &v)) < 0) goto out;
-    cl->gpus_per_node = (int)v;
-    if ((rc = cfg_str(c, i, "cluster.profile", "profile", 0, "h100", cl->profile, sizeof cl->profile)) < 0) goto out;
-    rc = cfg_num(c, i, "cluster.expert_memory_gb", "expert_memory_gb", 0, 0, 0, 1e6, &cl->expert_memory_gb);
-out:
-    lua_pop(c->L, 1);
-    return rc;
+static int key_index(int s, const char *name) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (keys[i].sect == s && !strcmp(keys[i].name, name)) return i;
+    return -1;
 }
 
-static int read_workload(cfg *c, int top, const char *base_dir, mplb_workload_cfg *w) {
-    int t = cfg_get(c, top, "workload");
-    int rc = 0;
-    long long v;
-    if (t != LUA_TTABLE) {
-        rc = t == LUA_TNIL ? cfg_fail(c, "workload", "%s", "missing (required)")
-                           : cfg_fail(c, "workload", "expected a table, got %s", lua_typename(c->L, t));
-        goto out;
-    }
-    int i = lua_gettop(c->L);
-    if ((rc = cfg_str(c, i, "workload.kind", "kind", 0, "synthetic", w->kind, sizeof w->kind)) < 0) goto out;
-    int trace = strcmp(w->kind, "trace") == 0;
-    if (!trace && strcmp(w->kind, "synthetic") != 0) {
-        rc = cfg_fail(c, "workload.kind", "unknown workload kind '%s' (known: synthetic, trace)", w->kind);
-        goto out;
-    }
-    if ((rc = cfg_int(c, i, "workload.steps", "steps", 1, 0, 1, 100000000, &v)) < 0) goto out;
-    w->steps = (int)v;
-    if ((rc = cfg_int(c, i, "workload.tokens", "tokens", !trace, 0, 0, 1LL << 31, &v)) < 0) goto out;
-    w->tokens = v;
-    if ((rc = cfg_num(c, i, "workload.zipf", "zipf", 0, 1.0, 0, 10, &w->zipf)) < 0) goto out;
-    if ((rc = cfg_num(c, i, "workload.vision_frac", "vision_frac", 0, 0.0, 0, 1, &w->vision_frac)) < 0) goto out;
-    if ((rc = cfg_num(c, i, "workload.vision_zipf", "vision_zipf", 0, 1.5, 0, 10, &w->vision_zipf)) < 0) goto out;
-    if ((rc = cfg_int(c, i, "workload.families", "families", 0, 1, 1, 64, &v)) < 0) goto out;
-    w->families = (int)v;
-    if ((rc = cfg_num(c, i, "workload.drift", "drift", 0, 0.0, 0, 1, &w->drift)) < 0) goto out;
-    if ((rc = cfg_int(c, i, "workload.drift_period", "drift_period", 0, 50, 1, 100000000, &v)) < 0) goto out;
-    w->drift_period = (int)v;
-    if ((rc = cfg_num(c, i, "workload.layer_corr", "layer_corr", 0, 0.0, 0, 1, &w->layer_corr)) < 0) goto out;
-    if ((rc = cfg_num(c, i, "workload.src_affinity", "src_affinity", 0, 0.0, 0, 1, &w->src_affinity)) < 0) goto out;
-    if ((rc = cfg_int(c, i, "workload.prefill_every", "prefill_every", 0, 1, 1, 100000000, &v)) < 0) goto out;
-    w->prefill_every = (int)v;
-    if ((rc = cfg_int(c, i, "workload.decode_tokens", "decode_tokens", 0, 0, 0, 1LL << 31, &v)) < 0) goto out;
-    w->decode_tokens = v;
-    if (w->prefill_every > 1 && w->decode_tokens == 0) {
-        rc = cfg_fail(c, "workload.decode_tokens", "%s", "needed when prefill_every > 1 (tokens per decode step)");
-        goto out;
-    }
-    char name[MPLB_PATH_MAX];
-    if ((rc = cfg_str(c, i, "workload.skew_from", "skew_from", 0, "", name, sizeof name)) < 0) goto out;
-    if (name[0] && mplb_find_data_ext("traces", name, ".h5", base_dir, w->skew_from, c->err) < 0) {
-        rc = cfg_fail(c, "workload.skew_from", "%s", c->err->msg);
-        goto out;
-    }
-    if ((rc = cfg_str(c, i, "workload.file", "file", trace, "", name, sizeof name)) < 0) goto out;
-    if (trace && mplb_find_data_ext("traces", name, ".h5", base_dir, w->file, c->err) < 0)
-        rc = cfg_fail(c, "workload.file", "%s", c->err->msg);
-out:
-    lua_pop(c->L, 1);
-    return rc;
+static void warn(mplb_exp *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(mplb_exp *x, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t old = x->warnings ? strlen(x->warnings) : 0;
+    char *w = realloc(x->warnings, old + strlen(line) + 2);
+    if (!w) return;
+    memcpy(w + old, line, strlen(line));
+    w[old + strlen(line)] = '\n';
+    w[old + strlen(line) + 1] = 0;
+    x->warnings = w;
 }
 
-/* "threshold" + {["low"]="nvfp4",["tau"]=1.5,} -> "threshold(low=nvfp4,tau=1.5)" */
-static void make_label(mplb_policy_ref *p) {
+/* Checks across keys, after every key is read: errors where a combination
+ * cannot run, warnings where one setting makes another a no-op. */
+static int cross_checks(cfg *c, mplb_exp *x, const int *present) {
+    const mplb_workload_cfg *w = &x->workload;
+    if (x->model.top_k > x->model.experts) {
+        char d[128];
+        snprintf(d, sizeof d, "%d is more than model.experts = %d", x->model.top_k, x->model.experts);
+        return cfg_fail(c, "model.top_k", "%s", d);
+    }
+    if (w->prefill_every > 1 && w->decode_tokens == 0)
+        return cfg_fail(c, "workload.decode_tokens", "%s", "needed when prefill_every > 1 (tokens per decode step)");
+#define P(s, k) present[key_index(S_##s, #k)]
+    int trace = !strcmp(w->kind, "trace");
+    if (P(WORKLOAD, drift) && w->drift > 0 && w->families == 1)
+        warn(x, "%s: workload.drift = %g has no effect with workload.families = 1 (drift swings the mix of families)",
+             x->path, w->drift);
+    if (P(WORKLOAD, drift_period) && w->drift == 0)
+        warn(x, "%s: workload.drift_period has no effect with workload.drift = 0", x->path);
+    if (P(WORKLOAD, src_affinity) && w->src_affinity > 0 && w->families == 1)
+        warn(x, "%s: workload.src_affinity = %g has no effect with workload.families = 1", x->path, w->src_affinity);
+    if (P(WORKLOAD, vision_zipf) && w->vision_frac == 0 && !trace)
+        warn(x, "%s: workload.vision_zipf has no effect with workload.vision_frac = 0 (no vision tokens)", x->path);
+    if (P(WORKLOAD, decode_tokens) && w->prefill_every == 1)
+        warn(x, "%s: workload.decode_tokens has no effect with workload.prefill_every = 1 (every step is a prefill)",
+             x->path);
+    if (P(WORKLOAD, skew_from) && trace)
+        warn(x, "%s: workload.skew_from has no effect with workload.kind = \"trace\" (the trace's routing is used)", x->path);
+    if (trace) {
+        static const char *const synth_only[] = {"zipf", "vision_frac", "families", "drift", "layer_corr"};
+        for (size_t i = 0; i < sizeof synth_only / sizeof *synth_only; i++)
+            if (present[key_index(S_WORKLOAD, synth_only[i])])
+                warn(x, "%s: workload.%s has no effect with workload.kind = \"trace\" (the trace's routing is used)",
+                     x->path, synth_only[i]);
+    }
+#undef P
+    return 0;
+}
+
+/* ---- policies --------------------------------------------------------------- */
+
+/* Append value at idx as label text: strings bare, the rest as Lua writes them. */
+static void label_value(lua_State *L, int idx, char *out, size_t cap) {
+    if (lua_type(L, idx) == LUA_TSTRING) { snprintf(out, cap, "%s", lua_tostring(L, idx)); return; }
+    char *s = mplb_lua_serialize(L, idx);
+    snprintf(out, cap, "%s", s ? s : "?");
+    for (char *q = out; *q; q++) if (*q == '"' || *q == '[' || *q == ']') memmove(q, q + 1, strlen(q)), q--;
+    free(s);
+}
+
+/* "threshold(low=nvfp4,tau=1.5; min_tokens=2048,...)": the params the
+ * experiment sets, then after "; " the policy's defaults it kept. */
+static void make_label(cfg *c, mplb_policy_ref *p, int given, const char *merged) {
+    lua_State *L = c->L;
     size_t n = (size_t)snprintf(p->label, sizeof p->label, "%s", p->name);
-    if (!p->params || strcmp(p->params, "{}") == 0) return;
-    char tmp[sizeof p->label];
-    size_t k = 0;
-    for (const char *c = p->params + 1; c[1] && k + 1 < sizeof tmp; c++) {
-        if (*c == '"' || *c == '[' || *c == ']') continue;
-        if (*c == ',' && c[1] == '}') continue;
-        tmp[k++] = *c;
+    char code[8192];
+    snprintf(code, sizeof code, "return %s", merged);
+    if (luaL_loadstring(L, code) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return;
     }
-    tmp[k] = 0;
-    snprintf(p->label + n, sizeof p->label - n, "(%s)", tmp);
+    int all = lua_gettop(L);
+    const char *ks[128];
+    int nk = 0;
+    lua_pushnil(L);
+    while (lua_next(L, all) && nk < 128) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) ks[nk++] = lua_tostring(L, -1);
+    }
+    if (nk == 128) lua_pop(L, 1);
+    for (int i = 1; i < nk; i++)   /* sort the names: one label per params set */
+        for (int j = i; j > 0 && strcmp(ks[j - 1], ks[j]) > 0; j--) { const char *t = ks[j]; ks[j] = ks[j - 1]; ks[j - 1] = t; }
+    int first = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        int sep = pass == 1 && !first;
+        for (int i = 0; i < nk; i++) {
+            lua_getfield(L, given, ks[i]);
+            int is_given = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (is_given != (pass == 0)) continue;
+            char v[256];
+            lua_getfield(L, all, ks[i]);
+            label_value(L, -1, v, sizeof v);
+            lua_pop(L, 1);
+            if (n < sizeof p->label)
+                n += (size_t)snprintf(p->label + n, sizeof p->label - n, "%s%s=%s", first ? "(" : sep ? "; " : ",", ks[i], v);
+            first = 0;
+            sep = 0;
+        }
+    }
+    if (!first && n < sizeof p->label) snprintf(p->label + n, sizeof p->label - n, ")");
+    lua_pop(L, 1);
 }
 
-static int read_policies(cfg *c, int top, const char *base_dir, mplb_exp *e) {
-    int t = cfg_get(c, top, "policies");
+static int read_policies(cfg *c, int i, const char *base_dir, mplb_exp *e) {
+    lua_State *L = c->L;
     int rc = 0;
-    if (t != LUA_TTABLE) {
-        rc = t == LUA_TNIL ? cfg_fail(c, "policies", "%s", "missing (required)")
-                           : cfg_fail(c, "policies", "expected a list, got %s", lua_typename(c->L, t));
-        goto out;
+    int n = (int)luaL_len(L, i);
+    if (n < 1) return cfg_fail(c, "policies", "%s", "empty list");
+    {   /* only a list: a key here is a typo of something else */
+        lua_pushnil(L);
+        while (lua_next(L, i)) {
+            lua_pop(L, 1);
+            if (!lua_isinteger(L, -1)) {
+                char d[160];
+                snprintf(d, sizeof d, "has a key '%s': policies is a list of names or {\"name\", param = value}",
+                         lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+                lua_pop(L, 1);
+                return cfg_fail(c, "policies", "%s", d);
+            }
+        }
     }
-    int i = lua_gettop(c->L);
-    int n = (int)luaL_len(c->L, i);
-    if (n < 1) { rc = cfg_fail(c, "policies", "%s", "empty list"); goto out; }
     e->policies = calloc((size_t)n, sizeof *e->policies);
-    if (!e->policies) { rc = mplb_err_set(c->err, MPLB_ENOMEM, "out of memory"); goto out; }
+    if (!e->policies) return mplb_err_set(c->err, MPLB_ENOMEM, "out of memory");
     e->n_policies = n;
-    for (int k = 1; k <= n; k++) {
+    for (int k = 1; k <= n && rc == 0; k++) {
         char path[64];
         snprintf(path, sizeof path, "policies[%d]", k);
         mplb_policy_ref *p = &e->policies[k - 1];
-        int pt = lua_geti(c->L, i, k);
+        int pt = lua_geti(L, i, k);
+        int pi = lua_gettop(L);
+        lua_newtable(L);      /* the params the experiment gives */
+        int given = pi + 1;
         if (pt == LUA_TSTRING) {
-            snprintf(p->name, sizeof p->name, "%s", lua_tostring(c->L, -1));
-            p->params = strdup("{}");
+            snprintf(p->name, sizeof p->name, "%s", lua_tostring(L, pi));
         } else if (pt == LUA_TTABLE) {
             /* { "threshold", tau = 1.5 }: element 1 names the policy, the rest are params */
-            int pi = lua_gettop(c->L);
-            if (lua_geti(c->L, pi, 1) != LUA_TSTRING) {
-                lua_pop(c->L, 2);
-                rc = cfg_fail(c, path, "%s", "a policy table needs its name as element 1, e.g. {\"threshold\", tau = 1.5}");
-                goto out;
+            if (lua_geti(L, pi, 1) != LUA_TSTRING) {
+                lua_settop(L, pi - 1);
+                return cfg_fail(c, path, "%s", "a policy table needs its name as element 1, e.g. {\"threshold\", tau = 1.5}");
             }
-            snprintf(p->name, sizeof p->name, "%s", lua_tostring(c->L, -1));
-            lua_pop(c->L, 1);
-            if (lua_getfield(c->L, pi, "label") == LUA_TSTRING)
-                snprintf(p->label, sizeof p->label, "%s", lua_tostring(c->L, -1));
-            lua_pop(c->L, 1);
-            lua_newtable(c->L);
-            lua_pushnil(c->L);
-            while (lua_next(c->L, pi)) {
-                if (lua_type(c->L, -2) == LUA_TSTRING && strcmp(lua_tostring(c->L, -2), "label") != 0) {
-                    lua_pushvalue(c->L, -2);
-                    lua_insert(c->L, -2);
-                    lua_settable(c->L, -4);
-                } else lua_pop(c->L, 1);
+            snprintf(p->name, sizeof p->name, "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            if (lua_rawlen(L, pi) > 1) {
+                lua_settop(L, pi - 1);
+                return cfg_fail(c, path, "%s", "only element 1 (the name) may be unnamed: write params as name = value");
             }
-            p->params = mplb_lua_serialize(c->L, -1);
-            lua_pop(c->L, 1);
-            if (!p->params) {
-                lua_pop(c->L, 1);
-                rc = cfg_fail(c, path, "%s", "parameters must be numbers, strings, booleans or tables");
-                goto out;
+            if (lua_getfield(L, pi, "label") == LUA_TSTRING)
+                snprintf(p->label, sizeof p->label, "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            while (lua_next(L, pi)) {
+                if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "label") != 0) {
+                    lua_pushvalue(L, -2);
+                    lua_insert(L, -2);
+                    lua_settable(L, given);
+                } else lua_pop(L, 1);
             }
         } else {
-            lua_pop(c->L, 1);
-            rc = cfg_fail(c, path, "expected a policy name or {name, params...}, got %s", lua_typename(c->L, pt));
-            goto out;
+            lua_settop(L, pi - 1);
+            return cfg_fail(c, path, "expected a policy name or {name, params...}, got %s", lua_typename(L, pt));
         }
-        lua_pop(c->L, 1);
-        if (mplb_find_data("policies", p->name, base_dir, p->path, c->err) < 0) {
-            rc = cfg_fail(c, path, "%s", c->err->msg);
-            goto out;
+        p->params = mplb_lua_serialize(L, given);
+        if (!p->params) rc = cfg_fail(c, path, "%s", "parameters must be numbers, strings, booleans or tables");
+        if (rc == 0 && mplb_find_data("policies", p->name, base_dir, p->path, c->err) < 0) {
+            char msg[MPLB_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", c->err->msg);
+            rc = cfg_fail(c, path, "%s", msg);
         }
-        const char *slash = strrchr(p->name, '/');
-        if (slash) memmove(p->name, slash + 1, strlen(slash + 1) + 1);
-        char *dot = strstr(p->name, ".lua");
-        if (dot) *dot = 0;
-        if (!p->label[0]) make_label(p);
+        if (rc == 0) {
+            const char *slash = strrchr(p->name, '/');
+            if (slash) memmove(p->name, slash + 1, strlen(slash + 1) + 1);
+            char *dot = strstr(p->name, ".lua");
+            if (dot) *dot = 0;
+            /* open the policy once: its P.params check the names given and
+             * give the defaults the label shows */
+            mplb_policy *pol;
+            if (mplb_policy_open(p->path, p->params, NULL, NULL, &pol, c->err) < 0) {
+                char msg[MPLB_ERR_MSG_MAX], where[128];
+                snprintf(msg, sizeof msg, "%s", c->err->msg);
+                /* point at the line of the offending param when the message names one */
+                const char *q = strstr(msg, "parameter '");
+                if (q) {
+                    const char *b = q + 11, *end = strchr(b, '\'');
+                    snprintf(where, sizeof where, "%s.%.*s", path, end ? (int)(end - b) : 0, b);
+                } else snprintf(where, sizeof where, "%s", path);
+                rc = cfg_fail(c, where, "%s", msg);
+                if (q) c->err->code = MPLB_ECONFIG;
+            } else {
+                if (!p->label[0]) make_label(c, p, given, mplb_policy_params(pol));
+                char msg[512];
+                rc = mplb_policy_check(pol, e, msg, sizeof msg, c->err);
+                if (rc == 0 && msg[0]) warn(e, "%s: %s (%s): %s", e->path, path, p->name, msg);
+                mplb_policy_close(pol);
+            }
+        }
+        lua_settop(L, pi - 1);
     }
-out:
-    lua_pop(c->L, 1);
     return rc;
 }
+
+/* ---- experiment ---------------------------------------------------------- */
 
 int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
                   mplb_exp *out, mplb_err *err) {
@@ -398,12 +662,23 @@ int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
 
 int mplb_exp_load_ex(const char *path, const char *base, const char *const *sets, int n_sets,
                      mplb_exp *out, mplb_err *err) {
+    char *src;
+    int rc = mplb_read_file(path, &src, NULL, err);
+    if (rc < 0) { memset(out, 0, sizeof *out); return rc; }
+    rc = mplb_exp_load_text(src, path, NULL, base, sets, n_sets, out, err);
+    free(src);
+    return rc;
+}
+
+int mplb_exp_load_text(const char *text, const char *path, const char *lines_src, const char *base,
+                       const char *const *sets, int n_sets, mplb_exp *out, mplb_err *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->path, sizeof out->path, "%s", path);
+    out->source = strdup(text);
+    if (!out->source) return mplb_err_set(err, MPLB_ENOMEM, "out of memory");
     mplb_lsb sb;
-    int rc = mplb_read_file(path, &out->source, NULL, err);
-    if (rc < 0) return rc;
-    if ((rc = mplb_lsb_open(&sb, CFG_MEM_LIMIT, CFG_INSTR_LIMIT, err)) < 0) return rc;
+    int rc;
+    if ((rc = mplb_lsb_open(&sb, CFG_MEM_LIMIT, CFG_INSTR_LIMIT, err)) < 0) { mplb_exp_free(out); return rc; }
     char chunk[MPLB_PATH_MAX + 1];
     snprintf(chunk, sizeof chunk, "@%s", path);
     if ((rc = mplb_lsb_dostring(&sb, out->source, chunk, 1, err)) < 0) goto fail;
@@ -416,35 +691,19 @@ int mplb_exp_load_ex(const char *path, const char *base, const char *const *sets
     int top = lua_gettop(L);
     for (int s = 0; s < n_sets; s++)
         if ((rc = mplb_lua_apply_set(&sb, top, sets[s], path, err)) < 0) goto fail;
-    cfg c = {L, path, out->source, err};
+    cfg c = {L, path, lines_src ? lines_src : out->source, err};
     char base_dir[MPLB_PATH_MAX];
     if (base) snprintf(base_dir, sizeof base_dir, "%s", base);
     else dir_of(path, base_dir, sizeof base_dir);
     snprintf(out->base_dir, sizeof out->base_dir, "%s", base_dir);
-    long long v;
-    char def_name[MPLB_NAME_MAX];
     const char *b = strrchr(path, '/');
-    snprintf(def_name, sizeof def_name, "%s", b ? b + 1 : path);
-    char *dot = strstr(def_name, ".lua");
+    snprintf(out->name, sizeof out->name, "%s", b ? b + 1 : path);
+    char *dot = strstr(out->name, ".lua");
     if (dot) *dot = 0;
-    if ((rc = cfg_str(&c, top, "name", "name", 0, def_name, out->name, sizeof out->name)) < 0) goto fail;
-    if ((rc = read_model(&c, top, &out->model)) < 0) goto fail;
-    if ((rc = read_cluster(&c, top, &out->cluster)) < 0) goto fail;
-    if ((rc = read_workload(&c, top, base_dir, &out->workload)) < 0) goto fail;
-    if ((rc = read_policies(&c, top, base_dir, out)) < 0) goto fail;
-    if ((rc = cfg_str(&c, top, "backend", "backend", 0, "model", out->backend, sizeof out->backend)) < 0) goto fail;
-    if (strcmp(out->backend, "model") != 0 && strcmp(out->backend, "cpu") != 0 && strcmp(out->backend, "cuda") != 0) {
-        rc = cfg_fail(&c, "backend", "unknown backend '%s' (known: model, cpu, cuda)", out->backend);
-        goto fail;
-    }
-    char acc[MPLB_PATH_MAX];
-    if ((rc = cfg_str(&c, top, "accuracy", "accuracy", 0, "", acc, sizeof acc)) < 0) goto fail;
-    if (acc[0] && mplb_find_data("profiles", acc, base_dir, out->accuracy, err) < 0) {
-        rc = cfg_fail(&c, "accuracy", "%s", err->msg);
-        goto fail;
-    }
-    if ((rc = cfg_int(&c, top, "seed", "seed", 0, 1, 0, INT64_MAX, &v)) < 0) goto fail;
-    out->seed = (uint64_t)v;
+    apply_defaults(out);
+    int present[N_KEYS] = {0};
+    if ((rc = read_section(&c, top, S_TOP, base_dir, out, present)) < 0) goto fail;
+    if ((rc = cross_checks(&c, out, present)) < 0) goto fail;
     out->resolved = mplb_lua_serialize(L, top);
     if (!out->resolved) {
         rc = mplb_err_set(err, MPLB_ECONFIG, "%s: the experiment table may hold only data "
@@ -464,7 +723,62 @@ void mplb_exp_free(mplb_exp *exp) {
     free(exp->policies);
     free(exp->source);
     free(exp->resolved);
+    free(exp->warnings);
     exp->policies = NULL;
-    exp->source = exp->resolved = NULL;
+    exp->source = exp->resolved = exp->warnings = NULL;
     exp->n_policies = 0;
+}
+
+/* ---- the reference ------------------------------------------------------- */
+
+static void md_cell(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '|') fputs("\\|", f);
+        else fputc(*s, f);
+    }
+}
+
+int mplb_exp_reference(FILE *f) {
+    fputs("# Experiment reference\n\n"
+          "<!-- generated by `mplb help experiment` from core/lua/exp_keys.h; do not edit by hand:\n"
+          "     ./build/mplb help experiment > docs/experiment-reference.md -->\n\n"
+          "An experiment is a Lua file returning a table with the keys below. An unknown key at any level\n"
+          "is an error naming the file, line and the closest known key. Any list-valued key is a sweep\n"
+          "axis (`mplb sweep`); `--set key=value` overrides a key (`--set workload.tokens=4096`,\n"
+          "`--set policies.threshold.tau=1.1`). A key that another makes a no-op (for instance\n"
+          "`workload.drift` with `workload.families = 1`) draws a warning naming both.\n", f);
+    for (int s = 0; s < S_COUNT; s++) {
+        if (s == S_TOP) fputs("\n## The top table\n\n", f);
+        else fprintf(f, "\n## `%s`: %s\n\n", sect_key[s], sect_doc[s]);
+        fputs("| key | type | default | range or values | unit | meaning |\n|---|---|---|---|---|---|\n", f);
+        for (int i = 0; i < N_KEYS; i++) {
+            const key_def *k = &keys[i];
+            if (k->sect != s) continue;
+            int req = k->flags & (REQ | REQ_NOPRESET | REQ_SYNTH | REQ_TRACE);
+            const char *reqs = k->flags & REQ ? "required" : k->flags & REQ_NOPRESET ? "required without a preset"
+                             : k->flags & REQ_SYNTH ? "required (synthetic)" : "required (trace)";
+            char range[96] = "";
+            if (k->type == T_INT || k->type == T_I64 || k->type == T_U64) {
+                if (k->hi >= 9e18) snprintf(range, sizeof range, "%.0f .. 2^63-1", k->lo);
+                else snprintf(range, sizeof range, "%.0f .. %.0f", k->lo, k->hi);
+            } else if (k->type == T_NUM) snprintf(range, sizeof range, "%g .. %g", k->lo, k->hi);
+            else if (k->type == T_ENUM) snprintf(range, sizeof range, "%s", k->unit);
+            fprintf(f, "| `%s` | %s | ", k->name, type_name(k->type));
+            if (req) md_cell(f, reqs);
+            else if (!k->def[0]) fputs("none", f);
+            else if (k->def[0] == '(') md_cell(f, k->def);
+            else if (k->type == T_STR || k->type == T_ENUM) fprintf(f, "`\"%s\"`", k->def);
+            else fprintf(f, "`%s`", k->def);
+            fputs(" | ", f);
+            md_cell(f, range);
+            fputs(" | ", f);
+            md_cell(f, k->type == T_ENUM ? "" : k->unit);
+            fputs(" | ", f);
+            md_cell(f, k->doc);
+            fputs(" |\n", f);
+        }
+    }
+    fputs("\nPolicy parameters are each policy's `P.params` (see `docs/writing-policies.md`); a run's\n"
+          "labels show every parameter, the ones the experiment sets first, then after `;` the defaults.\n", f);
+    return 0;
 }

@@ -43,6 +43,15 @@ static int arr_len(const mplb_obs *o, arr_kind k) {
     return k <= ARR_RANK_MEM ? o->ranks : o->experts;
 }
 
+/* obs.rank_load[0] or obs.expert_load["x"]: an error at the policy's line,
+ * since a nil here would only fail lines later (or silently skip a branch). */
+static int arr_bad_index(lua_State *L, const arr_view *v) {
+    int n = arr_len(&v->pol->obs, v->kind);
+    if (lua_isinteger(L, 2))
+        return luaL_error(L, "obs.%s[%d]: index out of range 1..%d", arr_names[v->kind], (int)lua_tointeger(L, 2), n);
+    return luaL_error(L, "obs.%s[...]: expected an integer index 1..%d, got %s", arr_names[v->kind], n, luaL_typename(L, 2));
+}
+
 /* The array metatables hide themselves (__metatable), so these metamethods
  * only ever see their own userdata: no luaL_checkudata on the hot path. */
 static int arr_index(lua_State *L) {
@@ -50,7 +59,7 @@ static int arr_index(lua_State *L) {
     const mplb_obs *o = &v->pol->obs;
     int isnum;
     lua_Integer i = lua_tointegerx(L, 2, &isnum);
-    if (!isnum || i < 1 || i > arr_len(o, v->kind)) { lua_pushnil(L); return 1; }
+    if (!isnum || i < 1 || i > arr_len(o, v->kind)) return arr_bad_index(L, v);
     size_t j = (size_t)(i - 1);
     switch (v->kind) {
     case ARR_RANK_LOAD: lua_pushnumber(L, o->rank_load[j]); break;
@@ -242,6 +251,41 @@ static int act_replicate(lua_State *L) {
     return 0;
 }
 
+/* __index of the obs fields and act methods tables, reached only for a name
+ * they lack: an error at the policy's file:line naming the closest name.
+ * Upvalue 1: the table, 2: "obs" or "act". */
+static int strict_index(lua_State *L) {
+    const char *what = lua_tostring(L, lua_upvalueindex(2));
+    const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    if (!key) return luaL_error(L, "%s has no entry %s (fields are named: %s.name)", what, luaL_tolstring(L, 2, NULL), what);
+    const char *names[64];
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, lua_upvalueindex(1))) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING && n < 64) names[n++] = lua_tostring(L, -1);
+    }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) { const char *t = names[j]; names[j] = names[j - 1]; names[j - 1] = t; }
+    const char *best = mplb_closest(key, names, n);
+    if (best) return luaL_error(L, "%s has no %s '%s' (did you mean '%s'?)", what, *what == 'o' ? "field" : "method", key, best);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < n; i++) { if (i) luaL_addstring(&b, ", "); luaL_addstring(&b, names[i]); }
+    luaL_pushresult(&b);
+    return luaL_error(L, "%s has no %s '%s' (known: %s)", what, *what == 'o' ? "field" : "method", key, lua_tostring(L, -1));
+}
+
+/* Give the table on the stack top a metatable whose __index is strict_index. */
+static void make_strict(lua_State *L, const char *what) {
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, what);
+    lua_pushcclosure(L, strict_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+}
+
 static const luaL_Reg act_methods[] = {
     {"rank_precision", act_rank_precision},
     {"expert_precision", act_expert_precision},
@@ -385,6 +429,14 @@ static int build_views(mplb_policy *pol) {
     lua_pushlightuserdata(L, pol);
     lua_pushcclosure(L, obs_src_load, 1);
     lua_setfield(L, -2, "src_load");
+    /* the scalars exist before make_strict, so only a missing name reaches it */
+    static const char *const scalar_names[] = {"step", "layer", "layers", "ranks", "experts", "top_k", "nodes",
+                                               "gpus_per_node", "tokens", "mem_budget", "expert_bytes"};
+    for (size_t i = 0; i < sizeof scalar_names / sizeof *scalar_names; i++) {
+        lua_pushinteger(L, 0);
+        lua_setfield(L, -2, scalar_names[i]);
+    }
+    make_strict(L, "obs");
     lua_pushvalue(L, -1);
     pol->ref_fields = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newmetatable(L, OBS_MT);
@@ -398,6 +450,7 @@ static int build_views(mplb_policy *pol) {
     pol->ref_obs = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newmetatable(L, ACT_MT);
     luaL_newlib(L, act_methods);
+    make_strict(L, "act");
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "act"); lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
@@ -406,6 +459,25 @@ static int build_views(mplb_policy *pol) {
     luaL_setmetatable(L, ACT_MT);
     pol->ref_act = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
+}
+
+/* "policy has no parameter 'taux' (did you mean 'tau'? known: low, tau)" */
+static int unknown_param(lua_State *L, int pt, const char *path, const char *k, mplb_err *err) {
+    const char *names[64];
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, pt)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING && n < 64) names[n++] = lua_tostring(L, -1);
+    }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) { const char *t = names[j]; names[j] = names[j - 1]; names[j - 1] = t; }
+    char known[600] = "";
+    size_t kn = 0;
+    for (int i = 0; i < n && kn < sizeof known; i++) kn += (size_t)snprintf(known + kn, sizeof known - kn, "%s%s", i ? ", " : "", names[i]);
+    const char *best = mplb_closest(k, names, n);
+    return mplb_err_set(err, MPLB_ECONFIG, "%s: policy has no parameter '%s' (%s%s%sknown: %s)", path, k,
+                        best ? "did you mean '" : "", best ? best : "", best ? "'? " : "", n ? known : "none");
 }
 
 /* Merge the experiment's params over P.params; an unknown name is an error,
@@ -428,13 +500,27 @@ static int merge_params(mplb_policy *pol, const char *params, mplb_err *err) {
         if ((rc = mplb_lsb_dostring(&pol->sb, code, "=params", 1, err)) < 0) { lua_settop(L, pt - 2); return rc; }
         lua_pushnil(L);
         while (lua_next(L, -2)) {
+            if (lua_type(L, -2) != LUA_TSTRING) {
+                rc = mplb_err_set(err, MPLB_ECONFIG, "%s: policy params are name = value pairs (got a list element)", pol->path);
+                break;
+            }
             const char *k = lua_tostring(L, -2);
-            lua_getfield(L, pt, k);
-            int known = !lua_isnil(L, -1);
+            int dt = lua_getfield(L, pt, k), vt = lua_type(L, -2);
             lua_pop(L, 1);
-            if (!known) {
-                rc = mplb_err_set(err, MPLB_ECONFIG, "%s: policy has no parameter '%s' (its P.params lists the known ones)",
-                                  pol->path, k);
+            if (dt == LUA_TNIL) {
+                rc = unknown_param(L, pt, pol->path, k, err);
+                break;
+            }
+            /* a value of another type than the default's is a typo too
+             * ("--param low=nvfp" is fine, "--param tau=1.1.2" is not) */
+            if (dt != vt && !(dt == LUA_TTABLE || vt == LUA_TTABLE)) {
+                lua_getfield(L, pt, k);
+                char *d = mplb_lua_serialize(L, -1);
+                lua_pop(L, 1);
+                rc = mplb_err_set(err, MPLB_ECONFIG, "%s: parameter '%s' expects a %s (default %s), got %s%s%s%s", pol->path, k,
+                                  lua_typename(L, dt), d ? d : "?", lua_typename(L, vt), vt == LUA_TSTRING ? " '" : "",
+                                  vt == LUA_TSTRING ? lua_tostring(L, -1) : "", vt == LUA_TSTRING ? "'" : "");
+                free(d);
                 break;
             }
             lua_pushvalue(L, -2);
@@ -562,6 +648,32 @@ void mplb_policy_close(mplb_policy *pol) {
     free(pol->by_rank);
     free(pol->rank_start);
     free(pol);
+}
+
+int mplb_policy_check(mplb_policy *pol, const mplb_exp *x, char *out, size_t cap, mplb_err *err) {
+    lua_State *L = pol->sb.L;
+    out[0] = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+    if (lua_getfield(L, -1, "check") != LUA_TFUNCTION) { lua_pop(L, 2); return 0; }
+    lua_remove(L, -2);
+    const mplb_workload_cfg *w = &x->workload;
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, w->tokens); lua_setfield(L, -2, "tokens");
+    lua_pushinteger(L, w->prefill_every > 1 ? w->decode_tokens : 0); lua_setfield(L, -2, "decode_tokens");
+    lua_pushinteger(L, w->steps); lua_setfield(L, -2, "steps");
+    lua_pushstring(L, w->kind); lua_setfield(L, -2, "kind");
+    lua_pushnumber(L, w->vision_frac); lua_setfield(L, -2, "vision_frac");
+    lua_pushinteger(L, x->model.layers); lua_setfield(L, -2, "layers");
+    lua_pushinteger(L, x->model.experts); lua_setfield(L, -2, "experts");
+    lua_pushinteger(L, x->model.top_k); lua_setfield(L, -2, "top_k");
+    lua_pushinteger(L, x->cluster.nodes); lua_setfield(L, -2, "nodes");
+    lua_pushinteger(L, x->cluster.nodes * x->cluster.gpus_per_node); lua_setfield(L, -2, "ranks");
+    int rc = mplb_lsb_pcall(&pol->sb, 1, 1, "check", err);
+    if (rc < 0) { mplb_err_wrap(err, "policy %s", pol->path); return rc; }
+    if (lua_type(L, -1) == LUA_TSTRING) snprintf(out, cap, "%s", lua_tostring(L, -1));
+    else if (!lua_isnil(L, -1)) rc = mplb_err_set(err, MPLB_EPOLICY, "policy %s: P.check must return nil or a message", pol->path);
+    lua_pop(L, 1);
+    return rc;
 }
 
 const char *mplb_policy_source(const mplb_policy *pol) { return pol->source; }

@@ -5,7 +5,8 @@
  * profiles/ returning the chip's peaks. Both run in a Lua state with no io,
  * os or package library. Every field is checked; a bad one yields an error
  * "FILE:LINE: field PATH: what is wrong" (the line when the key can be found
- * in the source). The caller owns the result and frees it with *_free.
+ * in the source); an unknown key names the closest known one. The known keys
+ * are one table (core/lua/exp_keys.h), also docs/experiment-reference.md. The caller owns the result and frees it with *_free.
  *
  *   mplb_exp exp; mplb_err err;
  *   if (mplb_exp_load("experiments/demo.lua", NULL, 0, &exp, &err) < 0) ...
@@ -15,12 +16,14 @@
 #define MPLB_CONFIG_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "mplb/err.h"
 #include "mplb/prec.h"
 
 #define MPLB_NAME_MAX 64
 #define MPLB_PATH_MAX 1024
 #define MPLB_EFF_MAX 16
+#define MPLB_LABEL_MAX 256
 
 typedef struct mplb_model {
     char name[MPLB_NAME_MAX];
@@ -53,7 +56,7 @@ typedef struct mplb_workload_cfg {
 
 typedef struct mplb_policy_ref {
     char name[MPLB_NAME_MAX];
-    char label[2 * MPLB_NAME_MAX]; /* name(params) unless the experiment gives label = "..." */
+    char label[MPLB_LABEL_MAX];   /* name(given params; defaults) unless the experiment gives label = "..." */
     char path[MPLB_PATH_MAX];
     char *params;                 /* Lua table constructor text, e.g. "{tau=1.5}" */
 } mplb_policy_ref;
@@ -73,6 +76,7 @@ typedef struct mplb_exp {
     char accuracy[MPLB_PATH_MAX]; /* an accuracy table (mplb calibrate --accuracy), or "" */
     int transport_used;           /* set by the CLI: layers ran over a transport (for labels) */
     uint64_t seed;
+    char *warnings;               /* "FILE: a.b has no effect with c.d ...\n" lines, or NULL */
 } mplb_exp;
 
 typedef struct mplb_eff_pt { double n, eff; } mplb_eff_pt;
@@ -103,7 +107,13 @@ int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
  * of beside path (a sweep's point files live elsewhere than their experiment). */
 int mplb_exp_load_ex(const char *path, const char *base_dir, const char *const *sets, int n_sets,
                      mplb_exp *out, mplb_err *err);
+/* The same from text: path names it in messages, lines_src (or text) is
+ * searched for a key's line (a sweep point checked against its experiment). */
+int mplb_exp_load_text(const char *text, const char *path, const char *lines_src, const char *base_dir,
+                       const char *const *sets, int n_sets, mplb_exp *out, mplb_err *err);
 void mplb_exp_free(mplb_exp *exp);
+/* Write docs/experiment-reference.md (markdown) from the table of keys. */
+int mplb_exp_reference(FILE *f);
 
 /* Load profiles/NAME.lua (or a path). A profile may say inherit = "h100". */
 int mplb_profile_load(const char *name_or_path, const char *base_dir,

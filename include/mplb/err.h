@@ -55,4 +55,8 @@ int mplb_err_wrap(mplb_err *err, const char *fmt, ...)
 
 const char *mplb_strerror(int code);
 
+/* The candidate closest to word (edit distance, small enough to be a typo),
+ * or NULL: for "did you mean" in messages about unknown names. */
+const char *mplb_closest(const char *word, const char *const *cands, int n);
+
 #endif

@@ -56,6 +56,11 @@ int mplb_policy_open(const char *path, const char *params, const mplb_policy_lim
 int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, mplb_err *err);
 int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *err);
 void mplb_policy_close(mplb_policy *pol);
+/* P.check(exp), if the policy has one, on the experiment's shape (tokens,
+ * decode_tokens, steps, kind, vision_frac, layers, experts, top_k, nodes,
+ * ranks): a message in out when a param makes the policy a no-op there
+ * ("min_tokens = 2048 is above every batch"), else out = "". */
+int mplb_policy_check(mplb_policy *pol, const mplb_exp *x, char *out, size_t cap, mplb_err *err);
 /* The policy's source text and its resolved params as Lua text (owned by pol). */
 const char *mplb_policy_source(const mplb_policy *pol);
 const char *mplb_policy_params(const mplb_policy *pol);

@@ -25,7 +25,7 @@ typedef struct mplb_run_opts {
 } mplb_run_opts;
 
 typedef struct mplb_policy_summary {
-    char name[2 * MPLB_NAME_MAX];
+    char name[MPLB_LABEL_MAX];
     long rows;
     double sum_t_layer, sum_t_baseline, sum_imbalance, sum_error_proxy, sum_decide_us;
 } mplb_policy_summary;

@@ -1,0 +1,89 @@
+/* Helpers every subcommand shares: --help, output folders, warnings, and
+ * --policy specs. */
+#include "mplb.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int mplb_cli_help(int argc, char **argv, const char *usage) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 1; }
+    }
+    return 0;
+}
+
+int mplb_cli_usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "mplb %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    return 2;
+}
+
+/* mkdir -p of the folder holding path (dir = 0) or of path itself (dir = 1). */
+int mplb_cli_mkdirs(const char *path, int dir) {
+    char p[MPLB_PATH_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    if (!dir) {
+        char *slash = strrchr(p, '/');
+        if (!slash) return 0;
+        *slash = 0;
+    }
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) goto fail;
+        *s = '/';
+    }
+    if (p[0] && mkdir(p, 0777) != 0 && errno != EEXIST) goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "mplb: cannot create folder %s: %s\n", p, strerror(errno));
+    return -1;
+}
+
+void mplb_cli_warnings(const mplb_exp *x) {
+    for (const char *w = x->warnings; w && *w;) {
+        const char *nl = strchr(w, '\n');
+        int n = nl ? (int)(nl - w) : (int)strlen(w);
+        fprintf(stderr, "mplb: warning: %.*s\n", n, w);
+        w += n + (nl != NULL);
+    }
+}
+
+/* "threshold,tau=1.1,low=nvfp4" as --set lines: the name becomes entry i of
+ * the policies list (listed by the caller), each k=v "policies[i].k=v", so
+ * values read as --set values do (a bare word is a string). */
+int mplb_cli_policy_spec(const char *spec, int i, char *name, size_t cap, const char **sets, int *n_sets) {
+    const char *comma = strchr(spec, ',');
+    size_t nl = comma ? (size_t)(comma - spec) : strlen(spec);
+    if (nl == 0 || nl >= cap) return -1;
+    memcpy(name, spec, nl);
+    name[nl] = 0;
+    while (comma) {
+        const char *p = comma + 1;
+        comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        /* a comma inside {...} belongs to the value (tau={1.1,1.5}) */
+        int depth = 0;
+        for (const char *q = p; q < p + n; q++) depth += (*q == '{') - (*q == '}');
+        while (depth > 0 && comma) {
+            const char *q = comma + 1;
+            comma = strchr(q, ',');
+            const char *end = comma ? comma : q + strlen(q);
+            for (; q < end; q++) depth += (*q == '{') - (*q == '}');
+            n = (size_t)(end - p);
+        }
+        if (!memchr(p, '=', n)) return -1;
+        size_t cap2 = n + 32;
+        char *s = malloc(cap2);
+        if (!s) return -1;
+        snprintf(s, cap2, "policies[%d].%.*s", i, (int)n, p);
+        sets[(*n_sets)++] = s;
+    }
+    return 0;
+}

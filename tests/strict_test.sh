@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Nothing silent: misspelled keys, params and policy fields are errors that
+# name file:line and the closest name; every subcommand explains itself.
+# usage: strict_test.sh PATH/TO/mplb SOURCE_DIR
+set -u
+MPLB=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+SRC=$(cd "$2" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+pass=0 fail=0
+
+check() { # name, expected-exit, needle, command...  (stdout and stderr together)
+  local name=$1 want=$2 needle=$3
+  shift 3
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$want" ] || ! grep -qF -- "$needle" <<<"$out"; then
+    echo "FAIL $name: exit $rc (want $want), output:"
+    echo "$out" | sed 's/^/    /' | head -20
+    fail=$((fail + 1))
+  else
+    echo "ok   $name"
+    pass=$((pass + 1))
+  fi
+}
+check_stdout() { # name, needle, command...: exit 0, needle on stdout
+  local name=$1 needle=$2
+  shift 2
+  local out rc
+  out=$("$@" 2>/dev/null)
+  rc=$?
+  if [ "$rc" -ne 0 ] || ! grep -qF -- "$needle" <<<"$out"; then
+    echo "FAIL $name: exit $rc, stdout:"; echo "$out" | sed 's/^/    /' | head -10; fail=$((fail + 1))
+  else echo "ok   $name"; pass=$((pass + 1)); fi
+}
+
+# the reference of keys is the one the binary's table prints
+if diff -u "$SRC/docs/experiment-reference.md" <("$MPLB" help experiment) >ref.diff; then
+  echo "ok   experiment-reference up to date"; pass=$((pass + 1))
+else
+  echo "FAIL docs/experiment-reference.md is stale: ./build/mplb help experiment > docs/experiment-reference.md"
+  head -20 ref.diff; fail=$((fail + 1))
+fi
+
+cat > small.lua <<LUA
+return {
+  model = { layers = 2, experts = 6, top_k = 2, hidden = 128, ffn = 64 },
+  cluster = { gpus_per_node = 4, profile = "h100" },
+  workload = { steps = 2, tokens = 256, vision_frac = 0.5 },
+  policies = { "baseline", { "threshold", tau = 1.1, min_tokens = 0 } },
+}
+LUA
+sed 's/vision_frac = 0.5/vision_frac = 0.5, zipff = 0.8/' small.lua > zipff.lua
+check unknown-key 1 "zipff.lua:4: field workload.zipff: unknown key (did you mean 'zipf'?)" "$MPLB" run zipff.lua -o a.h5
+printf 'return {\n  sed = 4,\n%s' "$(tail -n +2 small.lua)" > sed.lua
+check unknown-top-key 1 "sed.lua:2: field sed: unknown key (did you mean 'seed'?)" "$MPLB" run sed.lua -o a.h5
+check unknown-set-key 1 "field workload.zipff: unknown key (did you mean 'zipf'?)" "$MPLB" run small.lua -o a.h5 --set workload.zipff=1
+sed 's/tau = 1.1/tua = 1.1/' small.lua > tua.lua
+check unknown-param 1 "tua.lua:5: field policies[2].tua" "$MPLB" run tua.lua -o a.h5
+check unknown-param-hint 1 "did you mean 'tau'? known: low, min_tokens, mode, overload, tau, top_ranks, vision_share" "$MPLB" run tua.lua -o a.h5
+[ -e a.h5 ] && { echo "FAIL a refused experiment wrote a.h5"; fail=$((fail + 1)); }
+check noop-warning 0 "warning: small.lua: policies[2] (threshold): params.min_tokens = 4096 is above every batch (workload.tokens = 256)" \
+  "$MPLB" run small.lua -o w.h5 --set policies.threshold.min_tokens=4096
+check noop-warning-workload 0 "warning: small.lua: workload.drift = 0.3 has no effect with workload.families = 1" \
+  "$MPLB" run small.lua -o w2.h5 --set workload.drift=0.3
+
+# --set reaches policies by name or index, bare words are strings, lists are sweep axes
+check set-policy-name 0 "threshold(low=int8,min_tokens=0,tau=1.7;" "$MPLB" run small.lua -o s1.h5 --set policies.threshold.tau=1.7 --set policies.threshold.low=int8
+check set-policy-index 0 "threshold(min_tokens=0,tau=1.3;" "$MPLB" run small.lua -o s2.h5 --set 'policies[2].tau=1.3'
+check set-policy-unknown 1 "no policy named 'thresh' in policies (have: baseline, threshold)" "$MPLB" run small.lua -o s3.h5 --set policies.thresh.tau=1
+check set-bad-type 1 "parameter 'tau' expects a number (default 1.25), got string '1.1.2'" "$MPLB" run small.lua -o s4.h5 --set policies.threshold.tau=1.1.2
+check set-global-word 1 "profiles 'table' not found" "$MPLB" run small.lua -o s5.h5 --set cluster.profile=table
+check set-sweep-axis 0 "2 points (1 axes)" "$MPLB" sweep small.lua -o sw1 --set 'policies.threshold.tau={1.1,1.5}'
+# --policy NAME,k=v replaces the list; its values read as --set values
+check policy-spec 0 "threshold(low=nvfp4,tau=1.4;" "$MPLB" run small.lua -o p1.h5 --policy threshold,tau=1.4,low=nvfp4
+check policy-spec-replaces 0 "rows: 4" "$MPLB" inspect p1.h5
+check policy-spec-bad 2 "--policy 'threshold,tau': expected NAME or NAME,key=value" "$MPLB" run small.lua -o p2.h5 --policy threshold,tau
+check policy-spec-badparam 1 "no parameter 'taux'" "$MPLB" run small.lua -o p3.h5 --policy threshold,taux=1
+# -o creates parent folders
+check out-parents 0 "run file: deep/er/run.h5" "$MPLB" run small.lua -o deep/er/run.h5
+
+# --help on every subcommand: usage on stdout, exit 0; usage errors exit 2
+check_stdout version "mplb 0." "$MPLB" --version
+check_stdout help-backend "--backend model|cpu|cuda" "$MPLB" --help
+check_stdout help-exit "Exit status: 0 ok, 1 error" "$MPLB" --help
+for cmd in "run" "sweep" "inspect" "policy check" "policy" "trace" "trace import" "trace stats" "calibrate"; do
+  # shellcheck disable=SC2086
+  check_stdout "help-$cmd" "usage: mplb ${cmd%% *}" "$MPLB" $cmd --help
+done
+check_stdout help-cmd "usage: mplb sweep" "$MPLB" help sweep
+check usage-run 2 "missing EXP.lua" "$MPLB" run
+check usage-sweep 2 "usage: mplb sweep" "$MPLB" sweep small.lua
+check usage-trace 2 "usage: mplb trace" "$MPLB" trace frob
+check usage-inspect 2 "usage: mplb inspect" "$MPLB" inspect
+check usage-calibrate 2 "usage: mplb calibrate" "$MPLB" calibrate --frob
+check usage-policy 2 "usage: mplb policy" "$MPLB" policy frob
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
