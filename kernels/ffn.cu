@@ -50,9 +50,8 @@ static int lt_err(mplb_err *err, cublasStatus_t st, const char *what) {
 
 extern "C" int mplb_cuda_open(int device, mplb_cuda **out, mplb_err *err) {
     *out = NULL;
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
-        return mplb_err_set(err, MPLB_EUNSUPP, "cuda: this machine has no CUDA device");
+    int n = 0, rc = mplb_cuda_devices(&n, err);
+    if (rc < 0) return rc;
     if (device < 0 || device >= n) return mplb_err_set(err, MPLB_EINVAL, "cuda: device %d of %d", device, n);
     mplb_cuda *c = (mplb_cuda *)calloc(1, sizeof *c);
     if (!c) return mplb_err_set(err, MPLB_ENOMEM, "cuda: out of memory");

@@ -1,7 +1,7 @@
 // CUDA element-wise kernels: FP8 casts (plain and per-tensor scaled), NVFP4
-// (1x16 blocks), bf16 rounding, SwiGLU, and the FP4 -> bf16 dequantizers of
+// (1x16 blocks) and MXFP4 quantizers, bf16 rounding, SwiGLU, and the FP4 -> bf16 dequantizers of
 // the weight-only GEMM path. The per-element logic is
-// include/mplb/quant_elem.h's __host__ __device__ functions, the same lines
+// core/internal/quant_elem.h's __host__ __device__ functions, the same lines
 // the CPU reference runs and the CPU tests hold to ml_dtypes and to exact
 // arithmetic; only the parallel layout is here. Compiled on machines without
 // a GPU; checked against the CPU by kernels/check_*.cu where there is one.
@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "mplb.h"
 #include "mplb/cuda.h"
+#include "lt_scales.h"
 #include "quant_elem.h"
 
 namespace {
@@ -19,42 +20,49 @@ __global__ void fp8_cast_kernel(const float *x, uint8_t *out, int64_t n, int e5m
         out[i] = e5m2 ? mplb_f32_to_e5m2(x[i], sat) : mplb_f32_to_e4m3(x[i], sat);
 }
 
-// amax over finite values as ordered float bits (non-negative floats order as ints)
+// amax over finite values as ordered float bits (non-negative floats order
+// as ints): each thread's maximum, then the warp's (shuffles), then the
+// block's (shared memory), then one atomicMax per block.
 __global__ void amax_kernel(const float *x, int64_t n, unsigned int *amax_bits) {
     unsigned int local = 0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         unsigned int b = mplb_f32_bits(x[i]) & 0x7FFFFFFFu;
         if (b < 0x7F800000u && b > local) local = b;
     }
-    atomicMax(amax_bits, local);
+    for (int o = 16; o > 0; o >>= 1) local = max(local, __shfl_xor_sync(0xFFFFFFFFu, local, o));
+    __shared__ unsigned int warp_max[32];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = (blockDim.x + 31) / 32;
+    if (lane == 0) warp_max[warp] = local;
+    __syncthreads();
+    if (warp == 0) {
+        local = lane < nwarps ? warp_max[lane] : 0;
+        for (int o = 16; o > 0; o >>= 1) local = max(local, __shfl_xor_sync(0xFFFFFFFFu, local, o));
+        if (lane == 0 && local) atomicMax(amax_bits, local);
+    }
 }
 
-// one thread per 16-element block of a row
-__global__ void nvfp4_kernel(const float *x, int64_t rows, int64_t cols, const unsigned int *amax_bits,
-                             uint8_t *data, uint8_t *scales, float *global_scale) {
-    int64_t nb = (cols + 15) / 16, rowbytes = (nb * 16 + 1) / 2;
-    float amax = mplb_bits_f32(*amax_bits);
-    float gs = amax > 0 ? amax / 2688.0f : 1.0f;
-    if (gs == 0) gs = 1.4e-45f;
+// NVFP4 (1x16 blocks) or MXFP4 (1x32) of rows x cols, one thread per block
+// (quant_elem.h's mplb_nvfp4_block / mplb_mxfp4_block, which the host tests
+// hold to the CPU reference); scales row-major as mplb_qtensor's, or in
+// cuBLASLt's tiled layout (lt_scales.h) for block-scaled GEMMs.
+__global__ void fp4_kernel(const float *x, int64_t rows, int64_t cols, int nv, int round_up, int lt,
+                           const unsigned int *amax_bits, uint8_t *data, uint8_t *scales, float *global_scale) {
+    int bs = nv ? 16 : 32;
+    int64_t nb = (cols + bs - 1) / bs, rowbytes = (nb * bs + 1) / 2;
+    float gs = 1.0f;
+    if (nv) {
+        float amax = mplb_bits_f32(*amax_bits);
+        gs = amax > 0 ? amax / 2688.0f : 1.0f;
+        if (gs == 0) gs = 1.4e-45f;
+    }
     for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < rows * nb; blk += (int64_t)gridDim.x * blockDim.x) {
-        if (blk == 0) *global_scale = gs;
-        int64_t r = blk / nb, b = blk % nb, c0 = b * 16, n = cols - c0 < 16 ? cols - c0 : 16;
-        const float *xb = x + r * cols + c0;
-        float bmax = 0;
-        int bad = 0;
-        for (int j = 0; j < n; j++) {
-            unsigned int bits = mplb_f32_bits(xb[j]) & 0x7FFFFFFFu;
-            if (bits >= 0x7F800000u) bad = 1;
-            else if (mplb_bits_f32(bits) > bmax) bmax = mplb_bits_f32(bits);
-        }
-        uint8_t sc = bad ? 0x7F : mplb_nvfp4_scale_code(bmax, gs);
-        scales[blk] = sc;
-        uint8_t *row = data + r * rowbytes + b * 8;
-        for (int j = 0; j < 16; j += 2) {
-            uint8_t lo = j < n && !bad ? mplb_nvfp4_code(xb[j], sc, gs) : 0;
-            uint8_t hi = j + 1 < n && !bad ? mplb_nvfp4_code(xb[j + 1], sc, gs) : 0;
-            row[j / 2] = (uint8_t)(lo | (hi << 4));
-        }
+        if (blk == 0 && nv) *global_scale = gs;
+        int64_t r = blk / nb, b = blk % nb, c0 = b * bs;
+        int n = (int)(cols - c0 < bs ? cols - c0 : bs);
+        uint8_t *packed = data + r * rowbytes + b * bs / 2;
+        uint8_t sc = nv ? mplb_nvfp4_block(x + r * cols + c0, n, gs, packed)
+                        : mplb_mxfp4_block(x + r * cols + c0, n, round_up, packed);
+        scales[lt ? mplb_lt_scale_offset(r, b, nb) : blk] = sc;
     }
 }
 
@@ -137,14 +145,24 @@ extern "C" int mplb_cuda_dequant_bf16(const mplb_cuda_mat *m, uint16_t *out, voi
     return (int)cudaGetLastError();
 }
 
+extern "C" int mplb_cuda_fp4_quantize(const float *x, int64_t rows, int64_t cols, mplb_prec fmt, int mx_round_up,
+                                      int lt_layout, uint8_t *data, uint8_t *scales, float *global_scale,
+                                      unsigned int *scratch, void *stream) {
+    if (fmt != MPLB_PREC_NVFP4 && fmt != MPLB_PREC_MXFP4) return (int)cudaErrorInvalidValue;
+    cudaStream_t s = (cudaStream_t)stream;
+    int nv = fmt == MPLB_PREC_NVFP4, bs = nv ? 16 : 32;
+    int64_t nb = (cols + bs - 1) / bs;
+    cudaError_t e = cudaSuccess;
+    if (lt_layout) e = cudaMemsetAsync(scales, 0, (size_t)mplb_lt_scale_bytes(rows, nb), s);   // the tiles' padding
+    if (e == cudaSuccess && nv) e = cudaMemsetAsync(scratch, 0, sizeof(unsigned int), s);
+    if (e != cudaSuccess) return (int)e;
+    if (nv) amax_kernel<<<grid_for(rows * cols, 256) < 1024 ? grid_for(rows * cols, 256) : 1024, 256, 0, s>>>(x, rows * cols, scratch);
+    fp4_kernel<<<grid_for(rows * nb, 128), 128, 0, s>>>(x, rows, cols, nv, mx_round_up, lt_layout, scratch, data, scales,
+                                                        global_scale);
+    return (int)cudaGetLastError();
+}
+
 extern "C" int mplb_cuda_nvfp4_quantize(const float *x, int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales,
                                         float *global_scale, unsigned int *scratch, void *stream) {
-    cudaStream_t s = (cudaStream_t)stream;
-    cudaError_t e = cudaMemsetAsync(scratch, 0, sizeof(unsigned int), s);
-    if (e != cudaSuccess) return (int)e;
-    amax_kernel<<<1024, 256, 0, s>>>(x, rows * cols, scratch);
-    int64_t blocks = rows * ((cols + 15) / 16);
-    int grid = (int)((blocks + 255) / 256 < 65535 ? (blocks + 255) / 256 : 65535);
-    nvfp4_kernel<<<grid > 0 ? grid : 1, 256, 0, s>>>(x, rows, cols, scratch, data, scales, global_scale);
-    return (int)cudaGetLastError();
+    return mplb_cuda_fp4_quantize(x, rows, cols, MPLB_PREC_NVFP4, 0, 0, data, scales, global_scale, scratch, stream);
 }

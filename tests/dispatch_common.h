@@ -95,7 +95,12 @@ static inline int ep_transport_matches_local(mplb_ep_transport *tp, int E, int e
     ep_case a, b;
     ep_case_init(&a, R, E, 2, seed, empty, replica);
     ep_case_init(&b, R, E, 2, seed, empty, replica);
-    mplb_ep_rank ra[8], rb[8];
+    mplb_ep_rank *ra = calloc((size_t)R, sizeof *ra), *rb = calloc((size_t)R, sizeof *rb);   /* any rank count */
+    if (!ra || !rb) {
+        free(ra); free(rb);
+        ep_case_free(&a); ep_case_free(&b);
+        return mplb_err_set(err, MPLB_ENOMEM, "dispatch test: out of memory"), 0;
+    }
     ep_case_ranks(&a, ra);
     ep_case_ranks(&b, rb);
     tp->topo = topo;
@@ -104,6 +109,7 @@ static inline int ep_transport_matches_local(mplb_ep_transport *tp, int E, int e
     int ok = rc == 0 && rc2 == 0 && memcmp(a.y[rank], b.y[rank], (size_t)a.tokens[rank] * a.d * sizeof(float)) == 0;
     ep_case_free(&a);
     ep_case_free(&b);
+    free(ra); free(rb);
     return ok;
 }
 

@@ -161,16 +161,26 @@ MPLB_HD uint8_t mplb_nibble(const uint8_t *row, int64_t i) {
     return (i & 1) ? (uint8_t)(row[i >> 1] >> 4) : (uint8_t)(row[i >> 1] & 0x0F);
 }
 
+/* The NaN every element function returns: quiet, no payload, the sign
+ * given. Built from bits, never by arithmetic: a GPU's arithmetic NaN is
+ * 0x7FFFFFFF and x86's propagates an operand, so bf16 codes of the same
+ * NaN block would differ between the device and the CPU reference. */
+MPLB_HD float mplb_nan_f32(int negative) { return mplb_bits_f32(negative ? 0xFFC00000u : 0x7FC00000u); }
+
 /* NVFP4 element: (E2M1 code x E4M3 block scale) x tensor scale, in that
- * order; a NaN scale code (0x7F) marks a NaN block. */
+ * order; a NaN scale code (0x7F, 0xFF) marks a NaN block: the canonical
+ * NaN with the scale code's sign (what x86's multiply propagates), and any
+ * other NaN result (a NaN tensor scale) canonical too. */
 MPLB_HD float mplb_nvfp4_value(uint8_t code, uint8_t sc, float gs) {
-    return mplb_e2m1_to_f32(code) * mplb_e4m3_to_f32(sc) * gs;
+    if ((sc & 0x7F) == 0x7F) return mplb_nan_f32(sc & 0x80);
+    float v = mplb_e2m1_to_f32(code) * mplb_e4m3_to_f32(sc) * gs;
+    return v != v ? mplb_nan_f32((int)(mplb_f32_bits(v) >> 31)) : v;
 }
 
 /* MX element: the E2M1 (fp4) or E4M3 code times 2^(sc - 127), exactly
  * rounded; sc 0xFF marks a NaN block. */
 MPLB_HD float mplb_mx_value(uint8_t code, uint8_t sc, int fp4) {
-    if (sc == 0xFF) return mplb_bits_f32(0x7FC00000u);
+    if (sc == 0xFF) return mplb_nan_f32(0);
     return ldexpf(fp4 ? mplb_e2m1_to_f32(code) : mplb_e4m3_to_f32(code), (int)sc - 127);
 }
 
@@ -265,6 +275,47 @@ MPLB_HD uint8_t mplb_mx_scale_code(float amax, int bad, int fp4, int round_up, i
     if (x > 127) x = 127;
     *e = x;
     return (uint8_t)(x + 127);
+}
+
+/* One NVFP4 block of n <= 16 elements under tensor scale gs, as the CPU
+ * reference quantizes it: the E4M3 scale code (0x7F: the block holds NaN or
+ * Inf) and 8 bytes of E2M1 codes, low nibble first, zero past n. The
+ * device quantizer runs this per block (kernels/quant.cu). */
+MPLB_HD uint8_t mplb_nvfp4_block(const float *xb, int n, float gs, uint8_t *packed) {
+    float bmax = 0;
+    int bad = 0;
+    for (int j = 0; j < n; j++) {
+        uint32_t bits = mplb_f32_bits(xb[j]) & 0x7FFFFFFFu;
+        if (bits >= 0x7F800000u) bad = 1;
+        else if (mplb_bits_f32(bits) > bmax) bmax = mplb_bits_f32(bits);
+    }
+    uint8_t sc = bad ? 0x7F : mplb_nvfp4_scale_code(bmax, gs);
+    for (int j = 0; j < 16; j += 2) {
+        uint8_t lo = j < n && !bad ? mplb_nvfp4_code(xb[j], sc, gs) : 0;
+        uint8_t hi = j + 1 < n && !bad ? mplb_nvfp4_code(xb[j + 1], sc, gs) : 0;
+        packed[j / 2] = (uint8_t)(lo | (hi << 4));
+    }
+    return sc;
+}
+
+/* One MXFP4 block of n <= 32 elements: the E8M0 scale code (0xFF: NaN or
+ * Inf in the block) and 16 bytes of E2M1 codes, as the CPU reference. */
+MPLB_HD uint8_t mplb_mxfp4_block(const float *xb, int n, int round_up, uint8_t *packed) {
+    float amax = 0;
+    int bad = 0, e;
+    for (int j = 0; j < n; j++) {
+        uint32_t bits = mplb_f32_bits(xb[j]) & 0x7FFFFFFFu;
+        if (bits >= 0x7F800000u) bad = 1;
+        else if (mplb_bits_f32(bits) > amax) amax = mplb_bits_f32(bits);
+    }
+    uint8_t sc = mplb_mx_scale_code(amax, bad, 1, round_up, &e);
+    for (int j = 0; j < 32; j += 2) {
+        int live = sc != 0xFF && amax != 0;
+        uint8_t lo = j < n && live ? mplb_mx_code(xb[j], e, 1) : 0;
+        uint8_t hi = j + 1 < n && live ? mplb_mx_code(xb[j + 1], e, 1) : 0;
+        packed[j / 2] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
+    }
+    return sc;
 }
 
 #endif

@@ -35,6 +35,10 @@ extern "C" {
 
 typedef struct mplb_cuda mplb_cuda;   /* a device, a stream, a cuBLASLt handle, scratch */
 
+/* The number of CUDA devices (> 0), or MPLB_EUNSUPP when the machine has
+ * none (a test skips: exit 77), or MPLB_EIO when the runtime cannot reach
+ * the driver (a failure, with the driver's and runtime's CUDA versions). */
+int mplb_cuda_devices(int *n, mplb_err *err);
 int mplb_cuda_open(int device, mplb_cuda **out, mplb_err *err);
 void mplb_cuda_close(mplb_cuda *c);
 int mplb_cuda_sync(mplb_cuda *c, mplb_err *err);
@@ -44,6 +48,15 @@ void *mplb_cuda_stream(const mplb_cuda *c);   /* its cudaStream_t */
 
 /* Element-wise kernels (stream: a cudaStream_t; 0 or a cudaError_t out). */
 int mplb_cuda_fp8_cast(const float *x, uint8_t *out, int64_t n, int e5m2, int saturate, void *stream);
+/* NVFP4 (1x16 blocks, tensor scale from the amax: *global_scale, device) or
+ * MXFP4 (1x32, E8M0 scales by the spec's floor rule or, mx_round_up, the
+ * cuBLAS/TE ceil rule) of x [rows x cols], bit-identical to the CPU
+ * reference; data in mplb_qtensor's row layout; scales row-major as
+ * mplb_qtensor's, or (lt_layout) in cuBLASLt's tiled layout (lt_scales.h,
+ * mplb_lt_scale_bytes(rows, blocks per row) bytes). scratch: one device
+ * unsigned int. */
+int mplb_cuda_fp4_quantize(const float *x, int64_t rows, int64_t cols, mplb_prec fmt, int mx_round_up, int lt_layout,
+                           uint8_t *data, uint8_t *scales, float *global_scale, unsigned int *scratch, void *stream);
 int mplb_cuda_nvfp4_quantize(const float *x, int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales,
                              float *global_scale, unsigned int *scratch, void *stream);
 /* e4m3 codes of x / s with s = amax(x) / 448 (1 when amax is 0), as the
