@@ -18,7 +18,7 @@ extern "C" int mplb_cuda_devices(int *n, mplb_err *err) {
     if (e == cudaSuccess || e == cudaErrorNoDevice)
         return mplb_err_set(err, MPLB_EUNSUPP, "cuda: this machine has no CUDA device");
     if (e == cudaErrorInsufficientDriver && drv == 0)
-        return mplb_err_set(err, MPLB_EUNSUPP, "cuda: this machine has no CUDA driver (no GPU)");
+        return mplb_err_set(err, MPLB_EUNSUPP, "cuda: this machine has no CUDA device (no CUDA driver is installed)");
     return mplb_err_set(err, MPLB_EIO,
                         "cuda: cudaGetDeviceCount failed: %s (%s); driver supports CUDA %d.%d, runtime is %d.%d%s",
                         cudaGetErrorName(e), cudaGetErrorString(e), drv / 1000, drv % 1000 / 10, rt / 1000,
