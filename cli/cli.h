@@ -25,6 +25,8 @@ int mplb_cli_help(int argc, char **argv, const char *usage);
 int mplb_cli_usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg);
 /* Create the folder of path (dir = 0) or path itself (dir = 1) with parents. */
 int mplb_cli_mkdirs(const char *path, int dir);
+/* A whole file into a malloc'd NUL-terminated buffer; 0 or -1. */
+int mplb_cli_slurp(const char *path, char **out);
 /* Print an experiment's warnings to stderr. */
 void mplb_cli_warnings(const mplb_exp *x);
 /* --policy "NAME,k=v,...": NAME out, one malloc'd "policies[i].k=v" per

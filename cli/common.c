@@ -87,3 +87,23 @@ int mplb_cli_policy_spec(const char *spec, int i, char *name, size_t cap, const 
     }
     return 0;
 }
+
+int mplb_cli_slurp(const char *path, char **out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) { free(buf); buf = NULL; }
+            else buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf) return -1;
+    buf[n] = 0;
+    *out = buf;
+    return 0;
+}

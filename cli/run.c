@@ -1,4 +1,5 @@
 /* mplb run: one experiment through the run loop, and its summary table. */
+#define _POSIX_C_SOURCE 200809L   /* sigaction, localtime_r */
 #include "mplb.h"
 #include "cli.h"
 #ifdef MPLB_HAVE_MPI
@@ -9,6 +10,7 @@
 #endif
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,55 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
     printf("run file: %s\n", out);
 }
 
+/* Ctrl-C: the first asks the run to stop before the next layer (the run
+ * file closes with every row, status "interrupted"); a second one kills. */
+static volatile sig_atomic_t run_stop;
+
+static void on_sigint(int sig) {
+    if (run_stop) { signal(sig, SIG_DFL); raise(sig); }
+    run_stop = 1;
+}
+
+typedef struct run_progress {
+    double t0, last;
+    int first;            /* the step x layer index the run started at */
+    int drawn;
+} run_progress;
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* "step 3/8, layer 12/48, 27%, ETA 14s" on one terminal line, at most 10 times a second */
+static void draw_progress(void *ctx, int step, int layer, int steps, int layers) {
+    run_progress *p = ctx;
+    int at = step * layers + layer, total = steps * layers;
+    double now = mono_s();
+    if (p->first < 0) { p->first = at; p->t0 = now; }
+    if (now - p->last < 0.1) return;
+    p->last = now;
+    int done = at - p->first;
+    double el = now - p->t0, eta = done > 0 ? el / done * (total - at) : 0;
+    fprintf(stderr, "\r\033[Kstep %d/%d, layer %d/%d, %d%%", step + 1, steps, layer + 1, layers, total ? 100 * at / total : 100);
+    if (done > 0) fprintf(stderr, ", ETA %.0fs", eta);
+    p->drawn = 1;
+}
+
+/* The command that continues an interrupted run: this one, with --resume
+ * and -o, without --force. */
+static void print_resume(int argc, char **argv, const char *out, int has_o) {
+    fprintf(stderr, "resume with: %s", argv[-1]);   /* argv[-1]: the program as it was called */
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--force") || !strcmp(argv[i], "--resume")) continue;
+        int plain = argv[i][0] && !strpbrk(argv[i], " \t\"'{}$`\\*?;&|<>()");
+        fprintf(stderr, plain ? " %s" : " '%s'", argv[i]);
+    }
+    if (!has_o) fprintf(stderr, " -o %s", out);
+    fprintf(stderr, " --resume\n");
+}
+
 static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
     size_t n = 0;
     buf[0] = 0;
@@ -74,7 +125,7 @@ static const char run_usage[] =
     "  --transport mpi        with --backend cpu under mpirun -np RANKS: real EP layers across processes\n"
     "On a terminal a progress line (step, layer, ETA) is drawn on stderr. Ctrl-C stops after the current\n"
     "layer, keeps every row written (status: interrupted) and prints the command that resumes the run.\n"
-    "Exit status: 0 ok, 1 error (bad experiment, failed or interrupted run), 2 usage error.\n";
+    "Exit status: 0 ok, 1 error (bad experiment, failed run), 2 usage error, 130 interrupted (Ctrl-C).\n";
 
 int mplb_cmd_run(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, run_usage)) return 0;
@@ -220,7 +271,20 @@ int mplb_cmd_run(int argc, char **argv) {
 #endif
     mplb_run_summary sum;
     x.transport_used = transport != NULL;
+    /* the progress line and Ctrl-C: on one process only (MPI ranks must stop together) */
+    run_progress prog = {.first = -1};
+    struct sigaction sa_old, sa = {0};
+    if (!transport) {
+        if (isatty(2)) { o.progress = draw_progress; o.hook_ctx = &prog; }
+        run_stop = 0;
+        sa.sa_handler = on_sigint;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &sa_old);
+        o.stop = &run_stop;
+    }
     rc = mplb_run(&x, &o, &sum, &err);
+    if (prog.drawn) fprintf(stderr, "\r\033[K");
+    if (!transport) sigaction(SIGINT, &sa_old, NULL);
 #ifdef MPLB_HAVE_CUDA
     if (cuda) { mplb_cuda_exec_device_free(&dev); mplb_cuda_close(cuda); }
 #endif
@@ -231,10 +295,19 @@ int mplb_cmd_run(int argc, char **argv) {
         if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
         print_summary(&sum, &x, out, device);
     }
+    int interrupted = rc == 0 && run_stop;
+    if (interrupted) {
+        long rows = 0;
+        for (int i = 0; i < sum.n_policies; i++) rows += sum.pol[i].rows;
+        fprintf(stderr, "mplb: interrupted: %ld row(s) kept in %s (status: interrupted)\n", rows, out);
+        int has_o = 0;
+        for (int i = 1; i < argc; i++) has_o |= !strcmp(argv[i], "-o") || !strcmp(argv[i], "--output");
+        print_resume(argc, argv, out, has_o);
+    }
 #ifdef MPLB_HAVE_MPI
     if (transport) MPI_Finalize();
 #endif
     mplb_run_summary_free(&sum);
     mplb_exp_free(&x);
-    return rc < 0 ? 1 : 0;
+    return rc < 0 ? 1 : interrupted ? 130 : 0;
 }

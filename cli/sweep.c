@@ -23,6 +23,17 @@
 #endif
 
 enum { PT_PENDING = 0, PT_COMPLETE = 1, PT_FAILED = 2, PT_OTHER = 3 };
+enum { EXIT_INTERRUPTED = 3 };   /* a worker's exit status when Ctrl-C stopped its run */
+
+/* Ctrl-C: workers close their run files (status interrupted) before the next
+ * layer; the sweep writes index.csv and prints the resume command. A second
+ * Ctrl-C kills. Workers inherit the handler and their own copy of the flag. */
+static volatile sig_atomic_t sweep_stop;
+
+static void on_sigint(int sig) {
+    if (sweep_stop) { signal(sig, SIG_DFL); raise(sig); }
+    sweep_stop = 1;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -62,11 +73,12 @@ static int run_point(const char *dir, const char *base_dir, int p) {
     if (rc == 0) {
         char cmd[MPLB_PATH_MAX + 32];
         snprintf(cmd, sizeof cmd, "mplb sweep (point %s)", pt);
-        mplb_run_opts o = {.out_path = h5, .resume = 1, .command = cmd};
+        mplb_run_opts o = {.out_path = h5, .resume = 1, .command = cmd, .stop = &sweep_stop};
         mplb_run_summary sum;
         rc = mplb_run(&x, &o, &sum, &err);
         mplb_run_summary_free(&sum);
         mplb_exp_free(&x);
+        if (rc == 0 && sweep_stop) return EXIT_INTERRUPTED;
     }
     if (rc < 0) {
         /* the run file keeps a policy's error; a point that failed before its
@@ -89,7 +101,7 @@ static void progress(int tty, int done, int total, int failed, double t0, const 
         if (done == total) fputc('\n', stderr);
     } else {
         fprintf(stderr, "[%d/%d] %s: %s (%.2f points/s, ETA %.0fs)\n", done, total, label,
-                state == PT_COMPLETE ? "complete" : "failed", rate, eta);
+                state == PT_COMPLETE ? "complete" : state == PT_FAILED ? "failed" : "interrupted", rate, eta);
     }
 }
 
@@ -157,10 +169,50 @@ static const char sweep_usage[] =
     "Exit status: 0 every point complete, 1 some point failed (index.csv says which) or an error,\n"
     "2 usage error.\n";
 
+/* Every point through the experiment checker before anything is written, so
+ * a misspelled key fails the sweep at once, named at the experiment's
+ * file:line (not once per point in index.csv); warnings are printed once. */
+static int check_points(const char *exp, const mplb_sweep *sw, int verbose, mplb_err *err) {
+    char *src = NULL;
+    if (mplb_cli_slurp(exp, &src) < 0) return mplb_err_set(err, MPLB_EIO, "%s: cannot open", exp);
+    char base_dir[MPLB_PATH_MAX];
+    snprintf(base_dir, sizeof base_dir, "%s", exp);
+    char *slash = strrchr(base_dir, '/');
+    if (slash) *slash = 0; else snprintf(base_dir, sizeof base_dir, ".");
+    char *seen = NULL;
+    size_t seen_n = 0;
+    int rc = 0;
+    for (int p = 0; p < sw->n_points && rc == 0; p++) {
+        mplb_exp x;
+        rc = mplb_exp_load_text(sw->points[p].text, exp, src, base_dir, NULL, 0, &x, err);
+        if (rc < 0) {
+            if (sw->n_axes) mplb_err_wrap(err, "point %d (%s)", p, sw->points[p].label);
+            break;
+        }
+        for (const char *w = x.warnings; verbose && w && *w;) {
+            const char *nl = strchr(w, '\n');
+            size_t n = nl ? (size_t)(nl - w) : strlen(w);
+            int dup = 0;
+            for (const char *q = seen; q && q < seen + seen_n && !dup; q += strlen(q) + 1) dup = strlen(q) == n && !strncmp(q, w, n);
+            if (!dup) {
+                fprintf(stderr, "mplb: warning: %.*s\n", (int)n, w);
+                char *ns = realloc(seen, seen_n + n + 1);
+                if (ns) { seen = ns; memcpy(seen + seen_n, w, n); seen[seen_n + n] = 0; seen_n += n + 1; }
+            }
+            w += n + (nl != NULL);
+        }
+        mplb_exp_free(&x);
+    }
+    free(seen);
+    free(src);
+    return rc;
+}
+
 int mplb_cmd_sweep(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
     int jobs = 1, resume = 0, n_sets = 0;
+    char zipset[2048] = "", zipline[2100];
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets) return 1;
     for (int i = 1; i < argc; i++) {
@@ -168,6 +220,17 @@ int mplb_cmd_sweep(int argc, char **argv) {
         else if (!strcmp(argv[i], "-j") && i + 1 < argc) jobs = atoi(argv[++i]);
         else if (!strncmp(argv[i], "-j", 2) && argv[i][2]) jobs = atoi(argv[i] + 2);
         else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
+        else if (!strcmp(argv[i], "--zip") && i + 1 < argc) {
+            /* a,b -> {"a","b"}, gathered into one zip = {...} set below */
+            const char *z = argv[++i];
+            size_t n = strlen(zipset);
+            n += (size_t)snprintf(zipset + n, sizeof zipset - n, "%s{\"", n ? "," : "");
+            for (; *z && n + 8 < sizeof zipset; z++) {
+                if (*z == ',') n += (size_t)snprintf(zipset + n, sizeof zipset - n, "\",\"");
+                else if (*z != '"' && *z != '\\') zipset[n++] = *z;
+            }
+            snprintf(zipset + n, sizeof zipset - n, "\"}");
+        }
         else if (!strcmp(argv[i], "--resume")) resume = 1;
         else if (argv[i][0] != '-' && !exp) exp = argv[i];
         else { free(sets); return mplb_cli_usage_error("sweep", sweep_usage, "unexpected argument '%s'", argv[i]); }
@@ -187,8 +250,13 @@ int mplb_cmd_sweep(int argc, char **argv) {
 #endif
     mplb_sweep sw;
     mplb_err err = {0};
+    if (zipset[0]) {
+        snprintf(zipline, sizeof zipline, "zip={%s}", zipset);
+        sets[n_sets++] = zipline;
+    }
     int rc = mplb_sweep_expand(exp, sets, n_sets, &sw, &err);
     free(sets);
+    if (rc == 0) rc = check_points(exp, &sw, rank == 0, &err);
     if (rc < 0) {
         if (rank == 0) fprintf(stderr, "mplb: %s\n", err.msg);
 #ifdef MPLB_HAVE_MPI
@@ -253,11 +321,23 @@ int mplb_cmd_sweep(int argc, char **argv) {
     }
     int tty = isatty(2);
     double t0 = now_s();
+    struct sigaction sa = {0};
+    int handle_int = 1;
+#ifdef MPLB_HAVE_MPI
+    handle_int = !use_mpi;   /* MPI ranks: mpirun's own handling */
+#endif
+    if (handle_int) {
+        sweep_stop = 0;
+        sa.sa_handler = on_sigint;   /* no SA_RESTART: wait() returns to forward the stop */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+    }
+    int forwarded = 0;
     if (rank == 0 && size == 1)
         fprintf(stderr, "mplb sweep: %d points (%d axes), %d to run, %d worker(s)\n", sw.n_points, sw.n_axes, todo, jobs);
     int next = 0, running = 0;
     for (;;) {
-        while (running < jobs) {
+        while (running < jobs && !sweep_stop) {
             while (next < sw.n_points && !mine[next]) next++;
             if (next >= sw.n_points) break;
             int slot = 0;
@@ -276,6 +356,12 @@ int mplb_cmd_sweep(int argc, char **argv) {
         if (running == 0) break;
         int ws;
         pid_t pid = wait(&ws);
+        if (sweep_stop && !forwarded) {
+            /* a stop sent to this process alone (kill -INT): pass it on */
+            for (int s = 0; s < jobs; s++) if (pids[s]) kill(pids[s], SIGINT);
+            forwarded = 1;
+        }
+        if (pid < 0 && errno == EINTR) continue;
         if (pid < 0) break;
         for (int s = 0; s < jobs; s++) {
             if (pids[s] != pid) continue;
@@ -283,6 +369,11 @@ int mplb_cmd_sweep(int argc, char **argv) {
             pids[s] = 0;
             running--;
             state[p] = WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? PT_COMPLETE : PT_FAILED;
+            if (WIFEXITED(ws) && WEXITSTATUS(ws) == EXIT_INTERRUPTED) {
+                state[p] = PT_PENDING;   /* its run file is closed, resumable */
+                if (size == 1) progress(tty, done, total, failed, t0, sw.points[p].label, PT_PENDING);
+                continue;
+            }
             if (state[p] == PT_FAILED) {
                 failed++;
                 char er[MPLB_PATH_MAX];
@@ -305,17 +396,30 @@ int mplb_cmd_sweep(int argc, char **argv) {
         all = gathered;
     }
 #endif
-    int n_ok = 0, n_fail = 0;
+    if (handle_int) signal(SIGINT, SIG_DFL);
+    int n_ok = 0, n_fail = 0, n_pending = 0;
     if (rank == 0) {
         for (int p = 0; p < sw.n_points; p++) {
             if (all[p] == PT_COMPLETE) n_ok++;
+            else if (all[p] == PT_PENDING && sweep_stop) n_pending++;
             else n_fail++;
         }
         if (write_index(dir, &sw, all) < 0) fprintf(stderr, "mplb: cannot write %s\n", index);
-        printf("sweep %s: %d points, %d complete, %d failed%s; index: %s\n", exp, sw.n_points, n_ok, n_fail,
+        printf("sweep %s: %d points, %d complete, %d failed%s%s; index: %s\n", exp, sw.n_points, n_ok, n_fail,
+               sweep_stop ? ", the rest pending (interrupted)" : "",
                size > 1 ? " (over MPI ranks)" : "", index);
+        if (sweep_stop) {
+            fprintf(stderr, "mplb: interrupted: %d point(s) complete, %d pending (index.csv lists them)\nresume with: %s",
+                    n_ok, n_pending, argv[-1]);
+            for (int i = 0; i < argc; i++) {
+                if (!strcmp(argv[i], "--resume")) continue;
+                int plain = argv[i][0] && !strpbrk(argv[i], " \t\"'{}$`\\*?;&|<>()");
+                fprintf(stderr, plain ? " %s" : " '%s'", argv[i]);
+            }
+            fprintf(stderr, " --resume\n");
+        }
         for (int p = 0; p < sw.n_points; p++)
-            if (all[p] != PT_COMPLETE) {
+            if (all[p] != PT_COMPLETE && !(all[p] == PT_PENDING && sweep_stop)) {
                 char *msg = read_err(dir, p);
                 printf("  point %d (%s) failed: %s\n", p, sw.points[p].label, msg);
                 free(msg);
@@ -330,5 +434,5 @@ int mplb_cmd_sweep(int argc, char **argv) {
 #endif
     free(state); free(mine); free(pids); free(slot_pt);
     mplb_sweep_free(&sw);
-    return n_fail ? 1 : 0;
+    return sweep_stop ? 130 : n_fail ? 1 : 0;
 }

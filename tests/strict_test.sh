@@ -81,6 +81,72 @@ check policy-spec-badparam 1 "no parameter 'taux'" "$MPLB" run small.lua -o p3.h
 # -o creates parent folders
 check out-parents 0 "run file: deep/er/run.h5" "$MPLB" run small.lua -o deep/er/run.h5
 
+# sweep: every point is checked up front, at the experiment's file:line
+check sweep-unknown-key 1 "zipff.lua:4: field workload.zipff: unknown key (did you mean 'zipf'?)" "$MPLB" sweep zipff.lua -o swbad
+[ -e swbad/index.csv ] && { echo "FAIL a refused sweep wrote swbad/index.csv"; fail=$((fail + 1)); }
+# tied axes (zip) beside a cross product
+cat > zip.lua <<LUA
+return {
+  model = { layers = 1, experts = 6, top_k = 2, hidden = 64, ffn = 32 },
+  cluster = { gpus_per_node = 2, profile = { "h100", "b200" } },
+  workload = { steps = 1, tokens = { 256, 4096 } },
+  policies = { "baseline", { "threshold", min_tokens = { 0, 4096 } } },
+  zip = { { "workload.tokens", "policies.threshold.min_tokens" } },
+}
+LUA
+check sweep-zip 0 "4 points, 4 complete" "$MPLB" sweep zip.lua -o swzip
+if [ "$(cut -d, -f2-4 swzip/index.csv | tr -d '"' | tr '\n' ' ')" = \
+     "cluster.profile,policies[2].min_tokens,workload.tokens h100,0,256 h100,4096,4096 b200,0,256 b200,4096,4096 " ]; then
+  echo "ok   sweep-zip index"; pass=$((pass + 1))
+else echo "FAIL sweep-zip index:"; cat swzip/index.csv; fail=$((fail + 1)); fi
+check sweep-zip-cli 0 "4 points, 4 complete" "$MPLB" sweep zip.lua -o swzip2 --zip workload.tokens,cluster.profile
+check_stdout sweep-zip-cli-index "3,\"b200\",\"4096\",\"4096\"" cat swzip2/index.csv
+check sweep-zip-unequal 1 "zip[1]: cluster.profile has 2 values but workload.tokens has 3" \
+  "$MPLB" sweep zip.lua -o swzip3 --set 'workload.tokens={1,2,3}' --zip cluster.profile,workload.tokens
+check sweep-zip-unknown 1 "zip[1]: 'cluster.nodes' is not a sweep axis (axes: cluster.profile, policies[2].min_tokens or policies.threshold.min_tokens, workload.tokens)" \
+  "$MPLB" sweep zip.lua -o swzip4 --zip cluster.nodes,workload.tokens
+check sweep-out-parents 0 "index: a/b/sw/index.csv" "$MPLB" sweep small.lua -o a/b/sw
+
+# trace stats --json: the text table's numbers, per layer
+trace="$SRC/traces/olmoe-mixtral/olmoe.h5"
+if "$MPLB" trace stats "$trace" --json > stats.json && "$MPLB" trace stats "$trace" > stats.txt &&
+   python3 - stats.json stats.txt <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+rows = [l.split() for l in open(sys.argv[2]) if l.split() and l.split()[0].isdigit()]
+assert len(j["per_layer"]) == j["layers"] == len(rows), (len(j["per_layer"]), len(rows))
+for r, t in zip(j["per_layer"], rows):
+    got = [r["max_over_mean"], r["lis"], r["gini"], r["entropy"], r["rank_imbalance"]]
+    assert int(t[0]) == r["layer"]
+    for g, w in zip(got, map(float, t[1:6])):
+        assert abs(g - w) <= 0.0006, (g, w)
+PY
+then echo "ok   trace-stats-json"; pass=$((pass + 1)); else echo "FAIL trace-stats-json"; fail=$((fail + 1)); fi
+
+# the progress line: on a terminal only
+"$MPLB" run small.lua -o quiet.h5 >/dev/null 2>quiet.err
+if [ -s quiet.err ]; then echo "FAIL progress not quiet off a terminal:"; cat quiet.err; fail=$((fail + 1))
+else echo "ok   progress quiet off a terminal"; pass=$((pass + 1)); fi
+if command -v script >/dev/null; then
+  check progress-tty 0 "step 1/3, layer 1/48" script -qec "$MPLB run $SRC/experiments/demo.lua -o tty.h5 --set workload.steps=3 >/dev/null" /dev/null
+fi
+# Ctrl-C: the file closes with every row (status interrupted), the resume command is printed and works
+"$MPLB" run "$SRC/experiments/demo.lua" -o int.h5 --set workload.steps=12 >int.out 2>int.err & pid=$!
+sleep 1.5; kill -INT $pid; wait $pid; rc=$?
+if [ $rc -eq 130 ] && grep -qF "status: interrupted" int.err && grep -qF -- "-o int.h5 --set workload.steps=12 --resume" int.err &&
+   "$MPLB" inspect int.h5 | grep -qF "status:   interrupted"; then
+  echo "ok   run-interrupt"; pass=$((pass + 1))
+else echo "FAIL run-interrupt: exit $rc"; cat int.err; fail=$((fail + 1)); fi
+check run-interrupt-resume 0 "run file: int.h5" "$MPLB" run "$SRC/experiments/demo.lua" -o int.h5 --set workload.steps=12 --resume
+check run-interrupt-complete 0 "rows: 1728" "$MPLB" inspect int.h5
+"$MPLB" sweep "$SRC/experiments/demo.lua" -o swint -j 2 --set 'workload.steps={4,5,6,7}' >swint.out 2>swint.err & pid=$!
+sleep 2.5; kill -INT $pid; wait $pid; rc=$?
+if [ $rc -eq 130 ] && grep -qF -- "-o swint -j 2 --set 'workload.steps={4,5,6,7}' --resume" swint.err &&
+   grep -q ",pending," swint/index.csv; then
+  echo "ok   sweep-interrupt"; pass=$((pass + 1))
+else echo "FAIL sweep-interrupt: exit $rc"; cat swint.err swint/index.csv; fail=$((fail + 1)); fi
+check sweep-interrupt-resume 0 "4 points, 4 complete, 0 failed" "$MPLB" sweep "$SRC/experiments/demo.lua" -o swint -j 2 --set 'workload.steps={4,5,6,7}' --resume
+
 # --help on every subcommand: usage on stdout, exit 0; usage errors exit 2
 check_stdout version "mplb 0." "$MPLB" --version
 check_stdout help-backend "--backend model|cpu|cuda" "$MPLB" --help

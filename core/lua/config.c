@@ -181,7 +181,7 @@ int mplb_model_preset(const char *name, mplb_model *out) {
 
 #include "exp_keys.h"
 
-typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES } key_type;
+typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES, T_ZIP } key_type;
 enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8 };
 enum {
 #define X(s, key, doc) S_##s,
@@ -221,7 +221,7 @@ static const key_def keys[] = {
 
 static const char *type_name(key_type t) {
     static const char *const n[] = {"string", "integer", "integer", "integer", "number", "string", "string",
-                                    "trace name", "file name", "table", "preset or table", "list"};
+                                    "trace name", "file name", "table", "preset or table", "list", "list of lists"};
     return n[t];
 }
 
@@ -428,6 +428,10 @@ static int read_section(cfg *c, int idx, int s, const char *base_dir, mplb_exp *
                          ? cfg_fail(c, path, "expected a table or preset name, got %s",
                                     is_list(L, top) ? "a list (a sweep axis: use mplb sweep)" : lua_typename(L, t))
                          : read_section(c, top, S_MODEL, base_dir, out, present);
+            } else if (k->type == T_ZIP) {
+                /* mplb sweep reads it (core/lua/sweep.c); a point file never has it */
+                rc = t != LUA_TTABLE ? cfg_fail(c, path, "expected a list of lists of axis names, got %s", lua_typename(L, t)) : 0;
+                if (rc == 0) warn(out, "%s: zip has no effect outside mplb sweep (it ties sweep axes)", out->path);
             } else if (k->type == T_POLICIES) {
                 rc = t != LUA_TTABLE ? cfg_fail(c, path, "expected a list, got %s", lua_typename(L, t))
                                      : read_policies(c, top, base_dir, out);

@@ -8,7 +8,7 @@
  *   section  TOP, MODEL, CLUSTER, WORKLOAD (MPLB_EXP_SECTIONS)
  *   type     PRESET (model.preset), INT (int), I64 (int64_t), U64 (uint64_t), NUM (double),
  *            STR (char[]), ENUM (char[]; unit lists the values, '|'-separated),
- *            TRACE (a file in traces/, resolved to its path), DATA (a file in
+ *            ZIP (groups of sweep axes, read by mplb sweep), TRACE (a file in traces/, resolved to its path), DATA (a file in
  *            profiles/, resolved), TABLE (a block), MODEL, POLICIES (own readers)
  *   field    the mplb_exp member it fills (ignored for TABLE/MODEL/POLICIES)
  *   flags    0, REQ (required), REQ_NOPRESET (required unless model.preset),
@@ -42,6 +42,9 @@
     X(TOP, accuracy, DATA, accuracy, 0, "", 0, 0, "",                                                          \
       "an accuracy table (mplb calibrate --accuracy) for the error proxy; looked up in profiles/")             \
     X(TOP, seed, U64, seed, 0, "1", 0, 9223372036854775807.0, "", "seed of every random draw")                \
+    X(TOP, zip, ZIP, name, 0, "", 0, 0, "",                                                                    \
+      "mplb sweep: groups of sweep axes that take their values side by side, e.g. "                          \
+      "{{\"workload.tokens\", \"policies.threshold.min_tokens\"}}; the other axes form a cross product")       \
                                                                                                                \
     X(MODEL, preset, PRESET, model.name, 0, "", 0, 0, "", "start from a preset; the other keys override it")      \
     X(MODEL, name, STR, model.name, 0, "custom", 0, 0, "", "the model's name (the preset's if given)")         \

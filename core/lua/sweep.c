@@ -13,6 +13,8 @@
 /* expand(exp) -> axes {name...}, points {{label=, text=, values={...}}...} */
 static const char *expand_lua =
     "local exp, serialize, max_points = ...\n"
+    "local zip = exp.zip\n"
+    "exp.zip = nil\n"
     "local function is_list(v)\n"
     "  if type(v) ~= 'table' or #v == 0 then return false end\n"
     "  local n = 0\n"
@@ -35,9 +37,11 @@ static const char *expand_lua =
     "    if name == '' and k == 'policies' and type(v) == 'table' then\n"
     "      for i, pol in ipairs(v) do\n"
     "        if type(pol) == 'table' then\n"
+    "          local pname = tostring(pol[1]):gsub('^.*/', ''):gsub('%.lua$', '')\n"
     "          for _, pk in ipairs(sorted_keys(pol)) do\n"
     "            if is_list(pol[pk]) then\n"
-    "              axes[#axes + 1] = { path = { 'policies', i, pk }, name = ('policies[%d].%s'):format(i, pk), values = pol[pk] }\n"
+    "              axes[#axes + 1] = { path = { 'policies', i, pk }, name = ('policies[%d].%s'):format(i, pk),\n"
+    "                                  alias = ('policies.%s.%s'):format(pname, pk), values = pol[pk] }\n"
     "            end\n"
     "          end\n"
     "        end\n"
@@ -50,8 +54,51 @@ static const char *expand_lua =
     "  end\n"
     "end\n"
     "walk(exp, {}, '')\n"
+    /* dims: each zip group is one dimension whose axes take their values side
+     * by side; every other axis is a dimension of its own (cross product) */
+    "local dims, group_of = {}, {}\n"
+    "local function axis_names()\n"
+    "  local t = {}\n"
+    "  for _, a in ipairs(axes) do t[#t + 1] = a.alias and (a.name .. ' or ' .. a.alias) or a.name end\n"
+    "  return #t > 0 and table.concat(t, ', ') or 'none'\n"
+    "end\n"
+    "if zip ~= nil then\n"
+    "  if type(zip) ~= 'table' then error('zip: expected a list of lists of axis names, e.g. zip = {{\"workload.tokens\", \"policies.threshold.min_tokens\"}}', 0) end\n"
+    "  for gi, g in ipairs(zip) do\n"
+    "    if type(g) ~= 'table' or #g < 2 then error(('zip[%d]: expected a list of two or more axis names'):format(gi), 0) end\n"
+    "    local dim = { axes = {} }\n"
+    "    for _, nm in ipairs(g) do\n"
+    "      local found\n"
+    "      for ai, a in ipairs(axes) do\n"
+    "        if a.name == nm or a.alias == nm then\n"
+    "          if found and a.alias == nm then error(('zip[%d]: %s names several axes (write policies[i].param)'):format(gi, nm), 0) end\n"
+    "          found = ai\n"
+    "        end\n"
+    "      end\n"
+    "      if not found then error((\"zip[%d]: '%s' is not a sweep axis (axes: %s)\"):format(gi, tostring(nm), axis_names()), 0) end\n"
+    "      if group_of[found] then error((\"zip[%d]: '%s' is already tied in zip[%d]\"):format(gi, nm, group_of[found]), 0) end\n"
+    "      group_of[found] = gi\n"
+    "      dim.axes[#dim.axes + 1] = found\n"
+    "    end\n"
+    "    local a1 = axes[dim.axes[1]]\n"
+    "    for _, ai in ipairs(dim.axes) do\n"
+    "      local a = axes[ai]\n"
+    "      if #a.values ~= #a1.values then\n"
+    "        error(('zip[%d]: %s has %d values but %s has %d (tied axes take their values side by side)')\n"
+    "          :format(gi, a1.name, #a1.values, a.name, #a.values), 0)\n"
+    "      end\n"
+    "    end\n"
+    "    dim.n = #a1.values\n"
+    "    table.sort(dim.axes)\n"
+    "    dims[#dims + 1] = dim\n"
+    "  end\n"
+    "end\n"
+    "for ai, a in ipairs(axes) do\n"
+    "  if not group_of[ai] then dims[#dims + 1] = { axes = { ai }, n = #a.values } end\n"
+    "end\n"
+    "table.sort(dims, function(x, y) return x.axes[1] < y.axes[1] end)\n"
     "local total = 1\n"
-    "for _, a in ipairs(axes) do total = total * #a.values end\n"
+    "for _, d in ipairs(dims) do total = total * d.n end\n"
     "if total > max_points then error(('the sweep has %d points (more than %d)'):format(total, max_points), 0) end\n"
     "local function deepcopy(v)\n"
     "  if type(v) ~= 'table' then return v end\n"
@@ -72,14 +119,14 @@ static const char *expand_lua =
     "for idx = 0, total - 1 do\n"
     "  local e = deepcopy(exp)\n"
     "  local rest, labels, values = idx, {}, {}\n"
-    "  local picks = {}\n"
-    "  for ai = #axes, 1, -1 do\n"
-    "    local a = axes[ai]\n"
-    "    picks[ai] = rest % #a.values + 1\n"
-    "    rest = rest // #a.values\n"
+    "  local pick = {}\n"
+    "  for di = #dims, 1, -1 do\n"
+    "    local d = dims[di]\n"
+    "    for _, ai in ipairs(d.axes) do pick[ai] = rest % d.n + 1 end\n"
+    "    rest = rest // d.n\n"
     "  end\n"
     "  for ai, a in ipairs(axes) do\n"
-    "    local v = a.values[picks[ai]]\n"
+    "    local v = a.values[pick[ai]]\n"
     "    set(e, a.path, deepcopy(v))\n"
     "    labels[#labels + 1] = a.name .. '=' .. show(v)\n"
     "    values[ai] = show(v)\n"
@@ -134,7 +181,12 @@ int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mpl
     lua_insert(L, -2);
     lua_pushcfunction(L, l_serialize);
     lua_pushinteger(L, SWEEP_MAX_POINTS);
-    if ((rc = mplb_lsb_pcall(&sb, 3, 2, NULL, err)) < 0) { mplb_err_wrap(err, "%s: sweep", path); goto out; }
+    if ((rc = mplb_lsb_pcall(&sb, 3, 2, NULL, err)) < 0) {
+        char *tb = strstr(err->msg, "\nstack traceback:");   /* the expansion's own lines say nothing to a user */
+        if (tb) *tb = 0;
+        mplb_err_wrap(err, "%s: sweep", path);
+        goto out;
+    }
     int names = lua_gettop(L) - 1, pts = lua_gettop(L);
     out->n_axes = (int)luaL_len(L, names);
     out->n_points = (int)luaL_len(L, pts);

@@ -338,9 +338,12 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     int replay = 0;
     for (int i = 0; i < P; i++) replay |= !mplb_policy_stateless(s.pols[i]);
 
-    for (int step = replay ? 0 : start_step; step < x->workload.steps && rc == 0; step++) {
+    int stopped = 0;
+    for (int step = replay ? 0 : start_step; step < x->workload.steps && rc == 0 && !stopped; step++) {
         int replaying = step < start_step;
         for (int layer = 0; layer < x->model.layers && rc == 0; layer++) {
+            if (opts->stop && *opts->stop) { stopped = 1; break; }
+            if (opts->progress) opts->progress(opts->hook_ctx, step, layer, x->workload.steps, x->model.layers);
             if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
             mplb_plan_reset(&s.base_plan, &s.base);
             if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.base_plan, &s.base_res, err)) < 0) break;
@@ -356,6 +359,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 double dt = now_us() - t0;
                 if (rc < 0) break;
                 if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.plan, &s.res, err)) < 0) break;
+                if (opts->on_plan && !replaying) opts->on_plan(opts->hook_ctx, i, step, layer, &s.plan, dt);
                 double measured_err = -1;
                 int untouched = !s.plan.placement_changed && s.plan.n_moves == 0 && s.plan.dispatch_prec == s.base_plan.dispatch_prec;
                 for (int e = 0; e < E && untouched; e++) untouched = s.plan.expert_prec[e] == MPLB_PREC_BF16;
@@ -409,7 +413,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
         }
     }
     mplb_err cerr = {0};
-    int crc = s.rf ? mplb_runfile_close(s.rf, rc < 0 ? "failed" : "complete", rc < 0 ? err->msg : "", &cerr) : 0;
+    int crc = s.rf ? mplb_runfile_close(s.rf, rc < 0 ? "failed" : stopped ? "interrupted" : "complete", rc < 0 ? err->msg : "", &cerr) : 0;
     s.rf = NULL;
     if (rc == 0 && crc < 0) { *err = cerr; rc = crc; }
     if (resuming && crc == 0 && rename(write_path, opts->out_path) != 0 && rc == 0)

@@ -9,6 +9,7 @@
 #ifndef MPLB_RUN_H
 #define MPLB_RUN_H
 
+#include <signal.h>
 #include "mplb/config.h"
 #include "mplb/policy.h"
 
@@ -22,6 +23,15 @@ typedef struct mplb_run_opts {
     const struct mplb_exec_device *device;     /* backend cuda: where the experts run (the mplb binary opens it) */
     const char *command;    /* recorded in the file */
     mplb_policy_limits limits;
+    /* Optional hooks for front ends (NULL = none): progress before each layer
+     * (0-based step and layer); on_plan with each policy's checked plan (not
+     * for replayed steps); *stop, set by a signal handler, ends the run before
+     * the next layer with status "interrupted", every row kept, resumable
+     * with resume = 1. */
+    void (*progress)(void *ctx, int step, int layer, int steps, int layers);
+    void (*on_plan)(void *ctx, int policy, int step, int layer, const mplb_plan *plan, double decide_us);
+    void *hook_ctx;
+    volatile sig_atomic_t *stop;
 } mplb_run_opts;
 
 typedef struct mplb_policy_summary {

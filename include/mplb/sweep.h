@@ -4,8 +4,12 @@
  * {1, 2, 4}, model = {"qwen3-30b-a3b", "deepseek-v3"}, seed = {1, 2, 3}),
  * and so is any list-valued parameter of a policy ({"threshold", tau = {1.1,
  * 1.5}}). The `policies` list itself is the compared set, not an axis. Points
- * are the cross product, the first axis varying slowest; each point is a
- * complete experiment (Lua text) with a label naming its axis values.
+ * are the cross product, the first axis varying slowest, except for axes tied
+ * by the experiment's `zip` key (zip = {{"workload.tokens",
+ * "policies.threshold.min_tokens"}}: a list of groups of axis names, a policy
+ * axis also as policies.NAME.param), which take their values side by side
+ * (equal lengths) as one dimension. Each point is a complete experiment (Lua
+ * text, without zip) with a label naming its axis values.
  */
 #ifndef MPLB_SWEEP_H
 #define MPLB_SWEEP_H
