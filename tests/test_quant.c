@@ -204,6 +204,92 @@ static void test_mx_round_up_stays_finite(void **st) {
         }
 }
 
+/* fp16 and fp4_e2m1 casts over every sign, exponent and top 11 mantissa
+ * bits of float32 (2^20 patterns), each with its low 12 bits zero (exact
+ * fp16 ties where bit 12 is set), all ones, one, and random: fast path and
+ * reference agree bit for bit, with and without a tensor scale. */
+static void test_fast_casts_bit_sweep(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int64_t R = 1024, C = 4096;   /* 2^20 patterns x 4 low-bit variants */
+    float *x = malloc((size_t)(R * C) * sizeof(float));
+    for (int64_t i = 0; i < R * C; i++) {
+        uint32_t top = (uint32_t)(i >> 2) << 12, v = (uint32_t)(i & 3);
+        uint32_t low = v == 0 ? 0 : v == 1 ? 0xFFF : v == 2 ? 1 : (uint32_t)(mplb_rng_next(&g) & 0xFFF);
+        x[i] = mplb_bits_f32(top | low);
+    }
+    const mplb_prec ps[] = {MPLB_PREC_FP16, MPLB_PREC_FP4_E2M1, MPLB_PREC_FP4_E2M1};
+    for (int k = 0; k < 3; k++) {
+        mplb_qopts o = {.scaling = k == 2 ? MPLB_SCALE_TENSOR : MPLB_SCALE_NONE};
+        mplb_qtensor a, r;
+        mplb_err err;
+        assert_int_equal(mplb_qtensor_alloc(&a, ps[k], &o, R, C, &err), 0);
+        assert_int_equal(mplb_qtensor_alloc(&r, ps[k], &o, R, C, &err), 0);
+        assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
+        assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
+        assert_int_equal(mplb_f32_bits(a.global_scale), mplb_f32_bits(r.global_scale));
+        for (size_t i = 0; i < r.data_bytes; i++)
+            if (a.data[i] != r.data[i]) fail_msg("%s%s byte %zu: %02x != ref %02x", mplb_prec_name(ps[k]), k == 2 ? " scaled" : "", i, a.data[i], r.data[i]);
+        mplb_qtensor_free(&a);
+        mplb_qtensor_free(&r);
+    }
+    free(x);
+}
+
+/* int8 rows and int4 groups on random data with sparse NaN, Inf, subnormals
+ * and signed zeros, all-zero and all-minus-zero groups, tiny groups (fp16
+ * scale underflows), huge ones (fp16 scale clamps to 65504), exact rounding
+ * ties (x = (k + 1/2) s), odd row lengths (reference fallback): fast path ==
+ * reference, scales and zero points included. */
+static void test_fast_int_equals_ref(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int64_t shapes[][2] = {{9, 256}, {7, 128}, {4, 96}, {3, 37}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t R = shapes[si][0], C = shapes[si][1];
+        float *x = malloc((size_t)(R * C) * sizeof(float));
+        for (int it = 0; it < 30; it++) {
+            for (int64_t r = 0; r < R; r++) {
+                int kind = (int)(mplb_rng_next(&g) % 7);
+                int ex = (int)(mplb_rng_next(&g) % 260) - 140;
+                for (int64_t c = 0; c < C; c++) {
+                    float v = (float)ldexp(mplb_rng_uniform(&g) * 2 - 1, ex);
+                    if (kind == 1) v = 0;
+                    if (kind == 2) v = (float)((double)((int)(mplb_rng_next(&g) % 15) - 7) + 0.5);   /* ties at s = 1 */
+                    if (kind == 3) v = (float)ldexp(mplb_rng_uniform(&g), 100);                         /* fp16 scale clamps */
+                    if (kind == 4) v = -0.0f;
+                    uint64_t u = mplb_rng_next(&g) % 400;
+                    if (u == 0) v = NAN;
+                    else if (u == 1) v = (mplb_rng_next(&g) & 1) ? INFINITY : -INFINITY;
+                    else if (u == 2) v = mplb_bits_f32((uint32_t)(mplb_rng_next(&g) & 0x807FFFFF));  /* subnormal */
+                    else if (u == 3) v = -0.0f;
+                    x[r * C + c] = v;
+                }
+                if (kind == 2) x[r * C] = 7, x[r * C + C - 1] = 127;   /* pins s to 1 (int8 rows, int4 first/last groups) */
+            }
+            const mplb_prec ps[] = {MPLB_PREC_INT8, MPLB_PREC_INT4_G32, MPLB_PREC_INT4_G128};
+            for (int k = 0; k < 3; k++)
+                for (int asym = 0; asym <= 1; asym++) {
+                    mplb_qopts o = {.int4_asym = asym};
+                    mplb_qtensor a, r;
+                    mplb_err err;
+                    assert_int_equal(mplb_qtensor_alloc(&a, ps[k], &o, R, C, &err), 0);
+                    assert_int_equal(mplb_qtensor_alloc(&r, ps[k], &o, R, C, &err), 0);
+                    assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
+                    assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
+                    if (memcmp(a.data, r.data, r.data_bytes) || memcmp(a.scales, r.scales, r.scale_bytes) ||
+                        memcmp(a.zeros, r.zeros, r.zero_bytes))
+                        fail_msg("%s asym=%d %lldx%lld: fast != ref", mplb_prec_name(ps[k]), asym, (long long)R, (long long)C);
+                    mplb_qtensor_free(&a);
+                    mplb_qtensor_free(&r);
+                }
+        }
+        free(x);
+    }
+}
+
 static void test_fast_equals_ref(void **st) {
     (void)st;
     mplb_rng g;
@@ -272,6 +358,8 @@ int main(void) {
         cmocka_unit_test(test_nvfp4_scale_ties),
         cmocka_unit_test(test_nvfp4_subnormal_tensor),
         cmocka_unit_test(test_mx_round_up_stays_finite),
+        cmocka_unit_test(test_fast_casts_bit_sweep),
+        cmocka_unit_test(test_fast_int_equals_ref),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_error_stats),
     };

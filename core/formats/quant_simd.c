@@ -4,9 +4,11 @@
  *
  * Covered: fp8_e4m3 / fp8_e5m2 casts (no tensor scaling), mxfp8, mxfp4 and
  * nvfp4 (1x16) quantize; e4m3/e2m1 dequantize through 256/16-entry tables.
- * Everything else falls back to the reference. */
+ * fp16, fp4_e2m1, int8 and int4 quantize are in quant_cast.c. Everything
+ * else falls back to the reference. */
 #include "mplb/quant.h"
 #include "quant_elem.h"
+#include "quant_fast.h"
 
 #include <math.h>
 #include <string.h>
@@ -410,6 +412,7 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
         }
     }
 #endif
+    if (mplb_quant_cast_fast(x, t)) return 0;
     return mplb_quant_quantize_ref(x, t, err);
 }
 

@@ -1,0 +1,12 @@
+/* Internal: AVX2 quantize paths for fp16, fp4_e2m1, int8 and int4 (quant_cast.c),
+ * called by mplb_quant_quantize before it falls back to the reference.
+ * Returns 1 when it quantized x into t (bit-identical to the reference),
+ * 0 when this CPU or shape has no fast path (t untouched). */
+#ifndef MPLB_QUANT_FAST_H
+#define MPLB_QUANT_FAST_H
+
+#include "mplb/quant.h"
+
+int mplb_quant_cast_fast(const float *x, mplb_qtensor *t);
+
+#endif
