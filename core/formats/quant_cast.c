@@ -201,39 +201,53 @@ AVX2 static uint16_t fp16_of(float v) {
 
 AVX2 static float fp16_val(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
 
-/* int4 groups of g (32 or 128), rows of whole groups */
+/* int4 groups of g (32 or 128), rows of whole groups. Two passes per row:
+ * every group's scale and zero point first (a short scalar chain per group),
+ * then the divisions, which no longer wait on that chain. */
+enum { INT4_ROW_GROUPS = 256 };
+
 AVX2 static void q_int4(const float *x, mplb_qtensor *t) {
     int64_t g = mplb_quant_block(t->fmt), C = t->cols, nb = C / g, rowbytes = C / 2;
     int asym = t->opts.int4_asym;
     const __m256d lo = _mm256_set1_pd(asym ? 0 : -7), hi = _mm256_set1_pd(asym ? 15 : 7);
+    double sd[INT4_ROW_GROUPS];
+    int zps[INT4_ROW_GROUPS];
     for (int64_t r = 0; r < t->rows; r++) {
         uint8_t *row = t->data + r * rowbytes;
-        for (int64_t b = 0; b < nb; b++) {
-            const float *xb = x + r * C + b * g;
-            int bad;
-            float mn, mx;
-            minmax_group(xb, g, &mn, &mx, &bad);
-            /* scale and zero point: the reference's scalar lines */
-            float sf = asym ? (mx - mn) / 15.0f : (fabsf(mn) > mx ? fabsf(mn) : mx) / 7.0f;
-            uint16_t sh = bad ? 0x7E00u : fp16_of(sf);
-            if (!bad && sh == 0x7C00u) sh = 0x7BFFu;
-            float s = bad ? NAN : fp16_val(sh);
-            memcpy(t->scales + 2 * (r * nb + b), &sh, 2);
-            int zp = 0;
-            if (asym && s > 0 && !bad) {
-                double z = rint(-(double)mn / (double)s);
-                zp = z < 0 ? 0 : z > 15 ? 15 : (int)z;
+        for (int64_t b0 = 0; b0 < nb; b0 += INT4_ROW_GROUPS) {
+            int64_t b1 = b0 + INT4_ROW_GROUPS < nb ? b0 + INT4_ROW_GROUPS : nb;
+            for (int64_t b = b0; b < b1; b++) {
+                int bad;
+                float mn, mx;
+                minmax_group(x + r * C + b * g, g, &mn, &mx, &bad);
+                /* scale and zero point: the reference's scalar lines */
+                float sf = asym ? (mx - mn) / 15.0f : (fabsf(mn) > mx ? fabsf(mn) : mx) / 7.0f;
+                uint16_t sh = bad ? 0x7E00u : fp16_of(sf);
+                if (!bad && sh == 0x7C00u) sh = 0x7BFFu;
+                float s = bad ? NAN : fp16_val(sh);
+                memcpy(t->scales + 2 * (r * nb + b), &sh, 2);
+                int zp = 0;
+                if (asym && s > 0 && !bad) {
+                    double z = rint(-(double)mn / (double)s);
+                    zp = z < 0 ? 0 : z > 15 ? 15 : (int)z;
+                }
+                if (asym) t->zeros[r * nb + b] = (uint8_t)zp;
+                sd[b - b0] = s > 0 && !bad ? (double)s : 0;   /* 0: every code is the zero point */
+                zps[b - b0] = zp;
             }
-            if (asym) t->zeros[r * nb + b] = (uint8_t)zp;
-            uint8_t *dst = row + b * g / 2;
-            if (!(s > 0) || bad) {
-                memset(dst, zp | zp << 4, (size_t)g / 2);
-                continue;
+            for (int64_t b = b0; b < b1; b++) {
+                const float *xb = x + r * C + b * g;
+                uint8_t *dst = row + b * g / 2;
+                int zp = zps[b - b0];
+                if (sd[b - b0] == 0) {
+                    memset(dst, zp | zp << 4, (size_t)g / 2);
+                    continue;
+                }
+                const __m256d sv = _mm256_set1_pd(sd[b - b0]), zv = _mm256_set1_pd(zp);
+                for (int64_t c = 0; c < g; c += 32)
+                    pack_low_nibbles32(dst + c / 2, div_round8(xb + c, sv, zv, lo, hi), div_round8(xb + c + 8, sv, zv, lo, hi),
+                                       div_round8(xb + c + 16, sv, zv, lo, hi), div_round8(xb + c + 24, sv, zv, lo, hi));
             }
-            const __m256d sv = _mm256_set1_pd((double)s), zv = _mm256_set1_pd(zp);
-            for (int64_t c = 0; c < g; c += 32)
-                pack_low_nibbles32(dst + c / 2, div_round8(xb + c, sv, zv, lo, hi), div_round8(xb + c + 8, sv, zv, lo, hi),
-                                   div_round8(xb + c + 16, sv, zv, lo, hi), div_round8(xb + c + 24, sv, zv, lo, hi));
         }
     }
 }
