@@ -1,20 +1,21 @@
 /* bench/policies: decide() microseconds per (step, layer) for each shipped
  * policy with 64 ranks (8 nodes x 8) and 256 experts (DeepSeek-V3 shapes,
  * 16k tokens), next to one cost-model evaluation of the same layer, in the
- * same run. Not a test. */
+ * same run. Not a test. usage: bench_policies [policy...] (default: all). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "mplb.h"
 
+/* thread CPU time: the machine is shared, wall time counts other jobs' turns */
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     mplb_err err = {0};
     mplb_profile hw;
     if (mplb_profile_load("h100", MPLB_SRC "/profiles", &hw, &err) < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
@@ -58,6 +59,9 @@ int main(void) {
     static const char *names[] = {"baseline", "static", "threshold", "redistribute", "lis", "expert_level",
                                   "learned", "eplb", "locality"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        int want = argc < 2;   /* argv: only these policies */
+        for (int a = 1; a < argc; a++) want |= !strcmp(argv[a], names[i]);
+        if (!want) continue;
         char path[512];
         snprintf(path, sizeof path, "%s/policies/%s.lua", MPLB_SRC, names[i]);
         mplb_policy *pol;

@@ -17,63 +17,23 @@
 -- EPLB rebalance is amortised over many steps).
 local P = { params = { redundant = 0, groups = 0, period = 1, decay = 0.8 } }
 
-local function sort_desc(w)           -- w is 1-based; returns 0-based indices
-  local idx = {}
-  for i = 0, #w - 1 do idx[#idx + 1] = i end
-  table.sort(idx, function(a, b)
-    if w[a + 1] ~= w[b + 1] then return w[a + 1] > w[b + 1] end
-    return a < b
-  end)
-  return idx
-end
-
 -- Pack the n items of each row into num_packs packs of n/num_packs items,
--- heaviest first into the lightest pack that has room.
+-- heaviest first into the lightest pack that has room (mplb.balanced_packing:
+-- the loop in C, float32 like the original).
 function P.balanced_packing(weight, num_packs)
   local pack_index, rank_in_pack = {}, {}
   for i, w in ipairs(weight) do
-    local n = #w
-    local per = n // num_packs
-    local pi, ri = {}, {}
-    if per == 1 then
-      for g = 0, n - 1 do pi[g + 1], ri[g + 1] = g, 0 end
-    else
-      local pw, pc = {}, {}
-      for k = 0, num_packs - 1 do pw[k], pc[k] = 0, 0 end
-      for _, g in ipairs(sort_desc(w)) do
-        local best
-        for k = 0, num_packs - 1 do
-          if pc[k] < per and (best == nil or pw[k] < pw[best]) then best = k end
-        end
-        pi[g + 1], ri[g + 1] = best, pc[best]
-        pw[best] = pw[best] + w[g + 1]
-        pc[best] = pc[best] + 1
-      end
-    end
-    pack_index[i], rank_in_pack[i] = pi, ri
+    pack_index[i], rank_in_pack[i] = mplb.balanced_packing(w, num_packs)
   end
   return pack_index, rank_in_pack
 end
 
--- Add num_phy - num_log replicas, each to the expert with the most load per copy.
+-- Add num_phy - num_log replicas, each to the expert with the most load per
+-- copy (mplb.replicate_experts).
 function P.replicate_experts(weight, num_phy)
   local phy2log, rank, logcnt = {}, {}, {}
   for i, w in ipairs(weight) do
-    local num_log = #w
-    local p2l, rk, cnt = {}, {}, {}
-    for j = 0, num_phy - 1 do p2l[j + 1], rk[j + 1] = j, 0 end
-    for e = 1, num_log do cnt[e] = 1 end
-    for j = num_log, num_phy - 1 do
-      local best, bestv = 0, -math.huge
-      for e = 0, num_log - 1 do
-        local v = w[e + 1] / cnt[e + 1]
-        if v > bestv then best, bestv = e, v end
-      end
-      p2l[j + 1] = best
-      rk[j + 1] = cnt[best + 1]
-      cnt[best + 1] = cnt[best + 1] + 1
-    end
-    phy2log[i], rank[i], logcnt[i] = p2l, rk, cnt
+    phy2log[i], rank[i], logcnt[i] = mplb.replicate_experts(w, num_phy)
   end
   return phy2log, rank, logcnt
 end
@@ -175,23 +135,21 @@ function P.decide(obs, act)
     if E % groups ~= 0 or groups % obs.nodes ~= 0 then groups = 1 end
     local nodes = groups == 1 and 1 or obs.nodes
     if slots >= E then
-      local phy2log = P.rebalance_experts({ h }, slots, groups, nodes, R)
-      plan_of[layer] = phy2log[1]
+      -- the same three steps as P.rebalance_experts above, in one C call
+      -- (tests/test_policies.c holds the two to the same placement)
+      plan_of[layer] = mplb.rebalance_experts(h, slots, groups, nodes, R)
     end
   end
   local row = plan_of[layer]
   if row then
+    -- physical slot x (per_gpu slots per GPU) holds logical expert row[x]
     local per_gpu = #row // R
-    local placed = {}
-    for x, e in ipairs(row) do
-      local gpu = (x - 1) // per_gpu + 1
-      if placed[e] then act:replicate(e + 1, gpu) else act:place(e + 1, gpu); placed[e] = true end
-    end
+    local experts, gpus = {}, {}
+    for x, e in ipairs(row) do experts[x], gpus[x] = e + 1, (x - 1) // per_gpu + 1 end
+    act:place_all(experts, gpus)   -- first slot of an expert places it, later ones replicate
   end
   -- learn from this step for the next ones
-  h = h or {}
-  for e = 1, E do h[e] = (h[e] or 0) * p.decay + obs.expert_load[e] end
-  hist[layer] = h
+  hist[layer] = mplb.decay_add(h or {}, obs.expert_load, p.decay)   -- h[e] = h[e] * decay + load[e]
 end
 
 return P

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <time.h>
 #include "testutil.h"
+#include "lhelpers.h"
 
 typedef struct world {
     int R, E;
@@ -219,6 +220,9 @@ static void test_eplb_published_example(void **st) {
     (void)st;
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
+    lua_newtable(L);
+    mplb_lh_open(L, NULL);   /* the policy's mplb.* helpers */
+    lua_setglobal(L, "mplb");
     const char *code =
         "local P = dofile(...)\n"
         "local w = {{90,132,40,61,104,165,39,4,73,56,183,86},{20,107,104,64,19,197,187,157,172,86,16,27}}\n"
@@ -230,6 +234,39 @@ static void test_eplb_published_example(void **st) {
     assert_string_equal(lua_tostring(L, -1),
                         "5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1;7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1;"
                         "1,2,1,1,2,2,1,1,1,1,2,1");
+    lua_close(L);
+}
+
+/* eplb.lua's decide calls mplb.rebalance_experts (C); the policy's Lua
+ * P.rebalance_experts keeps EPLB's steps readable. Both give the same
+ * phy2log, rank and logcnt on random loads, hierarchical and global, with
+ * and without redundant slots, ties included (both break them by index). */
+static void test_eplb_lua_equals_c(void **st) {
+    (void)st;
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_newtable(L);
+    mplb_lh_open(L, NULL);
+    lua_setglobal(L, "mplb");
+    char code[2048];
+    snprintf(code, sizeof code,
+        "local P = dofile('%s')\n"
+        "local seed = ...\n"
+        "math.randomseed(seed)\n"
+        "local shapes = {{12,16,4,2,8}, {256,320,8,8,64}, {60,64,4,2,8}, {64,96,3,2,8}, {32,32,1,1,4}, {48,64,8,4,16}}\n"
+        "for it = 1, 40 do\n"
+        "  local s = shapes[(it - 1) %% #shapes + 1]\n"
+        "  local w = {}\n"
+        "  for e = 1, s[1] do w[e] = it %% 3 == 0 and math.random(0, 5) or math.random() * 1000 end\n"
+        "  local a, b, c = P.rebalance_experts({w}, s[2], s[3], s[4], s[5])\n"
+        "  local x, y, z = mplb.rebalance_experts(w, s[2], s[3], s[4], s[5])\n"
+        "  local A = table.concat(a[1], ',') .. ';' .. table.concat(b[1], ',') .. ';' .. table.concat(c[1], ',')\n"
+        "  local X = table.concat(x, ',') .. ';' .. table.concat(y, ',') .. ';' .. table.concat(z, ',')\n"
+        "  if A ~= X then error(('shape %%d: Lua %%s ~= C %%s'):format((it - 1) %% #shapes + 1, A, X)) end\n"
+        "end\n", MPLB_SRC "/policies/eplb.lua");
+    assert_int_equal(luaL_loadstring(L, code), 0);
+    lua_pushinteger(L, (lua_Integer)(test_seed() & 0x7FFFFFFF));
+    if (lua_pcall(L, 1, 0, 0) != 0) fail_msg("%s", lua_tostring(L, -1));
     lua_close(L);
 }
 
@@ -354,6 +391,7 @@ int main(void) {
         cmocka_unit_test(test_expert_level),
         cmocka_unit_test(test_learned_converges_on_drift),
         cmocka_unit_test(test_eplb_published_example),
+        cmocka_unit_test(test_eplb_lua_equals_c),
         cmocka_unit_test(test_eplb_applies_placement),
         cmocka_unit_test(test_locality),
         cmocka_unit_test(test_random_workloads),

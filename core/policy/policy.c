@@ -1,6 +1,7 @@
 /* The Lua policy engine: see include/mplb/policy.h. */
 #include "mplb/policy.h"
 #include "lsandbox.h"
+#include "lhelpers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct mplb_policy {
     int pushed_ok;        /* the scalar cache below is valid */
     lua_Integer pushed[SCALARS];
     double pushed_budget, pushed_ebytes;
+    mplb_lh_ctx lh;       /* what the mplb.* C helpers read obs through */
 };
 
 /* An array view reads one field of pol->obs, so views are made once and
@@ -199,16 +201,47 @@ static int act_expert_precision(lua_State *L) {
     return 0;
 }
 
-/* place(e, r): expert e's only copy moves to rank r (EPLB-style placement). */
-static int act_place(lua_State *L) {
-    mplb_policy *pol = act_pol(L);
-    int e = check_index(L, 2, pol->plan->E, "expert");
-    int r = check_index(L, 3, pol->plan->R, "rank");
+static void place_one(mplb_policy *pol, int e, int r) {
     mplb_placement *pl = &pol->plan->placement;
     for (int i = 0; i < pl->copies[e]; i++) pl->has[(size_t)e * pl->R + pl->ranks[(size_t)e * pl->R + i]] = 0;
     pl->copies[e] = 0;
     pl->home[e] = r;
     mplb_placement_add(pl, e, r);
+    pol->plan->placement_changed = 1;
+}
+
+/* place(e, r): expert e's only copy moves to rank r (EPLB-style placement). */
+static int act_place(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    int e = check_index(L, 2, pol->plan->E, "expert");
+    int r = check_index(L, 3, pol->plan->R, "rank");
+    place_one(pol, e, r);
+    return 0;
+}
+
+/* place_all(experts, ranks): a whole placement in one call. Entry i puts
+ * expert experts[i] on rank ranks[i]: its first entry is place, later ones
+ * replicate (EPLB's physical-slot list, a locality map). */
+static int act_place_all(lua_State *L) {
+    mplb_policy *pol = act_pol(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (luaL_len(L, 3) != n) return luaL_error(L, "place_all: %d experts but %d ranks", (int)n, (int)luaL_len(L, 3));
+    int E = pol->plan->E, R = pol->plan->R;
+    unsigned char *seen = lua_newuserdatauv(L, (size_t)E, 0);
+    memset(seen, 0, (size_t)E);
+    for (lua_Integer i = 1; i <= n; i++) {
+        int ok1, ok2;
+        lua_Integer e = (lua_rawgeti(L, 2, i), lua_tointegerx(L, -1, &ok1));
+        lua_Integer r = (lua_rawgeti(L, 3, i), lua_tointegerx(L, -1, &ok2));
+        lua_pop(L, 2);
+        if (!ok1 || e < 1 || e > E) return luaL_error(L, "place_all: entry %d: expert out of range 1..%d", (int)i, E);
+        if (!ok2 || r < 1 || r > R) return luaL_error(L, "place_all: entry %d: rank out of range 1..%d", (int)i, R);
+        if (seen[e - 1]) mplb_placement_add(&pol->plan->placement, (int)e - 1, (int)r - 1);
+        else place_one(pol, (int)e - 1, (int)r - 1);
+        seen[e - 1] = 1;
+    }
     pol->plan->placement_changed = 1;
     return 0;
 }
@@ -292,6 +325,7 @@ static const luaL_Reg act_methods[] = {
     {"dispatch_precision", act_dispatch_precision},
     {"replicate", act_replicate},
     {"place", act_place},
+    {"place_all", act_place_all},
     {"move_tokens", act_move_tokens},
     {NULL, NULL},
 };
@@ -389,6 +423,34 @@ static int obs_src_load(lua_State *L) {
     return 1;
 }
 
+/* For the C helpers (lhelpers.c): an obs array view read in one call, and
+ * the source-rank matrix behind obs.src_load. */
+static int lh_view(void *ud, lua_State *L, int idx, double *out) {
+    arr_view *v = luaL_testudata(L, idx, ARR_MT);
+    if (!v || v->pol != ud) return -1;
+    int n = arr_len(&v->pol->obs, v->kind);
+    for (int i = 0; out && i < n; i++) {
+        const mplb_obs *o = &v->pol->obs;
+        switch (v->kind) {
+        case ARR_RANK_LOAD: out[i] = o->rank_load[i]; break;
+        case ARR_RANK_VISION: out[i] = o->rank_vision[i]; break;
+        case ARR_RANK_MEM: out[i] = o->rank_mem ? o->rank_mem[i] : 0; break;
+        case ARR_EXP_LOAD: out[i] = o->expert_load[i]; break;
+        case ARR_EXP_VISION: out[i] = o->expert_vision[i]; break;
+        case ARR_EXP_IMPORTANCE: out[i] = o->expert_importance[i]; break;
+        default: out[i] = o->expert_rank[i] + 1; break;
+        }
+    }
+    return n;
+}
+
+static const int32_t *lh_src(void *ud, int *R, int *E) {
+    const mplb_obs *o = &((mplb_policy *)ud)->obs;
+    *R = o->ranks;
+    *E = o->experts;
+    return o->src_counts;
+}
+
 static void open_mplb_lib(lua_State *L, mplb_policy *pol) {
     lua_newtable(L);
     lua_pushcfunction(L, lib_bits);
@@ -407,6 +469,8 @@ static void open_mplb_lib(lua_State *L, mplb_policy *pol) {
         lua_rawseti(L, -2, p + 1);
     }
     lua_setfield(L, -2, "precisions");
+    pol->lh = (mplb_lh_ctx){pol, lh_view, lh_src};
+    mplb_lh_open(L, &pol->lh);   /* argsort, greedy_pack, rank_sums, ... */
     lua_setglobal(L, "mplb");
 }
 
