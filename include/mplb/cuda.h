@@ -7,10 +7,18 @@
  *   bf16 weights      activations rounded to bf16, BF16 GEMMs (FP32 accumulate)
  *   fp8_e4m3 weights  activations to e4m3 with a per-tensor scale, FP8 GEMMs
  *                     (W8A8; A and B scales passed to cuBLASLt)
- *   nvfp4, mxfp4      weight-only: dequantized to bf16 on the device, then
- *                     BF16 GEMMs. This is the path of a chip without FP4
- *                     tensor cores (Hopper); on Blackwell it is a lower bound
- *                     on FP4 speed, never a measurement of FP4 units.
+ *   nvfp4, mxfp4      on Blackwell (sm_100, cuBLAS >= 12.8): block-scaled FP4
+ *                     GEMMs, W4A4 (activations quantized on the device:
+ *                     NVFP4 per-tensor + 1x16 E4M3 blocks, MXFP4 1x32 E8M0
+ *                     blocks, round-up rule), scales in cuBLASLt's tiled
+ *                     layout, tensor scales folded into alpha: path
+ *                     MPLB_CUDA_PATH_FP4_TC. Where cuBLASLt has no FP4
+ *                     algorithm (Hopper) or d, f are not multiples of 32:
+ *                     weight-only, dequantized to bf16 then BF16 GEMMs
+ *                     (MPLB_CUDA_PATH_WEIGHT_ONLY), never FP4 speed.
+ * GEMM plans (descriptors, algorithm) are cached by (type, rows, k) and n;
+ * mplb_cuda_ffn_prepare builds them, mplb_cuda_ffn_time times the device
+ * alone (CUDA graph replays after a warm-up).
  * Functions return 0 or a negative MPLB_E* and put the CUDA/cuBLASLt error
  * in err. Pointers are device pointers unless a comment says otherwise.
  *
@@ -74,7 +82,14 @@ typedef struct mplb_cuda_mat {
     uint8_t *data, *scales;
     float gs;          /* tensor scale (fp8, nvfp4) */
     float *d_gs;       /* the same, on the device (cuBLASLt scale pointer) */
+    uint8_t *lt_scales;   /* FP4 tensor-core path: the scales in cuBLASLt's tiled layout */
 } mplb_cuda_mat;
+
+/* How an expert's GEMMs run (named by mplb_cuda_path_name). */
+enum { MPLB_CUDA_PATH_NATIVE, MPLB_CUDA_PATH_FP4_TC, MPLB_CUDA_PATH_WEIGHT_ONLY };
+const char *mplb_cuda_path_name(int path, mplb_prec p);
+/* 1 when this device and cuBLASLt run p (nvfp4, mxfp4) on FP4 tensor cores. */
+int mplb_cuda_fp4_tensor_cores(mplb_cuda *c, mplb_prec p);
 
 /* bf16 codes [rows x cols] of an nvfp4 or mxfp4 matrix (mplb_nvfp4_value,
  * mplb_mx_value, then round to bf16). */
@@ -83,6 +98,7 @@ int mplb_cuda_dequant_bf16(const mplb_cuda_mat *m, uint16_t *out, void *stream);
 typedef struct mplb_cuda_expert {
     int d, f;
     mplb_prec prec;
+    int path;             /* MPLB_CUDA_PATH_*; FP4_TC falls back to WEIGHT_ONLY at prepare */
     mplb_cuda_mat w[3];   /* gate [f x d], up [f x d], down [d x f] */
 } mplb_cuda_expert;
 
@@ -90,19 +106,31 @@ typedef struct mplb_cuda_expert {
 int mplb_cuda_expert_upload(mplb_cuda *c, const mplb_expert_w *host, mplb_cuda_expert *dev, mplb_err *err);
 void mplb_cuda_expert_free(mplb_cuda_expert *dev);
 
-/* y [n x d] = the expert's SwiGLU FFN of x [n x d], float32, on c's stream. */
-int mplb_cuda_ffn_forward(mplb_cuda *c, const mplb_cuda_expert *w, const float *x, int n, float *y, mplb_err *err);
+/* Build what w's FFN at n tokens needs (scratch, GEMM plans, the FP4
+ * path's fallback decision) so that forward only enqueues work. */
+int mplb_cuda_ffn_prepare(mplb_cuda *c, mplb_cuda_expert *w, int n, mplb_err *err);
+/* y [n x d] = the expert's SwiGLU FFN of x [n x d], float32, on c's stream
+ * (prepares first; cheap when prepared). */
+int mplb_cuda_ffn_forward(mplb_cuda *c, mplb_cuda_expert *w, const float *x, int n, float *y, mplb_err *err);
+/* Device microseconds of one forward (kernels/gpu_timer.h): prepared, one
+ * warm-up, then reps forwards captured in a CUDA graph, best of trials
+ * replays / reps (*graphed 1), or launched back to back where capture is
+ * refused (*graphed 0). y holds the forward's output after. */
+int mplb_cuda_ffn_time(mplb_cuda *c, mplb_cuda_expert *w, const float *x, int n, float *y, int reps, int trials,
+                       double *us, int *graphed, mplb_err *err);
 
 /* Execute mode's device (backend "cuda", include/mplb/execute.h) on c,
  * which must outlive it; free with mplb_cuda_exec_device_free. */
 int mplb_cuda_exec_device(mplb_cuda *c, mplb_exec_device *out, mplb_err *err);
 void mplb_cuda_exec_device_free(mplb_exec_device *dev);
 
-/* `mplb calibrate --backend cuda`: the expert FFN above, timed with CUDA
- * events over a grid of tokens per expert for bf16, fp8_e4m3 and nvfp4
- * (weight-only), HBM bandwidth (device-to-device copy) and the fp8
- * conversion kernel's throughput; written as a profile (Lua) that says
- * what was measured on which device. */
+/* `mplb calibrate --backend cuda`: the expert FFN above, timed on the
+ * device (mplb_cuda_ffn_time) over a grid of tokens per expert for bf16,
+ * fp8_e4m3, nvfp4 and mxfp4 (each FP4 format on FP4 tensor cores where the
+ * device has them, else weight-only, and labelled so), HBM bandwidth
+ * (device-to-device copy) and the fp8 conversion kernel's throughput;
+ * written as a profile (Lua) that says per format what was measured, how,
+ * on which device. */
 int mplb_calibrate_gpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
 
 #ifdef __cplusplus
