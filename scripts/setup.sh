@@ -19,6 +19,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# NCCL's development files (the "nccl" EP transport, kernels/transport_nccl.cu),
+# only where a CUDA toolkit is installed and apt has the package (NVIDIA's CUDA
+# repository, or Debian's non-free): everything else builds and tests without it.
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  have_nccl=0
+  for h in /usr/include/nccl.h /usr/local/cuda/include/nccl.h /usr/local/include/nccl.h; do [ -f "$h" ] && have_nccl=1; done
+  if [ $have_nccl -eq 0 ]; then
+    if apt-cache show libnccl-dev >/dev/null 2>&1; then
+      echo "setup: installing NCCL (libnccl-dev) for the nccl transport"
+      SUDO=""
+      [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libnccl-dev libnccl2
+    else
+      echo "setup: no NCCL and apt has no libnccl-dev: add NVIDIA's CUDA apt repository for the nccl transport (optional)"
+    fi
+  fi
+fi
+
 # Python: the analysis package and the test stack, in a venv of our own.
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
