@@ -23,29 +23,24 @@ end
 function P.decide(obs, act)
   local p = P.params
   if obs.tokens < p.min_tokens then return end
-  local R, E = obs.ranks, obs.experts
+  local R = obs.ranks
   local gain = 1 - 1 / mplb.speedup(p.low)   -- share of an expert's time saved
   if gain <= 0 then return end               -- the format saves no compute here
-  local mass = 0
-  for e = 1, E do mass = mass + obs.expert_importance[e] end
+  local imp, load = mplb.values(obs.expert_importance), mplb.values(obs.expert_load)
+  local mass = mplb.sum(imp)
   if mass == 0 then return end
   local err = mplb.error(p.low)
-  local eff, low = {}, {}
-  for r = 1, R do eff[r] = 0 end
-  for e = 1, E do
-    local r = obs.expert_rank[e]
-    eff[r] = eff[r] + obs.expert_load[e]
-  end
-  local spent = 0
+  local eff = mplb.rank_sums(load, obs.expert_rank, R)   -- effective load per rank
+  local on_rank = mplb.group_by(obs.expert_rank, R)
+  local low, spent = {}, 0
   while true do
-    local r = 1
-    for q = 2, R do if eff[q] > eff[r] then r = q end end
+    local r = mplb.argmax(eff)               -- the rank with the largest effective load
     local best, bestscore
-    for e = 1, E do
-      if obs.expert_rank[e] == r and not low[e] and obs.expert_load[e] > 0 then
-        local cost = obs.expert_importance[e] * err / mass
+    for _, e in ipairs(on_rank[r]) do
+      if not low[e] and load[e] > 0 then
+        local cost = imp[e] * err / mass
         if spent + cost <= p.budget then
-          local score = obs.expert_load[e] / math.max(cost, 1e-300)
+          local score = load[e] / math.max(cost, 1e-300)
           if bestscore == nil or score > bestscore then best, bestscore = e, score end
         end
       end
@@ -53,8 +48,8 @@ function P.decide(obs, act)
     if best == nil then break end
     act:expert_precision(best, p.low, p.mode)
     low[best] = true
-    spent = spent + obs.expert_importance[best] * err / mass
-    eff[r] = eff[r] - obs.expert_load[best] * gain
+    spent = spent + imp[best] * err / mass
+    eff[r] = eff[r] - load[best] * gain
   end
 end
 

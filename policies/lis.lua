@@ -15,15 +15,14 @@ local P = {
   params = { bound = 1.5, low = "int4_g128", max_replicas = 0, budget = "baseline", window = 1 },
 }
 
-local history = {}   -- history[layer] = list of per-expert load tables
+local history = {}   -- history[layer] = list of per-expert load lists
 
 local function loads(obs)
   local h = history[obs.layer] or {}
   history[obs.layer] = h
-  local cur = {}
-  for e = 1, obs.experts do cur[e] = obs.expert_load[e] end
-  h[#h + 1] = cur
+  h[#h + 1] = mplb.values(obs.expert_load)
   while #h > P.params.window do table.remove(h, 1) end
+  if #h == 1 then return h[1] end
   local n = {}
   for e = 1, obs.experts do
     local s = 0
@@ -43,61 +42,51 @@ end
 function P.decide(obs, act)
   local p = P.params
   local R, E, T, k = obs.ranks, obs.experts, obs.tokens, obs.top_k
+  if T * k == 0 then return end
   local n = loads(obs)
-  local copies, holds, load, mem, budget, low_done = {}, {}, {}, {}, {}, {}
-  for r = 1, R do
-    holds[r], load[r], mem[r] = {}, 0, obs.rank_mem[r]
-    budget[r] = p.budget == "limit" and obs.mem_budget or obs.rank_mem[r]
-  end
-  for e = 1, E do
-    copies[e] = 1
-    local r = obs.expert_rank[e]
-    holds[r][e] = true
-    load[r] = load[r] + n[e]
-  end
+  local home = mplb.values(obs.expert_rank)
+  local on_rank = mplb.group_by(home, R)            -- on_rank[r]: experts homed on r
+  local load = mplb.rank_sums(n, home, R)
+  local mem = mplb.values(obs.rank_mem)
+  local imp = mplb.values(obs.expert_importance)
+  local copies, holders, low_done = {}, {}, {}
+  for e = 1, E do copies[e] = 1 end
   local bf16 = obs.expert_bytes
   local freed = bf16 - bf16 * mplb.bits(p.low) / 16
   local max_rep = p.max_replicas > 0 and p.max_replicas or R
-  local reps = 0
-  while reps < max_rep and P.lis(n, copies, E, T, k) > p.bound do
-    -- the busiest expert (per copy)
-    local hot, hotn = 1, -1
-    for e = 1, E do
-      if n[e] / copies[e] > hotn then hot, hotn = e, n[e] / copies[e] end
-    end
+  -- The busiest expert per copy, replica after replica, is the order in which
+  -- EPLB's replicate_experts adds copies: take it from there, then stop once
+  -- LIS <= bound (the busiest per copy is the next one in that order).
+  local order = mplb.replicate_experts(n, E + max_rep)
+  for j = E + 1, E + max_rep do
+    local hot = order[j] + 1
+    holders[hot] = holders[hot] or { [home[hot]] = true }   -- ranks holding a copy
+    if E * (n[hot] / copies[hot]) / (T * k) <= p.bound then break end   -- LIS <= bound
     -- the least loaded rank without a copy
-    local dst
-    for r = 1, R do
-      if not holds[r][hot] and (dst == nil or load[r] < load[dst]) then dst = r end
-    end
+    local dst = mplb.argmin(load, holders[hot])
     if dst == nil then break end
+    local budget = p.budget == "limit" and obs.mem_budget or obs.rank_mem[dst]
     -- free memory on dst by quantizing its least important experts
-    while mem[dst] + bf16 > budget[dst] do
+    while mem[dst] + bf16 > budget do
       local victim
-      for e = 1, E do
-        if obs.expert_rank[e] == dst and not low_done[e] and e ~= hot and
-           (victim == nil or obs.expert_importance[e] < obs.expert_importance[victim]) then
-          victim = e
-        end
+      for _, e in ipairs(on_rank[dst]) do
+        if not low_done[e] and e ~= hot and (victim == nil or imp[e] < imp[victim]) then victim = e end
       end
       if victim == nil then break end
       act:expert_precision(victim, p.low, "stored")
       low_done[victim] = true
       mem[dst] = mem[dst] - freed
     end
-    if mem[dst] + bf16 > budget[dst] then break end
+    if mem[dst] + bf16 > budget then break end
     act:replicate(hot, dst)
     mem[dst] = mem[dst] + bf16
     -- the new copy takes an equal share of the hot expert's tokens
     local before = n[hot] / copies[hot]
     copies[hot] = copies[hot] + 1
     local after = n[hot] / copies[hot]
-    for r = 1, R do
-      if holds[r][hot] then load[r] = load[r] - before + after end
-    end
-    holds[dst][hot] = true
+    for r in pairs(holders[hot]) do load[r] = load[r] - before + after end
+    holders[hot][dst] = true
     load[dst] = load[dst] + after
-    reps = reps + 1
   end
 end
 

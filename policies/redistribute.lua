@@ -14,21 +14,18 @@ P.stateless = true   -- decide depends only on obs and params (resume need not r
 
 function P.decide(obs, act)
   local q = P.params.q
-  local R, E = obs.ranks, obs.experts
+  local R = obs.ranks
   local avg = obs.tokens * obs.top_k / R
-  local load, on = {}, {}          -- rank load; tokens of expert e still on its home
-  for r = 1, R do load[r] = obs.rank_load[r] end
-  for e = 1, E do on[e] = obs.expert_load[e] end
+  local load = mplb.values(obs.rank_load)          -- rank load
+  local on = mplb.values(obs.expert_load)          -- tokens of expert e still on its home
+  local on_rank = mplb.group_by(obs.expert_rank, R) -- experts homed on each rank
   for _ = 1, P.params.max_moves do
-    local hi, lo = 1, 1
-    for r = 2, R do
-      if load[r] > load[hi] then hi = r end
-      if load[r] < load[lo] then lo = r end
-    end
+    local hi, lo = mplb.extremes(load)             -- most and least loaded ranks
     if load[hi] <= avg or load[hi] == load[lo] or load[lo] + q > avg then break end
+    -- the most popular expert of the most loaded rank
     local best, bestn = nil, -1
-    for e = 1, E do
-      if obs.expert_rank[e] == hi and on[e] > bestn then best, bestn = e, on[e] end
+    for _, e in ipairs(on_rank[hi]) do
+      if on[e] > bestn then best, bestn = e, on[e] end
     end
     if best == nil or bestn < q then break end
     local n = math.min(bestn, avg - load[lo])

@@ -13,6 +13,51 @@ static const mplb_lh_ctx *ctx_of(lua_State *L) { return lua_touserdata(L, lua_up
 
 static void *scratch(lua_State *L, size_t bytes) { return lua_newuserdatauv(L, bytes ? bytes : 1, 0); }
 
+/* A dense rows x cols matrix of doubles in C storage (mplb.matrix), for the
+ * per-(node, expert) counts a policy keeps across steps: the helpers update
+ * and read it without moving every entry across the Lua boundary. */
+#define MATRIX_MT "mplb.matrix"
+typedef struct lh_matrix { int rows, cols; double v[]; } lh_matrix;
+
+static lh_matrix *test_matrix(lua_State *L, int idx) { return luaL_testudata(L, idx, MATRIX_MT); }
+
+/* mplb.matrix(rows, cols): all zeros. m:get(r, c), m:set(r, c, x), #m = rows. */
+static int lh_matrix_new(lua_State *L) {
+    lua_Integer r = luaL_checkinteger(L, 1), c = luaL_checkinteger(L, 2);
+    if (r < 0 || c < 0 || r * c > (1 << 26)) luaL_error(L, "mplb.matrix: bad shape %d x %d", (int)r, (int)c);
+    lh_matrix *m = lua_newuserdatauv(L, sizeof *m + (size_t)(r * c) * sizeof(double), 0);
+    m->rows = (int)r, m->cols = (int)c;
+    memset(m->v, 0, (size_t)(r * c) * sizeof(double));
+    luaL_setmetatable(L, MATRIX_MT);
+    return 1;
+}
+
+static double *matrix_at(lua_State *L, lh_matrix **m) {
+    *m = luaL_checkudata(L, 1, MATRIX_MT);
+    lua_Integer r = luaL_checkinteger(L, 2), c = luaL_checkinteger(L, 3);
+    if (r < 1 || r > (*m)->rows || c < 1 || c > (*m)->cols)
+        luaL_error(L, "matrix index (%d, %d) outside %d x %d", (int)r, (int)c, (*m)->rows, (*m)->cols);
+    return &(*m)->v[(size_t)(r - 1) * (*m)->cols + (size_t)(c - 1)];
+}
+
+static int lh_matrix_get(lua_State *L) {
+    lh_matrix *m;
+    lua_pushnumber(L, *matrix_at(L, &m));
+    return 1;
+}
+
+static int lh_matrix_set(lua_State *L) {
+    lh_matrix *m;
+    double *p = matrix_at(L, &m);
+    *p = luaL_checknumber(L, 4);
+    return 0;
+}
+
+static int lh_matrix_len(lua_State *L) {
+    lua_pushinteger(L, ((lh_matrix *)luaL_checkudata(L, 1, MATRIX_MT))->rows);
+    return 1;
+}
+
 /* Argument idx as n doubles: an obs array view or a list of numbers. */
 static double *vec_arg(lua_State *L, int idx, const char *fn, int *n) {
     const mplb_lh_ctx *c = ctx_of(L);
@@ -70,6 +115,15 @@ static void push_nums(lua_State *L, const double *a, int n) {
 /* Stable merge sort of idx[0..n) by key (descending when desc); ties keep
  * their incoming order. tmp holds n ints. */
 static void sort_idx(int *idx, int *tmp, int n, const double *key, int desc) {
+    if (n <= 16) {   /* insertion sort: stable, and cheaper on short lists */
+        for (int i = 1; i < n; i++) {
+            int x = idx[i], j = i;
+            double kx = key[x];
+            while (j > 0 && (desc ? kx > key[idx[j - 1]] : kx < key[idx[j - 1]])) idx[j] = idx[j - 1], j--;
+            idx[j] = x;
+        }
+        return;
+    }
     for (int w = 1; w < n; w *= 2) {
         for (int lo = 0; lo < n; lo += 2 * w) {
             int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
@@ -240,6 +294,39 @@ static int lh_greedy_pack(lua_State *L) {
     return 2;
 }
 
+/* Heap of columns by their current pair (score of the column's next row):
+ * higher score first, then lower column, then lower row. */
+static int pair_before(int a, int b, const double *s, const int *ord, const int *next, int rows) {
+    int ra = ord[(size_t)a * rows + next[a]], rb = ord[(size_t)b * rows + next[b]];
+    double sa = s[(size_t)a * rows + ra], sb = s[(size_t)b * rows + rb];
+    if (sa != sb) return sa > sb;
+    if (a != b) return a < b;
+    return ra < rb;
+}
+
+static void heap_push(int *h, int *n, int c, const double *s, const int *ord, const int *next, int rows) {
+    int i = (*n)++;
+    h[i] = c;
+    while (i > 0 && pair_before(h[i], h[(i - 1) / 2], s, ord, next, rows)) {
+        int p = (i - 1) / 2, t = h[p];
+        h[p] = h[i], h[i] = t, i = p;
+    }
+}
+
+static int heap_pop(int *h, int *n, const double *s, const int *ord, const int *next, int rows) {
+    int top = h[0], i = 0;
+    h[0] = h[--(*n)];
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && pair_before(h[l], h[m], s, ord, next, rows)) m = l;
+        if (r < *n && pair_before(h[r], h[m], s, ord, next, rows)) m = r;
+        if (m == i) break;
+        int t = h[m];
+        h[m] = h[i], h[i] = t, i = m;
+    }
+    return top;
+}
+
 /* mplb.assign_by_score(score, rows, cols, cap): score is a rows x cols
  * matrix as a list of rows (or one flat row-major list). Pairs (row, col) in
  * descending score (ties: lower col, then lower row) give col to row while
@@ -248,12 +335,18 @@ static int lh_greedy_pack(lua_State *L) {
 static int lh_assign_by_score(lua_State *L) {
     int rows = (int)luaL_checkinteger(L, 2), cols = (int)luaL_checkinteger(L, 3), cap = (int)luaL_checkinteger(L, 4);
     if (rows < 1 || cols < 0) luaL_error(L, "mplb.assign_by_score: bad shape %d x %d", rows, cols);
-    luaL_checktype(L, 1, LUA_TTABLE);
     size_t N = (size_t)rows * (size_t)cols;
     double *s = scratch(L, N * sizeof(double));   /* column-major: s[c * rows + r] */
-    int nested = lua_rawgeti(L, 1, 1) == LUA_TTABLE;
-    lua_pop(L, 1);
-    for (int r = 0; r < rows; r++) {
+    lh_matrix *M = test_matrix(L, 1);
+    if (M && (M->rows != rows || M->cols != cols))
+        luaL_error(L, "mplb.assign_by_score: a %d x %d matrix for %d x %d", M->rows, M->cols, rows, cols);
+    if (M)
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) s[(size_t)c * rows + r] = M->v[(size_t)r * cols + c];
+    else luaL_checktype(L, 1, LUA_TTABLE);
+    int nested = !M && lua_rawgeti(L, 1, 1) == LUA_TTABLE;
+    if (!M) lua_pop(L, 1);
+    for (int r = 0; !M && r < rows; r++) {
         if (nested && lua_rawgeti(L, 1, r + 1) != LUA_TTABLE) luaL_error(L, "mplb.assign_by_score: row %d is not a list", r + 1);
         for (int c = 0; c < cols; c++) {
             int ok;
@@ -265,15 +358,29 @@ static int lh_assign_by_score(lua_State *L) {
         }
         if (nested) lua_pop(L, 1);
     }
-    int *idx = scratch(L, N * sizeof(int)), *tmp = scratch(L, N * sizeof(int));
+    /* Same result as walking all pairs in that order, without sorting them:
+     * each column's rows in its own order, and a heap holding every open
+     * column's best row not yet known full. Popping a pair whose row filled
+     * up moves that column on to its next row. */
+    int *ord = scratch(L, N * sizeof(int)), *tmp = scratch(L, (size_t)rows * sizeof(int));
+    int *next = scratch(L, (size_t)cols * sizeof(int)), *heap = scratch(L, (size_t)cols * sizeof(int));
     int *room = scratch(L, (size_t)rows * sizeof(int)), *row_of = scratch(L, (size_t)cols * sizeof(int));
-    for (size_t i = 0; i < N; i++) idx[i] = (int)i;
-    sort_idx(idx, tmp, (int)N, s, 1);
+    for (int c = 0; c < cols; c++) {
+        int *o = ord + (size_t)c * rows;
+        for (int r = 0; r < rows; r++) o[r] = r;
+        sort_idx(o, tmp, rows, s + (size_t)c * rows, 1);
+        next[c] = 0;
+        row_of[c] = -1;
+    }
     for (int r = 0; r < rows; r++) room[r] = cap;
-    for (int c = 0; c < cols; c++) row_of[c] = -1;
-    for (size_t k = 0; k < N; k++) {
-        int c = idx[k] / rows, r = idx[k] % rows;
-        if (row_of[c] < 0 && room[r] > 0) { row_of[c] = r; room[r]--; }
+    int hn = 0;
+    for (int c = 0; c < cols; c++) heap_push(heap, &hn, c, s, ord, next, rows);
+    while (hn > 0 && cap > 0) {
+        int c = heap_pop(heap, &hn, s, ord, next, rows);
+        int r = ord[(size_t)c * rows + next[c]];
+        if (room[r] > 0) { row_of[c] = r; room[r]--; continue; }
+        while (++next[c] < rows && room[ord[(size_t)c * rows + next[c]]] == 0) {}
+        if (next[c] < rows) heap_push(heap, &hn, c, s, ord, next, rows);
     }
     lua_createtable(L, cols, 0);
     for (int c = 0; c < cols; c++) {
@@ -422,23 +529,59 @@ static int lh_rebalance_experts(lua_State *L) {
     return 3;
 }
 
-/* mplb.src_sums(group): obs.src_load summed over consecutive groups of
- * `group` source ranks (a node's GPUs): a list of ceil(R/group) lists of E. */
+/* mplb.src_sums(group [, acc, decay]): obs.src_load summed over consecutive
+ * groups of `group` source ranks (a node's GPUs): a list of ceil(R/group)
+ * lists of E. With acc (such a list of lists, entries missing count as 0),
+ * acc[g][e] = acc[g][e] * decay + the sum instead, in place; returns acc. */
 static int lh_src_sums(lua_State *L) {
     const mplb_lh_ctx *c = ctx_of(L);
     int g = (int)luaL_checkinteger(L, 1), R = 0, E = 0;
     if (g < 1) luaL_argerror(L, 1, "group must be >= 1");
+    int acc = !lua_isnoneornil(L, 2);
+    double d = acc ? luaL_checknumber(L, 3) : 0;
     const int32_t *src = c && c->src ? c->src(c->ud, &R, &E) : NULL;
     int G = (R + g - 1) / g;
+    lh_matrix *M = acc ? test_matrix(L, 2) : NULL;
+    if (M) {   /* in C storage: no Lua traffic */
+        if (M->rows != G || M->cols != E) luaL_error(L, "mplb.src_sums: a %d x %d matrix for %d groups x %d experts", M->rows, M->cols, G, E);
+        for (size_t i = 0; i < (size_t)G * E; i++) M->v[i] *= d;
+        for (int r = 0; src && r < R; r++) {
+            double *row = M->v + (size_t)(r / g) * E;
+            for (int e = 0; e < E; e++) row[e] += src[(size_t)r * E + e];
+        }
+        lua_settop(L, 2);
+        return 1;
+    }
+    if (acc) luaL_checktype(L, 2, LUA_TTABLE);
     double *s = scratch(L, (size_t)E * sizeof(double));
-    lua_createtable(L, G, 0);
+    if (acc) lua_pushvalue(L, 2);
+    else lua_createtable(L, G, 0);
+    int out = lua_gettop(L);
     for (int k = 0; k < G; k++) {
         memset(s, 0, (size_t)E * sizeof(double));
         for (int r = k * g; src && r < R && r < (k + 1) * g; r++)
             for (int e = 0; e < E; e++) s[e] += src[(size_t)r * E + e];
-        push_nums(L, s, E);
-        lua_rawseti(L, -2, k + 1);
+        if (!acc) {
+            push_nums(L, s, E);
+            lua_rawseti(L, out, k + 1);
+            continue;
+        }
+        if (lua_rawgeti(L, out, k + 1) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_createtable(L, E, 0);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, out, k + 1);
+        }
+        for (int e = 0; e < E; e++) {
+            lua_rawgeti(L, -1, e + 1);
+            double a = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+            lua_pushnumber(L, a * d + s[e]);
+            lua_rawseti(L, -2, e + 1);
+        }
+        lua_pop(L, 1);
     }
+    lua_settop(L, out);
     return 1;
 }
 
@@ -460,13 +603,42 @@ static int lh_decay_add(lua_State *L) {
     return 1;
 }
 
+/* mplb.values(v): a plain list copy of an obs array (or list). */
+static int lh_values(lua_State *L) {
+    int n;
+    double *v = vec_arg(L, 1, "values", &n);
+    push_nums(L, v, n);
+    return 1;
+}
+
+/* mplb.sum(v): the sum of v's entries. */
+static int lh_sum(lua_State *L) {
+    int n;
+    double *v = vec_arg(L, 1, "sum", &n), s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    lua_pushnumber(L, s);
+    return 1;
+}
+
 /* One table of helpers (X-macro: name and function listed once). */
 #define LH_FUNCS(X)                                                                            \
     X(argsort) X(topn) X(argmax) X(argmin) X(extremes) X(rank_sums) X(group_by) X(greedy_pack) \
     X(assign_by_score) X(balanced_packing) X(replicate_experts) X(rebalance_experts) X(src_sums) \
-    X(decay_add)
+    X(decay_add) X(values) X(sum)
 
 void mplb_lh_open(lua_State *L, const mplb_lh_ctx *ctx) {
+    if (luaL_newmetatable(L, MATRIX_MT)) {
+        static const luaL_Reg methods[] = {{"get", lh_matrix_get}, {"set", lh_matrix_set}, {NULL, NULL}};
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, lh_matrix_len);
+        lua_setfield(L, -2, "__len");
+        lua_pushliteral(L, "matrix");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, lh_matrix_new);
+    lua_setfield(L, -2, "matrix");
 #define X(name)                                \
     lua_pushlightuserdata(L, (void *)ctx);     \
     lua_pushcclosure(L, lh_##name, 1);         \
