@@ -1,4 +1,10 @@
-"""mplb report RUN_OR_SWEEP -o DIR: figures as PNG and one HTML page."""
+"""mplb report RUN_OR_SWEEP -o DIR: figures as PNG and one HTML page.
+
+A run gets one section. A sweep gets a header (its axes, and every profile,
+model and times source its points used), figures over all points (Pareto
+fronts per condition, metrics by axis value, LIS of every point), then one
+section per point with its own times source, table and figures; failed
+points are listed with their error."""
 from __future__ import annotations
 
 import argparse
@@ -6,73 +12,197 @@ import html
 import os
 import sys
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from . import plots  # noqa: E402
+# Figures are plain Figure objects saved to files: no pyplot backend or display
+# is needed, and a notebook calling report() keeps its own backend.
+from . import plots
 from .runfile import RunFileError, Sweep, load
 
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
+       " .tbl{overflow-x:auto}"
+       " table{border-collapse:collapse;table-layout:fixed;width:100%}"
+       " td,th{border:1px solid #ccc;padding:2px 4px;font-size:12px;overflow-wrap:anywhere;text-align:right}"
+       " td:first-child,th:first-child{text-align:left} img{max-width:100%}"
+       " .src{background:#f4f4f4;padding:4px 8px}")
+# columns of the tables, in order; a sweep's table adds point and its axes first
+TABLE_COLUMNS = ["policy", "speedup", "t_layer_us", "t_baseline_us", "imbalance", "lis", "error_proxy",
+                 "exposed_conv_us", "bytes_inter", "decide_us"]
 
-def _save(fig, out, name, written):
-    path = os.path.join(out, name)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    written.append(name)
+
+class _Files:
+    """The output folder and the names written to it, in page order."""
+
+    def __init__(self, out, dpi):
+        self.out, self.dpi, self.names = out, dpi, []
+
+    def save(self, fig, name):
+        fig.savefig(os.path.join(self.out, name), dpi=self.dpi, bbox_inches="tight")
+        self.names.append(name)
 
 
-def report(path, out):
+def _table(df, cols):
+    df = df[[c for c in cols if c in df.columns]]
+    text = df.to_html(float_format=lambda v: f"{v:.4g}", index=False, escape=True)
+    # long names break at their underscores before anywhere else
+    for c in df.columns:
+        broken = html.escape(c).replace("_", "_<wbr>").replace(".", ".<wbr>")
+        text = text.replace(f"<th>{html.escape(c)}</th>", f"<th>{broken}</th>")
+    return f"<div class='tbl'>{text}</div>"
+
+
+def _img(name, alt):
+    return f"<figure><img src='{html.escape(name)}' alt='{html.escape(alt)}'></figure>"
+
+
+def _run_figures(run, where, prefix, files):
+    """The figures of one run (or sweep point); returns HTML."""
+    step, layer = plots.worst_step_layer(run)
+    figs = [("timelines", plots.timelines(run, step, layer, where=where),
+             f"every policy at step {step}, layer {layer} (the baseline's most imbalanced)"),
+            ("rank_heatmap", plots.rank_heatmap(run, layer, where=where), f"rank load of layer {layer}, every policy"),
+            ("precision_map", plots.precision_map(run, where=where), "precision map, every policy"),
+            ("lis", plots.lis_over_time(run, where=where), "LIS and rank imbalance over steps, every policy")]
+    page = []
+    for name, fig, alt in figs:
+        fname = f"{prefix}{name}.png"
+        files.save(fig, fname)
+        page.append(_img(fname, f"{where}: {alt}"))
+    return page
+
+
+def _sources(runs):
+    """The distinct times sources of runs, in one line."""
+    return "; ".join(dict.fromkeys(plots.source_label(r) for r in runs.values()))
+
+
+def _source_html(run):
+    return f"<p class='src'>Times: {html.escape(plots.source_note(run))}</p>"
+
+
+def _sweep_header(obj, runs):
+    """Axes and, grouped, every profile, model and times source of the points."""
+    idx = obj.index
+    lines = []
+    if obj.axes:
+        lines.append("Axes: " + "; ".join(
+            f"<code>{html.escape(a)}</code> = {html.escape(', '.join(str(v) for v in dict.fromkeys(idx[a])))}"
+            for a in obj.axes))
+    for what, fn in (("Profiles", lambda r: plots.config_value(r, "profile")),
+                     ("Models", lambda r: plots.config_value(r, "model")),
+                     ("Times", plots.source_note)):
+        groups = {}
+        for point, run in runs.items():
+            groups.setdefault(fn(run), []).append(point)
+        lines.append(f"{what}: " + "; ".join(
+            f"{html.escape(k)} (point{'s' if len(v) > 1 else ''} {', '.join(map(str, v))})"
+            for k, v in groups.items()))
+    return "".join(f"<p>{x}</p>" for x in lines)
+
+
+def _summary(obj: Sweep, runs):
+    """Sweep.summary() over runs already loaded: one row per (point, policy)."""
+    rows = []
+    for p, run in runs.items():
+        s = run.summary().reset_index()
+        r = obj.index[obj.index["point"] == p].iloc[0]
+        for a in obj.axes:
+            s[a] = r[a]
+        s.insert(0, "point", p)
+        rows.append(s)
+    return pd.concat(rows, ignore_index=True)
+
+
+def report_sweep(obj: Sweep, path, files, points=None):
+    idx = obj.index
+    done = idx[idx["status"] == "complete"]
+    if done.empty:
+        raise RunFileError(f"{path}: no complete points to report")
+    if points is not None:
+        missing = sorted(set(points) - set(done["point"]))
+        if missing:
+            raise RunFileError(f"{path}: point(s) {missing} not complete or not in the sweep "
+                               f"(complete: {list(done['point'])})")
+    every = {int(p): obj.run(int(p)) for p in done["point"]}
+    runs = {p: r for p, r in every.items() if points is None or p in points}
+    summary = _summary(obj, every)
+    name = os.path.basename(os.path.normpath(path))
+    failed = idx[idx["status"] != "complete"]
+    page = [f"<h1>sweep {html.escape(name)}: {len(idx)} points ({len(idx) - len(failed)} complete, "
+            f"{len(failed)} not)</h1>", _sweep_header(obj, every),
+            "<p>error_proxy is a proxy for accuracy loss (gate-mass-weighted relative weight error), "
+            f"not a measured accuracy. Source: <code>{html.escape(str(path))}</code></p>",
+            "<h2>All points</h2>",
+            _table(summary, ["point", *obj.axes, *TABLE_COLUMNS])]
+    files.save(plots.pareto(summary, title=f"sweep {name}: speedup vs error proxy", source=_sources(every)),
+               "pareto.png")
+    page.append(_img("pareto.png", "Pareto fronts, one per condition"))
+    if plots.condition_axes(summary):
+        files.save(plots.sweep_metrics(summary, title=f"sweep {name}: speedup and error proxy by axis",
+                                       source=_sources(every)), "by_axis.png")
+        page.append(_img("by_axis.png", "speedup and error proxy by axis value"))
+    files.save(plots.sweep_lis(obj, runs=every), "lis_all_points.png")
+    page.append(_img("lis_all_points.png", "LIS of every point"))
+    if len(failed):
+        page.append("<h2>Points not complete</h2><ul>" + "".join(
+            f"<li>point {int(r['point'])} ({html.escape(plots.axis_text(r, obj.axes))}): {html.escape(r['status'])}"
+            f"{': ' + html.escape(str(r['error'])) if r['error'] else ''}</li>" for _, r in failed.iterrows())
+            + "</ul>")
+    page.append("<p>Points: " + ", ".join(f"<a href='#p{p}'>{p}</a>" for p in runs) + "</p>")
+    for p, run in runs.items():
+        row = idx[idx["point"] == p].iloc[0]
+        where = f"point {p} ({plots.axis_text(row, obj.axes)})" if obj.axes else f"point {p}"
+        page += [f"<h2 id='p{p}'>{html.escape(where)}</h2>", _source_html(run),
+                 _table(run.summary().reset_index(), TABLE_COLUMNS)]
+        page += _run_figures(run, where, f"p{p:04d}_", files)
+    return f"mplb report: sweep {name}", page
+
+
+def report_run(run, path, files):
+    name = os.path.basename(path)
+    page = [f"<h1>run {html.escape(name)} ({html.escape(str(run.status))})</h1>", _source_html(run),
+            "<p>error_proxy is a proxy for accuracy loss, not a measured accuracy. "
+            f"Source: <code>{html.escape(str(path))}</code></p>",
+            _table(run.summary().reset_index(), TABLE_COLUMNS)]
+    files.save(plots.pareto(run.summary(), title=f"{name}: speedup vs error proxy", source=plots.source_label(run)),
+               "pareto.png")
+    page.append(_img("pareto.png", "Pareto front"))
+    page += _run_figures(run, name, "", files)
+    return f"mplb report: run {name}", page
+
+
+def report(path, out, points=None, dpi=110):
+    """Write the figures and index.html of a run file or sweep directory into
+    out; returns the files written. points: sweep points to give a section
+    (default all complete ones)."""
     os.makedirs(out, exist_ok=True)
     obj = load(path)
-    figs = []
+    files = _Files(out, dpi)
     if isinstance(obj, Sweep):
-        summary = obj.summary()
-        if summary.empty:
-            raise RunFileError(f"{path}: no complete points to report")
-        title = f"sweep {os.path.basename(os.path.normpath(path))}: {len(obj.index)} points"
-        _save(plots.pareto(summary.set_index("policy"), title="speedup vs error proxy, all points"), out,
-              "pareto.png", figs)
-        first = obj.run(int(obj.index[obj.index["status"] == "complete"]["point"].iloc[0]))
-        table = summary
-        source = plots.source_label(first)
-        run = first
+        title, page = report_sweep(obj, path, files, points)
     else:
-        run = obj
-        summary = run.summary()
-        table = summary.reset_index()
-        title = f"run {os.path.basename(path)} ({run.status})"
-        source = plots.source_label(run)
-        _save(plots.pareto(summary), out, "pareto.png", figs)
-    worst = int(run.steps.loc[run.steps["policy"] == 0, "imbalance"].idxmax())
-    step, layer = int(run.steps.loc[worst, "step"]), int(run.steps.loc[worst, "layer"])
-    _save(plots.rank_heatmap(run, 0, layer), out, "rank_heatmap.png", figs)
-    for p in range(min(len(run.policies), 4)):
-        _save(plots.timeline(run, p, step, layer), out, f"timeline_{p}.png", figs)
-    lowp = max(range(len(run.policies)), key=lambda p: (run.expert_precision[(run.steps["policy"] == p).to_numpy()] != 0).mean())
-    _save(plots.precision_map(run, lowp), out, "precision_map.png", figs)
-    _save(plots.lis_over_time(run), out, "lis.png", figs)
-    page = ["<!doctype html><meta charset='utf-8'><title>mplb report</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto} table{border-collapse:collapse}"
-            " td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px} img{max-width:100%}</style>",
-            f"<h1>{html.escape(title)}</h1>",
-            f"<p>Times: {html.escape(source)} (not measurements). error_proxy is a proxy for accuracy loss, "
-            "not a measured accuracy. Source: <code>" + html.escape(str(path)) + "</code></p>",
-            table.to_html(float_format=lambda v: f"{v:.4g}", index=False)]
-    for name in figs:
-        page.append(f"<h3>{html.escape(name)}</h3><img src='{name}'>")
+        title, page = report_run(obj, path, files)
+    head = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"]
     with open(os.path.join(out, "index.html"), "w") as fh:
-        fh.write("\n".join(page))
-    return [os.path.join(out, n) for n in figs] + [os.path.join(out, "index.html")]
+        fh.write("\n".join(head + page) + "\n")
+    return [os.path.join(out, n) for n in files.names] + [os.path.join(out, "index.html")]
+
+
+def _points(text):
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--points takes point numbers separated by commas, got {text!r}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="mplb report", description="figures and an HTML page for a run file or sweep")
     ap.add_argument("path", help="run file (.h5) or sweep directory")
     ap.add_argument("-o", "--output", required=True, help="output directory")
+    ap.add_argument("--points", type=_points, help="sweep: the points to give a section, e.g. 0,3 (default: all)")
     a = ap.parse_args(argv)
     try:
-        files = report(a.path, a.output)
+        files = report(a.path, a.output, a.points)
     except (RunFileError, ValueError) as e:
         print(f"mplb: {e}", file=sys.stderr)
         return 1
