@@ -113,7 +113,9 @@ static void test_bad_files(void **st) {
     write_text("noth5.h5", "hello");
     assert_int_equal(mplb_runfile_read("noth5.h5", &info, &err), MPLB_EFORMAT);
     assert_contains(err.msg, "noth5.h5");
-    assert_int_equal(mplb_runfile_read("missing.h5", &info, &err), MPLB_EFORMAT);
+    /* a missing file is not called "not an HDF5 file" (finding 11) */
+    assert_int_equal(mplb_runfile_read("missing.h5", &info, &err), MPLB_EIO);
+    assert_contains(err.msg, "missing.h5: no such file");
     hid_t f = H5Fcreate("other.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(f);
     assert_int_equal(mplb_runfile_read("other.h5", &info, &err), MPLB_EFORMAT);

@@ -126,9 +126,10 @@ static void test_bad_traces(void **st) {
     assert_true(mplb_trace_read("cut.h5", &u, &err) < 0);
     assert_contains(err.msg, "cut.h5");
     assert_int_equal(mplb_trace_read("nope.h5", &u, &err), MPLB_EIO);
+    assert_contains(err.msg, "nope.h5: no such file");
     write_text("text.h5", "not hdf5");
     assert_int_equal(mplb_trace_read("text.h5", &u, &err), MPLB_EFORMAT);
-    assert_contains(err.msg, "not an HDF5 trace file");
+    assert_contains(err.msg, "text.h5: not an HDF5 file");
     mplb_trace_free(&t);
 }
 

@@ -1,12 +1,12 @@
 /* Routing traces in HDF5: see include/mplb/trace.h. */
 #include "mplb/trace.h"
+#include "h5check.h"
 
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 void mplb_trace_free(mplb_trace *t) {
     free(t->counts); free(t->src_counts); free(t->vision_counts);
@@ -14,40 +14,17 @@ void mplb_trace_free(mplb_trace *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* Read a whole dataset of the given rank into a new buffer; dims out. 1 if
- * absent, 0 ok, -1 error (err set). */
-static int read_ds(hid_t f, const char *path, const char *name, int rank, hid_t mem_t, size_t elem,
+/* Read a whole numeric dataset of the given rank into a new buffer (class,
+ * rank and a size the file's storage can justify are checked first); dims
+ * out. 1 if absent, 0 ok, -1 error (err set). */
+static int read_ds(const mplb_h5_file *h, const char *name, int rank, hid_t mem_t, size_t elem,
                    hsize_t *dims, void **out, mplb_err *err) {
     *out = NULL;
-    if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return 1;
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: dataset /%s cannot be opened", path, name), -1;
-    hid_t sp = H5Dget_space(d);
-    int r = H5Sget_simple_extent_ndims(sp);
-    int rc = 0;
-    if (r != rank) {
-        rc = -1;
-        mplb_err_set(err, MPLB_EFORMAT, "%s: dataset /%s has %d dimensions, expected %d", path, name, r, rank);
-    } else {
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-        size_t n = 1;
-        for (int i = 0; i < rank; i++) n *= dims[i];
-        if (n > ((size_t)1 << 33) / elem) {
-            rc = -1;
-            mplb_err_set(err, MPLB_EFORMAT, "%s: dataset /%s is too large (%zu elements)", path, name, n);
-        } else {
-            *out = malloc(n ? n * elem : 1);
-            if (!*out || H5Dread(d, mem_t, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-                free(*out);
-                *out = NULL;
-                rc = -1;
-                mplb_err_set(err, MPLB_EFORMAT, "%s: dataset /%s cannot be read (truncated file, or not numeric)", path, name);
-            }
-        }
-    }
-    H5Sclose(sp);
+    hid_t d = mplb_h5_dset_open(h, name, H5T_NO_CLASS, rank, NULL, elem, dims, err);
+    if (d <= 0) return d < 0 ? -1 : 1;
+    *out = mplb_h5_read_rows(h, d, name, mem_t, elem, rank, dims, dims[0], err);
     H5Dclose(d);
-    return rc;
+    return *out ? 0 : -1;
 }
 
 /* Fixed-length string attributes only: libhdf5 1.10 can crash following a
@@ -123,27 +100,31 @@ int mplb_trace_validate(const mplb_trace *t, mplb_err *err) {
 int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
     memset(t, 0, sizeof *t);
     snprintf(t->path, sizeof t->path, "%s", path);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    struct stat st;
-    if (stat(path, &st) != 0) return mplb_err_set(err, MPLB_EIO, "%s: trace file not found", path);
-    if (H5Fis_hdf5(path) <= 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: not an HDF5 trace file", path);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot open (truncated or damaged)", path);
-    int rc = 0;
+    mplb_h5_file h;
+    int rc = mplb_h5_open(path, &h, err);
+    if (rc < 0) return rc;
+    hid_t f = h.id;
     hsize_t d3[3], d4[4];
     void *buf;
-    int r = read_ds(f, path, "counts", 3, H5T_NATIVE_INT32, 4, d3, &buf, err);
+    int r = read_ds(&h, "counts", 3, H5T_NATIVE_INT32, 4, d3, &buf, err);
     if (r != 0) {
         rc = r > 0 ? mplb_err_set(err, MPLB_EFORMAT, "%s: no /counts dataset (steps x layers x experts)", path) : err->code;
         goto out;
     }
     t->counts = buf;
+    if (d3[0] > (1u << 30) || d3[1] > (1u << 30) || d3[2] > (1u << 30)) {
+        rc = mplb_err_set(err, MPLB_EFORMAT, "%s: /counts is %llux%llux%llu: each dimension must be below 2^30", path,
+                          (unsigned long long)d3[0], (unsigned long long)d3[1], (unsigned long long)d3[2]);
+        goto out;
+    }
     t->steps = (int)d3[0]; t->layers = (int)d3[1]; t->experts = (int)d3[2];
-    if (H5Aexists(f, "top_k") <= 0) { rc = mplb_err_set(err, MPLB_EFORMAT, "%s: missing attribute top_k", path); goto out; }
-    hid_t a = H5Aopen(f, "top_k", H5P_DEFAULT);
-    int k = 0;
-    if (H5Aread(a, H5T_NATIVE_INT, &k) < 0) k = 0;
-    H5Aclose(a);
+    int64_t k64 = 0;
+    r = mplb_h5_attr_int(&h, f, "top_k", 1, 64, &k64, err);
+    if (r != 0) {
+        rc = r > 0 ? mplb_err_set(err, MPLB_EFORMAT, "%s: missing attribute top_k", path) : r;
+        goto out;
+    }
+    int k = (int)k64;
     t->top_k = k;
     read_str_attr(f, "model", t->model, sizeof t->model);
     read_str_attr(f, "source", t->source, sizeof t->source);
@@ -151,7 +132,7 @@ int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
     hsize_t dd[3];
     const char *same[2] = {"vision_counts", "importance"};
     for (int i = 0; i < 2; i++) {
-        r = read_ds(f, path, same[i], 3, i ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, i ? 8 : 4, dd, &buf, err);
+        r = read_ds(&h, same[i], 3, i ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, i ? 8 : 4, dd, &buf, err);
         if (r < 0) { rc = err->code; goto out; }
         if (r == 0 && (dd[0] != d3[0] || dd[1] != d3[1] || dd[2] != d3[2])) {
             free(buf);
@@ -162,23 +143,23 @@ int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
         }
         if (i) t->importance = buf; else t->vision_counts = buf;
     }
-    r = read_ds(f, path, "src_counts", 4, H5T_NATIVE_INT32, 4, d4, &buf, err);
+    r = read_ds(&h, "src_counts", 4, H5T_NATIVE_INT32, 4, d4, &buf, err);
     if (r < 0) { rc = err->code; goto out; }
     if (r == 0) {
         t->src_counts = buf;
         t->src = (int)d4[2];
-        if (d4[0] != d3[0] || d4[1] != d3[1] || d4[3] != d3[2] || d4[2] < 1) {
+        if (d4[0] != d3[0] || d4[1] != d3[1] || d4[3] != d3[2] || d4[2] < 1 || d4[2] > (1u << 20)) {
             rc = mplb_err_set(err, MPLB_EFORMAT, "%s: /src_counts must be [steps x layers x sources x experts] "
                               "matching /counts", path);
             goto out;
         }
     }
-    r = read_ds(f, path, "topk_ids", 4, H5T_NATIVE_INT32, 4, d4, &buf, err);
+    r = read_ds(&h, "topk_ids", 4, H5T_NATIVE_INT32, 4, d4, &buf, err);
     if (r < 0) { rc = err->code; goto out; }
     if (r == 0) {
         t->topk_ids = buf;
         t->tokens_per_step = (int64_t)d4[2];
-        if (d4[0] != d3[0] || d4[1] != d3[1] || (int)d4[3] != k) {
+        if (d4[0] != d3[0] || d4[1] != d3[1] || d4[3] != (hsize_t)k) {
             rc = mplb_err_set(err, MPLB_EFORMAT, "%s: /topk_ids must be [steps x layers x tokens x top_k] matching /counts", path);
             goto out;
         }
@@ -188,20 +169,29 @@ int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
         hid_t ps = H5Aget_space(pa), ft = H5Aget_type(pa);
         hssize_t np = H5Sget_simple_extent_npoints(ps);
         size_t w = H5Tget_size(ft);
-        if (np == t->steps && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0 && w > 0 && w < 64) {
-            char *v = calloc((size_t)np, w);
-            t->is_decode = calloc((size_t)t->steps, 1);
-            if (v && t->is_decode && H5Aread(pa, ft, v) >= 0)
-                for (hssize_t i = 0; i < np; i++) t->is_decode[i] = strncmp(v + (size_t)i * w, "decode", w) == 0;
-            free(v);
+        int ok = pa >= 0 && H5Sget_simple_extent_ndims(ps) == 1 && np == t->steps && H5Tget_class(ft) == H5T_STRING &&
+                 H5Tis_variable_str(ft) == 0 && w > 0 && w < 64;
+        char *v = ok ? calloc((size_t)np, w) : NULL;
+        t->is_decode = ok ? calloc((size_t)t->steps, 1) : NULL;
+        ok = ok && v && t->is_decode && H5Aread(pa, ft, v) >= 0;
+        for (hssize_t i = 0; ok && i < np; i++) {
+            const char *p = v + (size_t)i * w;
+            t->is_decode[i] = strncmp(p, "decode", w) == 0;
+            ok = t->is_decode[i] || strncmp(p, "prefill", w) == 0;
         }
+        free(v);
         H5Tclose(ft);
         H5Sclose(ps);
         H5Aclose(pa);
+        if (!ok) {
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s: attribute phase must be %d fixed-length strings "
+                              "\"prefill\" or \"decode\", one per step", path, t->steps);
+            goto out;
+        }
     }
     rc = mplb_trace_validate(t, err);
 out:
-    H5Fclose(f);
+    mplb_h5_close(&h);
     if (rc < 0) mplb_trace_free(t);
     return rc;
 }

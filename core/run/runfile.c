@@ -1,6 +1,7 @@
 /* The HDF5 run file: see include/mplb/runfile.h. */
 #include "mplb/runfile.h"
 #include "mplb/prec.h"
+#include "h5check.h"
 
 #include <hdf5.h>
 #include <stddef.h>
@@ -263,187 +264,154 @@ int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, 
 }
 
 /* ---- reading -------------------------------------------------------------- */
+/* Every object is checked (class, rank, shape, range) before it is read: the
+ * file may be damaged, killed mid-write, or crafted (tests/test_fuzz_files.c). */
 
-static char *get_str_attr(hid_t obj, const char *name) {
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    char *v = NULL, *out = NULL;
-    if (H5Aread(a, t, &v) >= 0 && v) {
-        out = strdup(v);
-        H5free_memory(v);
-    }
-    H5Tclose(t);
-    H5Aclose(a);
-    return out;
+#define MAX_WIDTH (1 << 20)     /* ranks or experts: far above any real cluster or model */
+#define MAX_POLICIES (1 << 16)
+
+static int known_status(const char *s) {
+    return !strcmp(s, "running") || !strcmp(s, "complete") || !strcmp(s, "failed");
 }
 
-static char *get_str_dset(hid_t loc, const char *name) {
-    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return NULL;
-    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    char *v = NULL, *out = NULL;
-    if (d >= 0 && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0 && v) {
-        out = strdup(v);
-        H5free_memory(v);
+static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
+    const char *path = h->path;
+    hid_t f = h->id;
+    char *s = NULL;
+    int rc = mplb_h5_attr_str(h, f, "schema_version", &s, err);
+    if (rc < 0) return rc;
+    if (rc > 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: not an mplb run file (no schema_version attribute)", path);
+    int major = -1, minor = -1;
+    int ok = sscanf(s, "%d.%d", &major, &minor) == 2 && major == atoi(MPLB_SCHEMA_VERSION);
+    snprintf(info->schema_version, sizeof info->schema_version, "%s", s);
+    if (!ok) {
+        rc = mplb_err_set(err, MPLB_EFORMAT, "%s: schema version %.32s is not readable by this mplb (reads %s.x)",
+                          path, s, MPLB_SCHEMA_VERSION);
+        free(s);
+        return rc;
     }
-    H5Tclose(t);
-    if (d >= 0) H5Dclose(d);
-    return out;
-}
-
-int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err) {
-    memset(info, 0, sizeof *info);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (H5Fis_hdf5(path) <= 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: not an HDF5 file (or cannot be read)", path);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        /* a running or killed SWMR writer: its flushed rows are readable this way */
-        f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
-        info->unclosed = 1;
+    free(s);
+    if ((rc = mplb_h5_attr_str(h, f, "status", &s, err)) < 0) return rc;
+    if (rc == 0) {
+        int known = known_status(s);
+        snprintf(info->status, sizeof info->status, "%s", s);
+        free(s);
+        if (!known) return mplb_err_set(err, MPLB_EFORMAT, "%s: attribute status must be running, complete or failed", path);
     }
-    if (f < 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot open as HDF5 (truncated or damaged)", path);
-    int rc = 0;
-    char *sv = get_str_attr(f, "schema_version");
-    if (!sv) { rc = mplb_err_set(err, MPLB_EFORMAT, "%s: not an mplb run file (no schema_version attribute)", path); goto out; }
-    snprintf(info->schema_version, sizeof info->schema_version, "%s", sv);
-    if (atoi(sv) != atoi(MPLB_SCHEMA_VERSION)) {
-        rc = mplb_err_set(err, MPLB_EFORMAT, "%s: schema version %s is not readable by this mplb (reads %s.x)",
-                          path, sv, MPLB_SCHEMA_VERSION);
-        free(sv);
-        goto out;
+    if ((rc = mplb_h5_attr_str(h, f, "mplb_version", &s, err)) < 0) return rc;
+    if (rc == 0) { snprintf(info->mplb_version, sizeof info->mplb_version, "%s", s); free(s); }
+    if ((rc = mplb_h5_attr_str(h, f, "error", &info->error, err)) < 0) return rc;
+    if ((rc = mplb_h5_attr_str(h, f, "command", &info->command, err)) < 0) return rc;
+    if ((rc = mplb_h5_attr_str(h, f, "times_source", &info->times_source, err)) < 0) return rc;
+    if ((rc = mplb_h5_attr_str(h, f, "host", &info->host, err)) < 0) return rc;
+    if ((rc = mplb_h5_attr_u64(h, f, "seed", &info->seed, err)) < 0) return rc;
+    int64_t v;
+    const char *wn[2] = {"ranks", "experts"};
+    for (int i = 0; i < 2; i++) {
+        if ((rc = mplb_h5_attr_int(h, f, wn[i], 1, MAX_WIDTH, &v, err)) < 0) return rc;
+        if (rc > 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing attribute %s", path, wn[i]);
+        if (i) info->E = (int)v; else info->R = (int)v;
     }
-    free(sv);
-    char *s;
-    if ((s = get_str_attr(f, "status"))) { snprintf(info->status, sizeof info->status, "%s", s); free(s); }
-    if ((s = get_str_attr(f, "mplb_version"))) { snprintf(info->mplb_version, sizeof info->mplb_version, "%s", s); free(s); }
-    info->error = get_str_attr(f, "error");
-    info->command = get_str_attr(f, "command");
-    info->times_source = get_str_attr(f, "times_source");
-    info->config = get_str_dset(f, "config");
-    hid_t a = H5Aopen(f, "seed", H5P_DEFAULT);
-    if (a >= 0) { H5Aread(a, H5T_NATIVE_UINT64, &info->seed); H5Aclose(a); }
-    a = H5Aopen(f, "ranks", H5P_DEFAULT);
-    if (a >= 0) { H5Aread(a, H5T_NATIVE_INT, &info->R); H5Aclose(a); }
-    a = H5Aopen(f, "experts", H5P_DEFAULT);
-    if (a >= 0) { H5Aread(a, H5T_NATIVE_INT, &info->E); H5Aclose(a); }
-    hid_t d = H5Dopen2(f, "policy/names", H5P_DEFAULT);
-    if (d >= 0) {
-        hid_t sp = H5Dget_space(d);
-        hssize_t n = H5Sget_simple_extent_npoints(sp);
-        H5Sclose(sp);
-        char **v = calloc((size_t)n + 1, sizeof *v);
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, H5T_VARIABLE);
-        H5Tset_cset(t, H5T_CSET_UTF8);
-        if (v && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
-            info->policy_names = calloc((size_t)n + 1, sizeof(char *));
-            for (hssize_t i = 0; i < n && info->policy_names; i++) info->policy_names[i] = strdup(v[i] ? v[i] : "");
-            info->n_policies = info->policy_names ? (int)n : 0;
-            for (hssize_t i = 0; i < n; i++) H5free_memory(v[i]);
-        }
-        free(v);
-        H5Tclose(t);
-        H5Dclose(d);
+    if ((rc = mplb_h5_dset_str(h, "config", &info->config, err)) < 0) return rc;
+    int64_t np = 0;
+    if ((rc = mplb_h5_dset_strs(h, "policy/names", -1, &info->policy_names, &np, err)) < 0) return rc;
+    if (np > MAX_POLICIES) {
+        for (int64_t i = 0; i < np; i++) free(info->policy_names[i]);
+        free(info->policy_names);
+        info->policy_names = NULL;
+        return mplb_err_set(err, MPLB_EFORMAT, "%s: /policy/names holds %lld names (at most %d)", path, (long long)np,
+                            MAX_POLICIES);
     }
-    d = H5Dopen2(f, "steps", H5P_DEFAULT);
-    if (d < 0) { rc = mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /steps", path); goto out; }
-    hid_t sp = H5Dget_space(d);
-    info->n_rows = H5Sget_simple_extent_npoints(sp);
-    H5Sclose(sp);
-    info->rows = calloc((size_t)info->n_rows + 1, sizeof *info->rows);
+    info->n_policies = (int)np;
+    hsize_t dims[1];
+    hid_t d = mplb_h5_dset_open(h, "steps", H5T_COMPOUND, 1, NULL, sizeof(mplb_step_row), dims, err);
+    if (d == 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /steps", path);
+    if (d < 0) return err->code;
     hid_t rt = row_type();
-    if (!info->rows || H5Dread(d, rt, H5S_ALL, H5S_ALL, H5P_DEFAULT, info->rows) < 0)
-        rc = mplb_err_set(err, MPLB_EFORMAT, "%s: cannot read /steps", path);
+    info->rows = mplb_h5_read_rows(h, d, "steps", rt, sizeof(mplb_step_row), 1, dims, dims[0], err);
     H5Tclose(rt);
     H5Dclose(d);
-out:
-    H5Fclose(f);
-    if (rc < 0) mplb_runfile_info_free(info);
-    return rc;
-}
-
-static int read_strings(hid_t f, const char *name, int n, char ***out) {
-    *out = NULL;
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return -1;
-    char **v = calloc((size_t)n + 1, sizeof *v);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = -1;
-    if (v && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
-        *out = calloc((size_t)n + 1, sizeof(char *));
-        for (int i = 0; i < n && *out; i++) (*out)[i] = strdup(v[i] ? v[i] : "");
-        for (int i = 0; i < n; i++) H5free_memory(v[i]);
-        rc = *out ? 0 : -1;
+    if (!info->rows) return err->code;
+    info->n_rows = (int64_t)dims[0];
+    for (int64_t i = 0; i < info->n_rows; i++) {
+        const mplb_step_row *r = &info->rows[i];
+        if (r->policy < 0 || r->policy >= info->n_policies || r->step < 0 || r->layer < 0 || r->tokens < 0)
+            return mplb_err_set(err, MPLB_EFORMAT, "%s: /steps row %lld: policy %d (of %d), step %d, layer %d, "
+                                "tokens %lld: expected policy in 0..%d and the rest >= 0", path, (long long)i,
+                                r->policy, info->n_policies, r->step, r->layer, (long long)r->tokens,
+                                info->n_policies - 1);
     }
-    free(v);
-    H5Tclose(t);
-    H5Dclose(d);
-    return rc;
+    return 0;
 }
 
-/* Read the first n rows of a [rows x width] table into a malloc'd buffer. */
-static void *read_table(hid_t f, const char *name, hid_t type, size_t elem, int64_t n, int width) {
-    void *buf = calloc((size_t)(n > 0 ? n : 1) * (size_t)width, elem);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (!buf || d < 0) { free(buf); if (d >= 0) H5Dclose(d); return NULL; }
-    if (n > 0) {
-        hsize_t start[2] = {0, 0}, count[2] = {(hsize_t)n, (hsize_t)width};
-        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(2, count, NULL);
-        hsize_t dims[2];
-        H5Sget_simple_extent_dims(fs, dims, NULL);
-        if (dims[0] < (hsize_t)n || dims[1] != (hsize_t)width ||
-            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-            H5Dread(d, type, ms, fs, H5P_DEFAULT, buf) < 0) { free(buf); buf = NULL; }
-        H5Sclose(ms);
-        H5Sclose(fs);
-    }
-    H5Dclose(d);
-    return buf;
-}
-
-int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err) {
-    int rc = mplb_runfile_read(path, info, err);
-    if (rc < 0) return rc;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY | (info->unclosed ? H5F_ACC_SWMR_READ : 0), H5P_DEFAULT);
-    if (f < 0) { mplb_runfile_info_free(info); return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot reopen", path); }
+/* The per-rank and per-expert tables, policy texts and hardware. */
+static int read_arrays(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
+    static const struct { const char *name; int experts; H5T_class_t cls; size_t elem; } tab[4] = {
+        {"ranks/load", 0, H5T_NO_CLASS, sizeof(double)},
+        {"ranks/compute_us", 0, H5T_NO_CLASS, sizeof(double)},
+        {"experts/load", 1, H5T_NO_CLASS, sizeof(int32_t)},
+        {"experts/precision", 1, H5T_ENUM, 1},
+    };
+    hid_t d[4] = {-1, -1, -1, -1};
+    hsize_t dims[4][2];
+    int rc = 0;
     /* the per-row tables may hold fewer flushed rows than /steps in a killed
      * file: take the common prefix */
     int64_t n = info->n_rows;
-    hid_t tables[4];
-    const char *names[4] = {"ranks/load", "ranks/compute_us", "experts/load", "experts/precision"};
-    for (int i = 0; i < 4; i++) {
-        tables[i] = H5Dopen2(f, names[i], H5P_DEFAULT);
-        if (tables[i] < 0) continue;
-        hid_t sp = H5Dget_space(tables[i]);
-        hsize_t dims[2] = {0, 0};
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-        H5Sclose(sp);
-        H5Dclose(tables[i]);
-        if ((int64_t)dims[0] < n) n = (int64_t)dims[0];
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        hsize_t want[2] = {MPLB_H5_ANY, (hsize_t)(tab[i].experts ? info->E : info->R)};
+        d[i] = mplb_h5_dset_open(h, tab[i].name, tab[i].cls, 2, want, tab[i].elem, dims[i], err);
+        if (d[i] == 0) rc = mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /%s", h->path, tab[i].name);
+        else if (d[i] < 0) rc = err->code;
+        else if ((int64_t)dims[i][0] < n) n = (int64_t)dims[i][0];
     }
-    info->n_rows = n;
-    info->rank_load = read_table(f, "ranks/load", H5T_NATIVE_DOUBLE, sizeof(double), n, info->R);
-    info->rank_compute = read_table(f, "ranks/compute_us", H5T_NATIVE_DOUBLE, sizeof(double), n, info->R);
-    info->expert_load = read_table(f, "experts/load", H5T_NATIVE_INT32, sizeof(int32_t), n, info->E);
-    info->expert_prec = read_table(f, "experts/precision", H5T_NATIVE_UINT8, 1, n, info->E);
-    int bad = !info->rank_load || !info->rank_compute || !info->expert_load || !info->expert_prec;
-    bad |= read_strings(f, "policy/sources", info->n_policies, &info->policy_sources) < 0;
-    bad |= read_strings(f, "policy/params", info->n_policies, &info->policy_params) < 0;
-    info->hardware = get_str_dset(f, "hardware");
-    info->host = get_str_attr(f, "host");
-    H5Fclose(f);
-    if (bad) {
-        mplb_runfile_info_free(info);
-        return mplb_err_set(err, MPLB_EFORMAT, "%s: cannot read the per-rank/per-expert tables", path);
+    if (rc == 0) {
+        info->n_rows = n;
+        info->rank_load = mplb_h5_read_rows(h, d[0], tab[0].name, H5T_NATIVE_DOUBLE, 8, 2, dims[0], (hsize_t)n, err);
+        if (info->rank_load)
+            info->rank_compute = mplb_h5_read_rows(h, d[1], tab[1].name, H5T_NATIVE_DOUBLE, 8, 2, dims[1], (hsize_t)n, err);
+        if (info->rank_compute)
+            info->expert_load = mplb_h5_read_rows(h, d[2], tab[2].name, H5T_NATIVE_INT32, 4, 2, dims[2], (hsize_t)n, err);
+        if (info->expert_load)
+            info->expert_prec = mplb_h5_read_rows(h, d[3], tab[3].name, H5T_NATIVE_UINT8, 1, 2, dims[3], (hsize_t)n, err);
+        if (!info->expert_prec) rc = err->code;
     }
+    for (int i = 0; i < 4; i++) if (d[i] > 0) H5Dclose(d[i]);
+    if (rc < 0) return rc;
+    size_t m = (size_t)n * (size_t)info->E;
+    for (size_t i = 0; i < m; i++)
+        if (info->expert_prec[i] >= MPLB_PREC_COUNT)
+            return mplb_err_set(err, MPLB_EFORMAT, "%s: /experts/precision[%zu][%zu] = %u is not a precision code",
+                                h->path, i / (size_t)info->E, i % (size_t)info->E, info->expert_prec[i]);
+    const char *sn[2] = {"policy/sources", "policy/params"};
+    char ***sv[2] = {&info->policy_sources, &info->policy_params};
+    for (int i = 0; i < 2; i++) {
+        if ((rc = mplb_h5_dset_strs(h, sn[i], info->n_policies, sv[i], NULL, err)) < 0) return rc;
+        if (rc > 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /%s", h->path, sn[i]);
+    }
+    if ((rc = mplb_h5_dset_str(h, "hardware", &info->hardware, err)) < 0) return rc;
     return 0;
+}
+
+static int read_file(const char *path, int arrays, mplb_runfile_info *info, mplb_err *err) {
+    memset(info, 0, sizeof *info);
+    mplb_h5_file h;
+    int rc = mplb_h5_open(path, &h, err);
+    if (rc < 0) return rc;
+    info->unclosed = h.unclosed;
+    rc = read_header(&h, info, err);
+    if (rc == 0 && arrays) rc = read_arrays(&h, info, err);
+    mplb_h5_close(&h);
+    if (rc < 0) mplb_runfile_info_free(info);
+    return rc < 0 ? rc : 0;
+}
+
+int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err) {
+    return read_file(path, 0, info, err);
+}
+
+int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err) {
+    return read_file(path, 1, info, err);
 }
 
 void mplb_runfile_info_free(mplb_runfile_info *info) {
