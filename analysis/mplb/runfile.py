@@ -20,26 +20,89 @@ class RunFileError(ValueError):
 
 
 def _text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
+def _clean(s) -> str:
+    """Text safe to print on a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in str(s))
+
+
+# libhdf5 retries a checksum failure under SWMR read up to 100 times with
+# growing sleeps, so a damaged or killed file could take minutes to fail; the
+# C reader uses the same bound (core/internal/h5check.h).
+_READ_ATTEMPTS = 3
+
+
+def _swmr_fapl():
+    """A file-access list with bounded SWMR metadata read attempts, set through
+    the libhdf5 h5py itself loaded (h5py has no binding for it); None if that
+    library cannot be found."""
+    import ctypes
+    import glob
+    here = os.path.dirname(h5py.__file__)
+    libs = glob.glob(os.path.join(here, os.pardir, "h5py.libs", "libhdf5-*.so*")) + \
+        glob.glob(os.path.join(here, ".dylibs", "libhdf5*.dylib"))
+    try:
+        lib = ctypes.CDLL(libs[0]) if libs else ctypes.CDLL(None)
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        if lib.H5Pset_metadata_read_attempts(ctypes.c_int64(fapl.id), ctypes.c_uint(_READ_ATTEMPTS)) < 0:
+            return None
+        return fapl
+    except (OSError, AttributeError, IndexError):
+        return None
 
 
 def _open(path):
+    """Open read-only, normally; SWMR (with bounded retries) only for a file a
+    writer still holds open, or was killed holding."""
     try:
-        # swmr=True reads files that are still being written, or were killed
-        return h5py.File(path, "r", swmr=True)
+        return h5py.File(path, "r")
     except OSError as e:
-        raise RunFileError(f"{path}: cannot open as HDF5 ({e})") from None
+        if "already open for write" not in str(e):
+            raise RunFileError(_clean(f"{path}: cannot open as HDF5 ({e})")) from None
+    fapl = _swmr_fapl()
+    try:
+        if fapl is None:
+            return h5py.File(path, "r", swmr=True)
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+        return h5py.File(fid)
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise RunFileError(_clean(f"{path}: cannot open as HDF5 (truncated or damaged: {e})")) from None
+
+
+def _scalar_text(f, path, name, attr=True):
+    v = f.attrs[name] if attr else f[name][()]
+    if isinstance(v, np.ndarray) and v.shape in ((), (1,)):
+        v = v.reshape(()).item() if v.dtype.kind in "OSU" else v
+    if not isinstance(v, (bytes, str)):
+        kind = "attribute" if attr else "dataset /"
+        raise RunFileError(_clean(f"{path}: {kind}{name} must be one string, it is {type(v).__name__}"
+                                  f"{' of shape ' + str(v.shape) if hasattr(v, 'shape') else ''}"))
+    return _text(v)
+
+
+def _table(f, path, name, ndim, width=None, kinds="iuf"):
+    if not isinstance(f.get(name, getlink=True), h5py.HardLink) or not isinstance(f[name], h5py.Dataset):
+        raise RunFileError(_clean(f"{path}: /{name} is not a dataset"))
+    d = f[name]
+    if d.ndim != ndim or (width is not None and d.shape[1] != width) or d.dtype.kind not in kinds:
+        want = "[rows]" if ndim == 1 else f"[rows x {width}]"
+        raise RunFileError(_clean(f"{path}: /{name} is {d.dtype} {list(d.shape)}, expected {want}"))
+    return d
 
 
 def _check(f, path):
     if "schema_version" not in f.attrs:
-        raise RunFileError(f"{path}: not an mplb run file (no schema_version attribute)")
-    ver = _text(f.attrs["schema_version"])
-    if int(ver.split(".")[0]) != SCHEMA_MAJOR:
-        raise RunFileError(f"{path}: schema version {ver} not readable (this mplb reads {SCHEMA_MAJOR}.x)")
-    for name in ("steps", "policy/names", "ranks/load", "ranks/compute_us", "experts/load", "experts/precision"):
+        raise RunFileError(_clean(f"{path}: not an mplb run file (no schema_version attribute)"))
+    ver = _scalar_text(f, path, "schema_version")
+    major = ver.split(".")[0]
+    if not major.isdigit() or int(major) != SCHEMA_MAJOR:
+        raise RunFileError(_clean(f"{path}: schema version {ver} not readable (this mplb reads {SCHEMA_MAJOR}.x)"))
+    for name in ("steps", "policy/names", "ranks/load", "ranks/compute_us", "experts/load", "experts/precision",
+                 "config"):
         if name not in f:
-            raise RunFileError(f"{path}: missing dataset /{name}")
+            raise RunFileError(_clean(f"{path}: missing dataset /{name}"))
 
 
 @dataclass
@@ -98,27 +161,75 @@ def load_steps(path) -> pd.DataFrame:
     return load_run(path).steps
 
 
-def load_run(path) -> Run:
-    with _open(path) as f:
-        _check(f, path)
-        n = f["steps"].shape[0]
-        # a killed file may hold fewer per-row array rows than /steps: common prefix
-        for name in ("ranks/load", "ranks/compute_us", "experts/load", "experts/precision"):
-            n = min(n, f[name].shape[0])
-        steps = pd.DataFrame(f["steps"][:n])
-        names = [_text(x) for x in f["policy/names"][()]]
-        steps["policy_name"] = [names[i] for i in steps["policy"]]
-        attrs = {k: (_text(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v)
-                 for k, v in f.attrs.items()}
-        run = Run(path=str(path), steps=steps,
-                  rank_load=f["ranks/load"][:n], rank_compute_us=f["ranks/compute_us"][:n],
-                  expert_load=f["experts/load"][:n],
-                  expert_precision=f["experts/precision"][:n].astype(np.uint8),
-                  policies=names, config=_text(f["config"][()]), attrs=attrs)
+_TEXT_ATTRS = ("schema_version", "mplb_version", "git_revision", "command", "host", "times_source", "status", "error")
+
+
+def _width(attrs, path, name):
+    v = attrs.get(name)
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= int(v) <= 1 << 20:
+        raise RunFileError(_clean(f"{path}: attribute {name} must be one integer in 1..{1 << 20}, it is {v!r:.60}"))
+    return int(v)
+
+
+def _read_run(f, path) -> Run:
+    _check(f, path)
+    attrs = {}
+    for k, v in f.attrs.items():
+        if isinstance(v, np.ndarray) and v.size == 1:
+            v = v.reshape(()).item()
+        attrs[k] = (_text(v) if isinstance(v, (bytes, str)) else v.tolist() if isinstance(v, np.ndarray)
+                    else v.item() if hasattr(v, "item") else v)
+    R, E = _width(attrs, path, "ranks"), _width(attrs, path, "experts")
+    for k in _TEXT_ATTRS:
+        if k in attrs and not isinstance(attrs[k], str):
+            raise RunFileError(_clean(f"{path}: attribute {k} must be one string, it is {attrs[k]!r:.60}"))
+    if attrs.get("status", "running") not in ("running", "complete", "failed"):
+        raise RunFileError(_clean(f"{path}: attribute status must be running, complete or failed"))
+    if "seed" in attrs and not isinstance(attrs["seed"], int):
+        raise RunFileError(_clean(f"{path}: attribute seed must be one integer, it is {attrs['seed']!r:.60}"))
+    steps_d = _table(f, path, "steps", 1, kinds="V")
+    missing = {"policy", "step", "layer", "t_layer_us", "t_baseline_us"} - set(steps_d.dtype.names or ())
+    if missing:
+        raise RunFileError(_clean(f"{path}: /steps lacks the fields {sorted(missing)}"))
+    tables = {name: _table(f, path, name, 2, w) for name, w in
+              (("ranks/load", R), ("ranks/compute_us", R), ("experts/load", E), ("experts/precision", E))}
+    n = steps_d.shape[0]
+    # a killed file may hold fewer per-row array rows than /steps: common prefix
+    for d in tables.values():
+        n = min(n, d.shape[0])
+    steps = pd.DataFrame(steps_d[:n])
+    names_d = _table(f, path, "policy/names", 1, kinds="OSU")
+    names = [_text(x) for x in names_d[()]]
+    pol = steps["policy"].to_numpy()
+    if len(pol) and (pol.min() < 0 or pol.max() >= len(names)):
+        bad = int(np.flatnonzero((pol < 0) | (pol >= len(names)))[0])
+        raise RunFileError(_clean(f"{path}: /steps row {bad}: policy {pol[bad]} is not an index into "
+                                  f"/policy/names (0..{len(names) - 1})"))
+    steps["policy_name"] = [names[i] for i in pol]
+    prec = tables["experts/precision"][:n].astype(np.uint8)
+    if prec.size and prec.max() >= len(PRECISIONS):
+        raise RunFileError(_clean(f"{path}: /experts/precision holds code {prec.max()}, "
+                                  f"not a precision (0..{len(PRECISIONS) - 1})"))
+    run = Run(path=str(path), steps=steps,
+              rank_load=tables["ranks/load"][:n], rank_compute_us=tables["ranks/compute_us"][:n],
+              expert_load=tables["experts/load"][:n], expert_precision=prec,
+              policies=names, config=_scalar_text(f, path, "config", attr=False), attrs=attrs)
     steps.attrs["status"] = attrs.get("status")
-    steps.attrs["ranks"] = int(attrs.get("ranks", 0))
-    steps.attrs["experts"] = int(attrs.get("experts", 0))
+    steps.attrs["ranks"] = R
+    steps.attrs["experts"] = E
     return run
+
+
+def load_run(path) -> Run:
+    """Read a run file; anything malformed raises RunFileError naming the file
+    and the object (never a raw KeyError/IndexError from h5py or numpy)."""
+    with _open(path) as f:
+        try:
+            return _read_run(f, path)
+        except RunFileError:
+            raise
+        except (OSError, RuntimeError, KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+            raise RunFileError(_clean(f"{path}: damaged or not an mplb run file ({type(e).__name__}: {e})")) from None
 
 
 @dataclass
@@ -157,13 +268,19 @@ class Sweep:
 def load_sweep(path) -> Sweep:
     index_path = os.path.join(path, "index.csv")
     if not os.path.exists(index_path):
-        raise RunFileError(f"{path}: not an mplb sweep directory (no index.csv)")
-    with open(index_path, newline="") as fh:
-        header = next(csv.reader(fh))
+        raise RunFileError(_clean(f"{path}: not an mplb sweep directory (no index.csv)"))
+    try:
+        with open(index_path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RunFileError(_clean(f"{index_path}: cannot read ({e})")) from None
     if header[:1] != ["point"] or header[-3:] != ["file", "status", "error"]:
-        raise RunFileError(f"{index_path}: unexpected header {header}")
-    index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
-    index["point"] = index["point"].astype(int)
+        raise RunFileError(_clean(f"{index_path}: unexpected header {header}"))
+    try:
+        index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+        index["point"] = index["point"].astype(int)
+    except (ValueError, KeyError, pd.errors.ParserError) as e:
+        raise RunFileError(_clean(f"{index_path}: malformed ({e})")) from None
     axes = header[1:-3]
     for a in axes:  # numeric axes become numbers
         conv = pd.to_numeric(index[a], errors="coerce")
@@ -177,5 +294,5 @@ def load(path):
     if os.path.isdir(path):
         return load_sweep(path)
     if not os.path.exists(path):
-        raise RunFileError(f"{path}: no such file or directory")
+        raise RunFileError(_clean(f"{path}: no such file or directory"))
     return load_run(path)
