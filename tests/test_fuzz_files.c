@@ -11,7 +11,7 @@
  * exit) or a hang (alarm) fails the test and keeps the input as
  * fz_bad_N.h5.
  *
- *   MPLB_FUZZ_N        inputs per file kind (default 60: a few seconds)
+ *   MPLB_FUZZ_N        inputs per file kind (default 30: ~1 s, ~10 s under ASan)
  *   MPLB_FUZZ_TIMEOUT  seconds per input before it counts as a hang (10)
  *   MPLB_FUZZ_VERBOSE  print each input's error message
  *   MPLB_TEST_SEED     replay a run
@@ -374,7 +374,7 @@ static void fuzz_kind(const char *base, int trace, int n, uint64_t seed, counts 
 
 static void test_fuzz(void **st) {
     (void)st;
-    int n = getenv("MPLB_FUZZ_N") ? atoi(getenv("MPLB_FUZZ_N")) : 60;
+    int n = getenv("MPLB_FUZZ_N") ? atoi(getenv("MPLB_FUZZ_N")) : 30;
     uint64_t seed = test_seed();
     make_run("fz_base_run.h5");
     make_trace("fz_base_trace.h5", 0);
