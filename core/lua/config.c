@@ -693,8 +693,10 @@ int mplb_exp_load_text(const char *text, const char *path, const char *lines_src
         goto fail;
     }
     int top = lua_gettop(L);
+    if ((rc = mplb_lsb_check_plain(&sb, top, 1, path, err)) < 0) goto fail;
     for (int s = 0; s < n_sets; s++)
         if ((rc = mplb_lua_apply_set(&sb, top, sets[s], path, err)) < 0) goto fail;
+    if (n_sets && (rc = mplb_lsb_check_plain(&sb, top, 1, path, err)) < 0) goto fail;
     cfg c = {L, path, lines_src ? lines_src : out->source, err};
     char base_dir[MPLB_PATH_MAX];
     if (base) snprintf(base_dir, sizeof base_dir, "%s", base);

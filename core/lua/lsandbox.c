@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <lauxlib.h>
 #include <lualib.h>
 
@@ -26,18 +27,137 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
-static void sb_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static mplb_lsb *sb_of(lua_State *L) {
     void *ud;
     lua_getallocf(L, &ud);
-    mplb_lsb *sb = ud;
+    return ud;
+}
+
+/* Every HOOK_EVERY instructions: the instruction budget, then the wall clock
+ * (a last line for time spent in C library calls between instructions). */
+static void sb_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    mplb_lsb *sb = sb_of(L);
     if (!sb->killed) {
         sb->instr_left -= HOOK_EVERY;
-        if (sb->instr_left > 0) return;
-        sb->killed = 1;
+        int over_time = sb->time_limit > 0 && mono_s() > sb->deadline;
+        if (sb->instr_left > 0 && !over_time) return;
+        sb->killed = over_time ? 2 : 1;
         lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
     }
+    if (sb->killed == 2) luaL_error(L, "time limit exceeded (%f s of wall-clock time)", sb->time_limit);
     luaL_error(L, "instruction limit exceeded (%I VM instructions)", (LUAI_UACINT)sb->instr_limit);
+}
+
+/* ---- what the stock library would let run unbounded ---------------------- */
+
+/* Finalizers run with hooks off (lgc.c GCTM), so no limit could stop one:
+ * setmetatable refuses a metatable with __gc (Lua only marks an object for
+ * finalization when __gc is present at setmetatable time, lgc.c). */
+static int sb_setmetatable(lua_State *L) {
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL) return luaL_error(L, "cannot change a protected metatable");
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "__gc finalizers are not allowed in the sandbox");
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* xpcall's message handler runs inside the error -- with hooks off when the
+ * error is the instruction limit's -- so a looping handler would never stop.
+ * Here the handler runs after the protected call returns, as an ordinary
+ * (counted) call. */
+static int sb_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
+    int rc = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+    if (rc == LUA_OK) {
+        lua_pushboolean(L, 1);
+        lua_replace(L, n);   /* results follow the arguments */
+        return lua_gettop(L) - n + 1;
+    }
+    mplb_lsb *sb = sb_of(L);
+    if (sb->killed || rc == LUA_ERRMEM) return lua_error(L);   /* a limit is not the script's to handle */
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* Lua's matcher (lstrlib.c) backtracks in C, where no hook runs: ".-.-.-x"
+ * on 5000 bytes runs for hours. Each of the k quantifiers (* + - ?) can
+ * multiply the work by the subject length n, so a call is refused when
+ * n^(k+1) passes MATCH_BUDGET steps (about a second of C). Plain finds are
+ * linear and never refused. */
+#define MATCH_BUDGET 1e8
+
+static int pattern_ok(lua_State *L, size_t n, const char *p, size_t pl) {
+    int k = 0;
+    for (size_t i = 0; i < pl; i++) {
+        if (p[i] == '%') { i++; continue; }
+        k += p[i] == '*' || p[i] == '+' || p[i] == '-' || p[i] == '?';
+    }
+    double cost = pow((double)n + 1, k + 1) * ((double)pl + 1);
+    if (cost <= MATCH_BUDGET) return 1;
+    luaL_error(L, "pattern with %d repetition(s) on a %zu-byte string could backtrack for ~%.0e steps "
+               "(limit %.0e): use a shorter subject, fewer repetitions, or plain find", k, n, cost, MATCH_BUDGET);
+    return 0;
+}
+
+static int sb_match_call(lua_State *L, const char *name, int plain_arg) {
+    size_t n, pl;
+    luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &pl);
+    if (!(plain_arg && lua_toboolean(L, plain_arg))) pattern_ok(L, n, p, pl);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    (void)name;
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int sb_find(lua_State *L) { return sb_match_call(L, "find", 4); }
+static int sb_other(lua_State *L) { return sb_match_call(L, "match", 0); }
+
+/* Wrap string.find/match/gmatch/gsub (the string metatable's __index is
+ * the same table, so s:find is covered too). */
+static void wrap_patterns(lua_State *L) {
+    static const char *const fns[] = {"find", "match", "gmatch", "gsub", NULL};
+    lua_getglobal(L, LUA_STRLIBNAME);
+    for (const char *const *f = fns; *f; f++) {
+        lua_getfield(L, -1, *f);
+        lua_pushcclosure(L, !strcmp(*f, "find") ? sb_find : sb_other, 1);
+        lua_setfield(L, -2, *f);
+    }
+    lua_pop(L, 1);
+}
+
+/* Lua errors outside any protected call end in lua_atpanic's handler: say
+ * what and where instead of a bare abort. The library cannot continue the
+ * state after a panic; the message names the chunk and line it came from. */
+static int sb_panic(lua_State *L) {
+    const char *msg = lua_tostring(L, -1);
+    luaL_where(L, 1);
+    fprintf(stderr, "mplb: Lua error outside a protected call (a bug in mplb, please report): %s%s\n",
+            lua_tostring(L, -1), msg ? msg : "(error object is not a string)");
+    fflush(stderr);
+    return 0;   /* Lua aborts */
 }
 
 static const luaL_Reg sb_libs[] = {
@@ -64,6 +184,13 @@ int mplb_lsb_open(mplb_lsb *sb, size_t mem_limit, long long instr_limit, mplb_er
         lua_pushnil(sb->L);
         lua_setglobal(sb->L, *d);
     }
+    lua_atpanic(sb->L, sb_panic);
+    lua_pushcfunction(sb->L, sb_setmetatable);
+    lua_setglobal(sb->L, "setmetatable");
+    lua_pushcfunction(sb->L, sb_xpcall);
+    lua_setglobal(sb->L, "xpcall");
+    wrap_patterns(sb->L);
+    sb->time_limit = MPLB_LSB_TIME_LIMIT;
     return 0;
 }
 
@@ -86,6 +213,7 @@ int mplb_lsb_pcall(mplb_lsb *sb, int nargs, int nresults, const char *what, mplb
     lua_insert(L, base);
     sb->instr_left = sb->instr_limit;
     sb->killed = 0;
+    sb->deadline = mono_s() + sb->time_limit;
     lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_sethook(L, NULL, 0, 0);
@@ -253,7 +381,8 @@ static int ser(lua_State *L, int idx, sbuf *b, int depth) {
             sb_str(b, "[");
             sb_quoted(b, keys[i], strlen(keys[i]));
             sb_str(b, "]=");
-            lua_getfield(L, idx, keys[i]);
+            lua_pushstring(L, keys[i]);
+            lua_rawget(L, idx);
             rc = ser(L, -1, b, depth + 1);
             lua_pop(L, 1);
             sb_str(b, ",");
@@ -273,3 +402,45 @@ char *mplb_lua_serialize(lua_State *L, int idx) {
     if (ser(L, idx, &b, 0) < 0 || b.oom) { free(b.p); return NULL; }
     return b.p;
 }
+
+/* Walk the table at 1 (visited set at 2): a metatable anywhere is an error.
+ * Raw access only (lua_next, lua_getmetatable), so nothing here runs Lua. */
+static int plain_walk(lua_State *L, int t, int deep, int depth) {
+    if (depth > 64) return luaL_error(L, "tables nested more than 64 deep");
+    if (lua_getmetatable(L, t)) return luaL_error(L, "a table with a metatable (only plain data is read from here)");
+    lua_pushvalue(L, t);
+    if (lua_rawget(L, 2) != LUA_TNIL) { lua_pop(L, 1); return 0; }
+    lua_pop(L, 1);
+    lua_pushvalue(L, t);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, 2);
+    if (!deep) return 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        luaL_checkstack(L, 4, "tables nested too deep");
+        for (int i = -2; i <= -1; i++)
+            if (lua_type(L, i) == LUA_TTABLE) plain_walk(L, lua_absindex(L, i), deep, depth + 1);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int l_plain(lua_State *L) {
+    int deep = lua_toboolean(L, 2);
+    lua_settop(L, 1);
+    lua_newtable(L);
+    if (lua_type(L, 1) == LUA_TTABLE) plain_walk(L, 1, deep, 0);
+    return 0;
+}
+
+int mplb_lsb_check_plain(mplb_lsb *sb, int idx, int deep, const char *what, mplb_err *err) {
+    lua_State *L = sb->L;
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, l_plain);
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, deep);
+    int rc = mplb_lsb_pcall(sb, 2, 0, NULL, err);
+    if (rc < 0) mplb_err_wrap(err, "%s", what);
+    return rc;
+}
+

@@ -79,6 +79,7 @@ static int load_rec(const char *name, const char *base_dir, mplb_profile *p, int
     lua_State *L = sb.L;
     if ((rc = mplb_lsb_dofile(&sb, path, 1, err)) < 0) goto out;
     if (!lua_istable(L, -1)) { rc = mplb_err_set(err, MPLB_ECONFIG, "%s: a profile must return a table", path); goto out; }
+    if ((rc = mplb_lsb_check_plain(&sb, -1, 1, path, err)) < 0) goto out;
     int t = lua_gettop(L);
     if (lua_getfield(L, t, "inherit") == LUA_TSTRING) {
         char parent[MPLB_NAME_MAX];

@@ -159,14 +159,24 @@ int mplb_lua_apply_set(mplb_lsb *sb, int top, const char *set, const char *file,
         return mplb_err_set(err, MPLB_EINVAL, "--set '%s': expected a key path such as workload.tokens or policies[2].tau", set);
     lua_State *L = sb->L;
     top = lua_absindex(L, top);
-    /* the value: a Lua expression with no globals, else the text as a string */
-    char code[1024];
-    snprintf(code, sizeof code, "return %s", eq + 1);
-    int ok = luaL_loadbufferx(L, code, strlen(code), "=--set", "t") == LUA_OK;
+    /* the value: a Lua expression with no globals, else the text as a string;
+     * evaluated under the sandbox's limits, at any length */
+    size_t vl = strlen(eq + 1);
+    char *code = malloc(vl + 8);
+    if (!code) return mplb_err_set(err, MPLB_ENOMEM, "--set: out of memory");
+    memcpy(code, "return ", 7);
+    memcpy(code + 7, eq + 1, vl + 1);
+    int ok = luaL_loadbufferx(L, code, vl + 7, "=--set", "t") == LUA_OK;
+    free(code);
     if (ok) {
         lua_newtable(L);                 /* an empty _ENV */
         lua_setupvalue(L, -2, 1);
-        ok = lua_pcall(L, 0, 1, 0) == LUA_OK;
+        mplb_err perr = {0};
+        int prc = mplb_lsb_pcall(sb, 0, 1, NULL, &perr);
+        if (prc == MPLB_ELIMIT)
+            return mplb_err_set(err, MPLB_ELIMIT, "%s: --set %.*s: %s", file, (int)kl, set, perr.msg);
+        ok = prc == 0;
+        if (!ok) lua_pushnil(L);         /* mplb_lsb_pcall popped its message */
     }
     if (!ok || lua_isnil(L, -1) || lua_isfunction(L, -1)) { lua_pop(L, 1); lua_pushstring(L, eq + 1); }
     return set_at(L, top, &sp, 0, 0, set, file, err);

@@ -171,9 +171,11 @@ int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mpl
     if (rc < 0) goto out;
     if (!lua_istable(L, -1)) { rc = mplb_err_set(err, MPLB_ECONFIG, "%s: the experiment file must return a table", path); goto out; }
     (void)x;
+    if ((rc = mplb_lsb_check_plain(&sb, -1, 1, path, err)) < 0) goto out;
     /* --set overrides, as mplb run applies them */
     for (int i = 0; i < n_sets; i++)
         if ((rc = mplb_lua_apply_set(&sb, lua_gettop(L), sets[i], path, err)) < 0) goto out;
+    if (n_sets && (rc = mplb_lsb_check_plain(&sb, -1, 1, path, err)) < 0) goto out;
     if (luaL_loadbufferx(L, expand_lua, strlen(expand_lua), "=sweep", "t") != LUA_OK) {
         rc = mplb_err_set(err, MPLB_EINVAL, "sweep: %s", lua_tostring(L, -1));
         goto out;

@@ -30,6 +30,7 @@ struct mplb_policy {
     lua_Integer pushed[SCALARS];
     double pushed_budget, pushed_ebytes;
     mplb_lh_ctx lh;       /* what the mplb.* C helpers read obs through */
+    double *moved;        /* [E] tokens of each expert moved in this decide (plan validation) */
 };
 
 /* An array view reads one field of pol->obs, so views are made once and
@@ -112,7 +113,7 @@ static mplb_prec check_prec_fast(lua_State *L, const mplb_policy *pol, int arg) 
 
 static int check_index(lua_State *L, int arg, int n, const char *what) {
     lua_Integer i = luaL_checkinteger(L, arg);
-    if (i < 1 || i > n) luaL_error(L, "%s %d out of range 1..%d", what, (int)i, n);
+    if (i < 1 || i > n) luaL_error(L, "%s %I out of range 1..%d", what, (LUAI_UACINT)i, n);
     return (int)(i - 1);
 }
 
@@ -187,7 +188,7 @@ static int act_rank_precision(lua_State *L) {
         lua_Integer r = (lua_rawgeti(L, 2, i), lua_tointegerx(L, -1, &isnum));
         lua_pop(L, 1);
         if (!isnum || r < 1 || r > R) luaL_error(L, "rank list entry %d: rank %s out of range 1..%d", (int)i,
-                                                  isnum ? lua_pushfstring(L, "%d", (int)r) : "(not an integer)", R);
+                                                  isnum ? lua_pushfstring(L, "%I", (LUAI_UACINT)r) : "(not an integer)", R);
         set_rank_precision(pol, (int)r - 1, p, mode, by_rank);
     }
     return 0;
@@ -199,6 +200,14 @@ static int act_expert_precision(lua_State *L) {
     pol->plan->expert_prec[e] = check_prec_fast(L, pol, 3);
     pol->plan->expert_mode[e] = (uint8_t)check_mode_fast(L, pol, 4);
     return 0;
+}
+
+/* Token moves are priced against the base placement's loads, so one decide
+ * either moves tokens or changes placement, never both (the cost model would
+ * count moved tokens on ranks that no longer hold them). */
+static void refuse_mixed(lua_State *L, const mplb_policy *pol, const char *what) {
+    if (pol->plan->n_moves > 0)
+        luaL_error(L, "%s after move_tokens in the same decide: a plan either moves tokens or changes placement", what);
 }
 
 static void place_one(mplb_policy *pol, int e, int r) {
@@ -215,6 +224,7 @@ static int act_place(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
     int r = check_index(L, 3, pol->plan->R, "rank");
+    refuse_mixed(L, pol, "place");
     place_one(pol, e, r);
     return 0;
 }
@@ -229,6 +239,7 @@ static int act_place_all(lua_State *L) {
     lua_Integer n = luaL_len(L, 2);
     if (luaL_len(L, 3) != n) return luaL_error(L, "place_all: %d experts but %d ranks", (int)n, (int)luaL_len(L, 3));
     int E = pol->plan->E, R = pol->plan->R;
+    refuse_mixed(L, pol, "place_all");
     unsigned char *seen = lua_newuserdatauv(L, (size_t)E, 0);
     memset(seen, 0, (size_t)E);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -260,6 +271,24 @@ static int act_move_tokens(lua_State *L) {
         return luaL_error(L, "move_tokens: rank %d holds no copy of expert %d", from + 1, e + 1);
     if (!(n >= 0) || n > pol->obs.expert_load[e])
         return luaL_error(L, "move_tokens: n = %f outside [0, %d] (expert %d's tokens)", n, (int)pol->obs.expert_load[e], e + 1);
+    mplb_plan *plan = pol->plan;
+    if (plan->placement_changed)
+        return luaL_error(L, "move_tokens after place/replicate in the same decide: a plan either moves tokens or "
+                          "changes placement");
+    /* every (expert, from, to) at most once, so the list stays E + R^2 long
+     * (the cost model prices each move) */
+    if (plan->n_moves >= plan->E + plan->R * plan->R)
+        return luaL_error(L, "move_tokens: more than %d moves in one decide", plan->E + plan->R * plan->R);
+    for (int i = 0; pol->moved[e] > 0 && i < plan->n_moves; i++) {
+        const mplb_move *m = &plan->moves[i];
+        if (m->e == e && m->from == from && m->to == to)
+            return luaL_error(L, "move_tokens: expert %d from rank %d to rank %d moved twice in one decide",
+                              e + 1, from + 1, to + 1);
+    }
+    if (pol->moved[e] + n > pol->obs.expert_load[e])
+        return luaL_error(L, "move_tokens: moves of expert %d add up to %f tokens, it has %d", e + 1,
+                          pol->moved[e] + n, (int)pol->obs.expert_load[e]);
+    pol->moved[e] += n;
     mplb_err err;
     if (mplb_plan_add_move(pol->plan, e, from, to, n, &err) < 0) return luaL_error(L, "%s", err.msg);
     return 0;
@@ -278,6 +307,7 @@ static int act_replicate(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
     int r = check_index(L, 3, pol->plan->R, "rank");
+    refuse_mixed(L, pol, "replicate");
     mplb_placement_add(&pol->plan->placement, e, r);
     pol->plan->placement_changed = 1;
     if (!lua_isnoneornil(L, 4)) pol->plan->expert_prec[e] = check_prec(L, 4);
@@ -556,7 +586,8 @@ static int merge_params(mplb_policy *pol, const char *params, mplb_err *err) {
         lua_setfield(L, -3, "params");
     }
     int pt = lua_gettop(L);
-    int rc = 0;
+    int rc = mplb_lsb_check_plain(&pol->sb, pt, 1, pol->path, err);
+    if (rc < 0) { lua_settop(L, pt - 2); return rc; }
     if (params && *params) {
         char code[64 + 4096];
         if (strlen(params) > 4096) { lua_settop(L, pt - 2); return mplb_err_set(err, MPLB_ECONFIG, "%s: params too long", pol->path); }
@@ -631,6 +662,7 @@ int mplb_policy_open(const char *path, const char *params, const mplb_policy_lim
         rc = mplb_err_set(err, MPLB_EPOLICY, "%s: a policy file must return a table P, got %s", path, luaL_typename(L, -1));
         goto fail;
     }
+    if ((rc = mplb_lsb_check_plain(&pol->sb, -1, 0, path, err)) < 0) goto fail;   /* P is read from C */
     if (lua_getfield(L, -1, "decide") != LUA_TFUNCTION) {
         rc = mplb_err_set(err, MPLB_EPOLICY, "%s: P.decide must be a function (decide(obs, act))", path);
         goto fail;
@@ -660,6 +692,9 @@ int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, m
     lua_State *L = pol->sb.L;
     pol->obs = *obs;
     pol->plan = plan;
+    if (!pol->moved) pol->moved = calloc((size_t)plan->E, sizeof *pol->moved);
+    if (!pol->moved) return mplb_err_set(err, MPLB_ENOMEM, "policy: out of memory");
+    memset(pol->moved, 0, (size_t)plan->E * sizeof *pol->moved);
     set_scalars(pol);
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
     lua_getfield(L, -1, "decide");
@@ -709,6 +744,7 @@ void mplb_policy_close(mplb_policy *pol) {
     free(pol->source);
     free(pol->params);
     free(pol->mem);
+    free(pol->moved);
     free(pol->by_rank);
     free(pol->rank_start);
     free(pol);
