@@ -115,8 +115,10 @@ static int pattern_ok(lua_State *L, size_t n, const char *p, size_t pl) {
     }
     double cost = pow((double)n + 1, k + 1) * ((double)pl + 1);
     if (cost <= MATCH_BUDGET) return 1;
-    luaL_error(L, "pattern with %d repetition(s) on a %zu-byte string could backtrack for ~%.0e steps "
-               "(limit %.0e): use a shorter subject, fewer repetitions, or plain find", k, n, cost, MATCH_BUDGET);
+    char msg[256];   /* lua_pushfstring knows no %zu or %e */
+    snprintf(msg, sizeof msg, "pattern with %d repetition(s) on a %zu-byte string could backtrack for ~%.0e steps "
+             "(limit %.0e): use a shorter subject, fewer repetitions, or plain find", k, n, cost, MATCH_BUDGET);
+    luaL_error(L, "%s", msg);
     return 0;
 }
 
