@@ -183,8 +183,8 @@ def _read_run(f, path) -> Run:
     for k in _TEXT_ATTRS:
         if k in attrs and not isinstance(attrs[k], str):
             raise RunFileError(_clean(f"{path}: attribute {k} must be one string, it is {attrs[k]!r:.60}"))
-    if attrs.get("status", "running") not in ("running", "complete", "failed"):
-        raise RunFileError(_clean(f"{path}: attribute status must be running, complete or failed"))
+    if attrs.get("status", "running") not in ("running", "complete", "failed", "interrupted"):
+        raise RunFileError(_clean(f"{path}: attribute status must be running, complete, failed or interrupted"))
     if "seed" in attrs and not isinstance(attrs["seed"], int):
         raise RunFileError(_clean(f"{path}: attribute seed must be one integer, it is {attrs['seed']!r:.60}"))
     steps_d = _table(f, path, "steps", 1, kinds="V")

@@ -271,7 +271,7 @@ int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, 
 #define MAX_POLICIES (1 << 16)
 
 static int known_status(const char *s) {
-    return !strcmp(s, "running") || !strcmp(s, "complete") || !strcmp(s, "failed");
+    return !strcmp(s, "running") || !strcmp(s, "complete") || !strcmp(s, "failed") || !strcmp(s, "interrupted");
 }
 
 static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
@@ -296,7 +296,7 @@ static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
         int known = known_status(s);
         snprintf(info->status, sizeof info->status, "%s", s);
         free(s);
-        if (!known) return mplb_err_set(err, MPLB_EFORMAT, "%s: attribute status must be running, complete or failed", path);
+        if (!known) return mplb_err_set(err, MPLB_EFORMAT, "%s: attribute status must be running, complete, failed or interrupted", path);
     }
     if ((rc = mplb_h5_attr_str(h, f, "mplb_version", &s, err)) < 0) return rc;
     if (rc == 0) { snprintf(info->mplb_version, sizeof info->mplb_version, "%s", s); free(s); }
