@@ -12,6 +12,7 @@ int mplb_cmd_policy(int argc, char **argv);
 int mplb_cmd_trace(int argc, char **argv);
 int mplb_cmd_report(int argc, char **argv);
 int mplb_cmd_sweep(int argc, char **argv);
+int mplb_cmd_validate(int argc, char **argv);
 /* Read a small text file; 0 and *out (malloc'd) or -1. */
 /* The usage text main.c prints for help and usage errors. */
 extern const char *mplb_usage_text;

@@ -31,6 +31,9 @@ const char *mplb_usage_text =
     "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
     "  calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua]\n"
     "              per-format FFN error of the CPU kernel against float64 (the error proxy's table)\n"
+    "  validate [--profile NAME] [--data FILE.lua] [--quiet]\n"
+    "              the cost model against published GPU measurements (validation/), per row\n"
+    "              and per component with median and worst error\n"
     "  help [COMMAND | experiment]\n"
     "              this text, a command's options, or every experiment key with its default\n"
     "  --help, --version\n"
@@ -67,6 +70,7 @@ static const struct { const char *name; int (*fn)(int, char **); } commands[] = 
     {"calibrate", mplb_cmd_calibrate},
     {"run", mplb_cmd_run},
     {"inspect", mplb_cmd_inspect},
+    {"validate", mplb_cmd_validate},
     {"help", cmd_help},
     {"--help", cmd_help},
     {"-h", cmd_help},

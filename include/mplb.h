@@ -19,6 +19,7 @@ extern "C" {
 #include "mplb/routing.h"
 #include "mplb/workload.h"
 #include "mplb/cost.h"
+#include "mplb/validate.h"
 #include "mplb/policy.h"
 #include "mplb/runfile.h"
 #include "mplb/run.h"

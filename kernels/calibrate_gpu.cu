@@ -122,7 +122,9 @@ extern "C" int mplb_calibrate_gpu(const mplb_calib_opts *o, FILE *out, mplb_err 
     if (ce > 1) ce = 1;
     fprintf(out, "  hbm_gbps = %.1f,\n  nvlink_gbps = 450,\n  net_gbps = 50,\n", bw);
     fprintf(out, "  nvlink_lat_us = 8,\n  net_lat_us = 15,\n  launch_us = 5,\n  conv_eff = %.4f,\n", ce);
-    fprintf(out, "  memory_gb = %.1f,\n  eff = {\n", (double)mem_total / 1e9);
+    fprintf(out, "  memory_gb = %.1f,\n", (double)mem_total / 1e9);
+    mplb_calib_unmeasured(out);   /* link efficiencies, host link, mma_eff: with their provenance */
+    fprintf(out, "  eff = {\n");
     for (int p = 0; p < NP; p++) {
         if (p >= 2 && !tc[p]) continue;   // a weight-only FP4 format computes as bf16: no curve of its own
         fprintf(out, "    %s = {", p == 0 ? "default" : mplb_prec_name(precs[p]));

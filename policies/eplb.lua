@@ -13,8 +13,10 @@
 -- complaint); mplb then counts them as one copy.
 -- In mplb: the weight of a layer is its expert load over past steps
 -- (exponential decay), rebalanced every `period` steps; the first step of a
--- layer runs on the default placement. Placement changes are free here (an
--- EPLB rebalance is amortised over many steps).
+-- layer runs on the default placement. `period` is the rebalance interval
+-- the policy declares: the cost model charges each rebalance's migration (the
+-- weights of every copy the new placement adds, over NVLink or the NIC) in the
+-- step it happens, so a short period pays often (docs/cost-model.md).
 local P = { params = { redundant = 0, groups = 0, period = 1, decay = 0.8 } }
 
 -- Pack the n items of each row into num_packs packs of n/num_packs items,

@@ -96,15 +96,25 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     fprintf(out, "-- (ranks on one host share memory); latencies are a 1 us guess.\n");
     fprintf(out, "-- Every format computes at the FP32 GEMM rate (listed as bf16) until the CPU\n");
     fprintf(out, "-- backend's mixed-precision kernels are calibrated.\n");
+    char ref[200];
+    snprintf(ref, sizeof ref, "mplb calibrate --backend cpu on %s at %s", host, stamp);
     fprintf(out, "return {\n  name = \"%s\",\n", name);
-    fprintf(out, "  peak_tflops = { bf16 = %.6f },\n", best_gf / 1e3);
-    fprintf(out, "  hbm_gbps = %.3f,\n  nvlink_gbps = %.3f,\n  net_gbps = %.3f,\n", bw, bw, bw);
-    fprintf(out, "  nvlink_lat_us = 1,\n  net_lat_us = 1,\n  launch_us = 0,\n");
+    fprintf(out, "  peak_tflops = {\n");
+    mplb_calib_value(out, "  bf16", best_gf / 1e3, "measured", ref, 0, 0);
+    fprintf(out, "  },\n");
+    mplb_calib_value(out, "hbm_gbps", bw, "measured", ref, 0, 0);
+    mplb_calib_value(out, "nvlink_gbps", bw, "assumption", "ranks on one host share memory: the memcpy bandwidth", bw / 4, bw);
+    mplb_calib_value(out, "net_gbps", bw, "assumption", "ranks on one host share memory: the memcpy bandwidth", bw / 4, bw);
+    mplb_calib_value(out, "nvlink_lat_us", 1, "assumption", "a guess for shared-memory transfers", 0.1, 10);
+    mplb_calib_value(out, "net_lat_us", 1, "assumption", "a guess for shared-memory transfers", 0.1, 10);
+    mplb_calib_value(out, "launch_us", 0, "assumption", "a CPU kernel call has no launch", 0, 1);
     double ce = conv_gbs / bw;
     if (!(ce > 0)) ce = 0.01;
     if (ce > 1) ce = 1;
-    fprintf(out, "  conv_eff = %.4f,\n  memory_gb = %.1f,\n", ce,
-             (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / 1e9);
+    mplb_calib_value(out, "conv_eff", ce, "measured", ref, 0, 0);
+    mplb_calib_value(out, "memory_gb", (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / 1e9,
+                     "measured", ref, 0, 0);
+    mplb_calib_unmeasured(out);
     fprintf(out, "  eff = {\n    default = {");
     for (int i = 0; i < ng; i++) {
         double e = gf[i] / best_gf;
@@ -117,6 +127,29 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     fprintf(out, "\n}\n");
     free(x); free(w1); free(w2); free(h); free(y); free(a); free(b);
     return ferror(out) ? mplb_err_set(err, MPLB_EIO, "calibrate: write error") : 0;
+}
+
+void mplb_calib_value(FILE *out, const char *key, double v, const char *src, const char *ref, double lo, double hi) {
+    fprintf(out, "  %s = { %.6g, src = \"%s\", ", key, v, src);
+    if (!strcmp(src, "assumption")) fprintf(out, "range = { %.6g, %.6g }, ", lo < v ? lo : v, hi > v ? hi : v);
+    fprintf(out, "ref = \"");
+    for (const char *p = ref; *p; p++) fputc(*p == '"' || *p == '\\' ? '\'' : *p, out);
+    fprintf(out, "\" },\n");
+}
+
+void mplb_calib_unmeasured(FILE *out) {
+    mplb_calib_value(out, "hbm_eff", 1, "measured", "hbm_gbps is itself a measured copy rate", 0, 0);
+    mplb_calib_value(out, "nvlink_eff", 0.8, "assumption", "not measured by calibrate", 0.5, 1);
+    mplb_calib_value(out, "net_eff", 0.8, "assumption", "not measured by calibrate", 0.5, 1);
+    mplb_calib_value(out, "host_gbps", 25, "assumption", "not measured by calibrate (PCIe Gen4-Gen5 x16)", 12, 64);
+    mplb_calib_value(out, "host_eff", 0.8, "assumption", "not measured by calibrate", 0.5, 1);
+    /* the peaks are measured best rates and eff(n) is measured relative to them */
+    static const char *measured_peaks[] = {"bf16", "fp8_e4m3", "nvfp4", "mxfp4"};
+    fprintf(out, "  mma_eff = {\n");
+    for (int i = 0; i < 4; i++)
+        fprintf(out, "    %s = { 1, src = \"measured\", ref = \"peak_tflops is the measured best rate; eff(n) below\" },\n",
+                measured_peaks[i]);
+    fprintf(out, "  },\n");
 }
 
 /* The expert's three matrices from a safetensors file. */

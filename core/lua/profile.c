@@ -1,50 +1,159 @@
-/* Hardware profiles: profiles/NAME.lua returning the chip's peaks.
+/* Hardware profiles: profiles/NAME.lua returning the chip's parameters.
  *
  * Units in the file are the datasheet's: TFLOPS, GB/s, microseconds, GB.
+ * Each value is a number or a table saying where it comes from:
+ *   hbm_gbps = { 3350, src = "datasheet", ref = "NVIDIA H100 datasheet" },
+ *   hbm_eff  = { 0.8, src = "assumption", range = {0.65, 0.9}, ref = "why" },
+ * src is datasheet, published, measured or assumption; an assumption needs a
+ * range holding its value, the others a ref. A bare number loads with
+ * provenance "unspecified" (shipped profiles have none: a test checks).
  * `inherit = "h100"` loads that profile first and overrides what is given.
  * `compute_as = { nvfp4 = "fp8_e4m3" }` says a format has no native units and
  * runs at another format's rate after dequantisation (FP4 on Hopper). */
 #include "mplb/config.h"
 #include "lsandbox.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 
 #define PROF_DEPTH_MAX 8
 
-static int pfail(const char *file, const char *field, const char *what, mplb_err *err) {
-    return mplb_err_set(err, MPLB_ECONFIG, "%s: field %s: %s", file, field, what);
+const char *mplb_src_name(int s) {
+    static const char *names[] = {
+#define MPLB_SRC_NAME(id, name) name,
+        MPLB_SRC_MAP(MPLB_SRC_NAME)
+#undef MPLB_SRC_NAME
+    };
+    return s >= 0 && s < MPLB_SRC_COUNT ? names[s] : NULL;
 }
 
-/* Read a non-negative number field if present. */
-static int pnum(lua_State *L, int t, const char *file, const char *key, double *out,
-                int positive, mplb_err *err) {
-    int ty = lua_getfield(L, t, key);
-    int rc = 0;
-    if (ty != LUA_TNIL) {
-        if (ty != LUA_TNUMBER) rc = pfail(file, key, "expected a number", err);
-        else {
-            double v = lua_tonumber(L, -1);
-            if (!isfinite(v) || v < 0 || (positive && v == 0)) {
-                char m[96];
-                snprintf(m, sizeof m, "%g must be %s", v, positive ? "positive" : "non-negative");
-                rc = pfail(file, key, m, err);
-            } else *out = v;
+static const struct { const char *key; size_t off; int required, max_one; } scalars[] = {
+#define MPLB_PS_ROW(f, req, m1, what) {#f, offsetof(mplb_profile, f), req, m1},
+    MPLB_PROFILE_SCALARS(MPLB_PS_ROW)
+#undef MPLB_PS_ROW
+};
+
+/* One profile file being read: its path and text, for "file:line: field". */
+typedef struct pfile { const char *path; const char *src; } pfile;
+
+/* Line of the first "key =" in the source, or 0 (points a person at it). */
+static int key_line(const char *src, const char *key) {
+    size_t kl = strlen(key);
+    int line = 1;
+    for (const char *p = src; src && *p; p++) {
+        if (*p == '\n') { line++; continue; }
+        if (strncmp(p, key, kl) == 0 && (p == src || !(p[-1] == '_' || isalnum((unsigned char)p[-1])))) {
+            const char *q = p + kl;
+            while (*q == ' ' || *q == '\t') q++;
+            if (*q == '=' && q[1] != '=') return line;
         }
     }
-    lua_pop(L, 1);
-    return rc;
+    return 0;
 }
 
-static int read_curve(lua_State *L, int t, const char *file, const char *field,
+static int pfail(const pfile *f, const char *field, const char *what, mplb_err *err) {
+    const char *leaf = strrchr(field, '.');
+    int line = key_line(f->src, leaf ? leaf + 1 : field);
+    if (line) return mplb_err_set(err, MPLB_ECONFIG, "%s:%d: field %s: %s", f->path, line, field, what);
+    return mplb_err_set(err, MPLB_ECONFIG, "%s: field %s: %s", f->path, field, what);
+}
+
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b), d[64];
+    if (la > 62 || lb > 62) return 99;
+    for (int j = 0; j <= lb; j++) d[j] = j;
+    for (int i = 1; i <= la; i++) {
+        int prev = d[0];
+        d[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int cur = d[j], sub = prev + (a[i - 1] != b[j - 1]);
+            int best = d[j] + 1 < d[j - 1] + 1 ? d[j] + 1 : d[j - 1] + 1;
+            d[j] = best < sub ? best : sub;
+            prev = cur;
+        }
+    }
+    return d[lb];
+}
+
+/* Top-level keys a profile may have, for the closest-name hint. */
+static const char *top_keys[] = {"name", "inherit", "peak_tflops", "mma_eff", "compute_as", "eff",
+#define MPLB_PS_KEY(f, req, m1, what) #f,
+    MPLB_PROFILE_SCALARS(MPLB_PS_KEY)
+#undef MPLB_PS_KEY
+};
+
+static int unknown_key(const pfile *f, const char *k, mplb_err *err) {
+    const char *best = top_keys[0];
+    int bd = 1 << 20;
+    for (size_t i = 0; i < sizeof top_keys / sizeof top_keys[0]; i++) {
+        int d = edit_distance(k, top_keys[i]);
+        if (d < bd) { bd = d; best = top_keys[i]; }
+    }
+    char m[160];
+    snprintf(m, sizeof m, "unknown field (closest valid name: %s)", best);
+    return pfail(f, k, m, err);
+}
+
+/* Read the value at the top of the stack: a number, or a table
+ * {value, src = "...", ref = "...", range = {lo, hi}}. */
+static int read_value(lua_State *L, const pfile *f, const char *field, int max_one,
+                      double *out, mplb_prov *pv, mplb_err *err) {
+    mplb_prov p = {MPLB_SRC_UNSPECIFIED, 0, 0, ""};
+    double v;
+    int idx = lua_gettop(L);
+    if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tonumber(L, idx);
+    else if (lua_istable(L, idx)) {
+        lua_geti(L, idx, 1);
+        int ok = lua_type(L, -1) == LUA_TNUMBER;
+        v = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if (!ok) return pfail(f, field, "expected {value, src = ..., ref = ...} with a number first", err);
+        if (lua_getfield(L, idx, "src") != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return pfail(f, field, "src missing: datasheet, published, measured or assumption", err);
+        }
+        const char *sn = lua_tostring(L, -1);
+        p.src = -1;
+        for (int i = 1; i < MPLB_SRC_COUNT; i++)
+            if (strcmp(sn, mplb_src_name(i)) == 0) p.src = i;
+        lua_pop(L, 1);
+        if (p.src < 0) return pfail(f, field, "src must be datasheet, published, measured or assumption", err);
+        if (lua_getfield(L, idx, "ref") == LUA_TSTRING) snprintf(p.ref, sizeof p.ref, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        p.lo = p.hi = v;
+        if (lua_getfield(L, idx, "range") == LUA_TTABLE) {
+            lua_geti(L, -1, 1); lua_geti(L, -2, 2);
+            ok = lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TNUMBER;
+            p.lo = lua_tonumber(L, -2); p.hi = lua_tonumber(L, -1);
+            lua_pop(L, 2);
+            if (!ok || !(p.lo <= v && v <= p.hi) || p.lo < 0)
+                { lua_pop(L, 1); return pfail(f, field, "range must be {lo, hi} with 0 <= lo <= value <= hi", err); }
+        } else if (p.src == MPLB_SRC_ASSUMPTION) {
+            lua_pop(L, 1);
+            return pfail(f, field, "an assumption needs range = {lo, hi}", err);
+        }
+        lua_pop(L, 1);
+        if (p.src != MPLB_SRC_ASSUMPTION && !p.ref[0]) return pfail(f, field, "ref missing: say which datasheet or table", err);
+    } else return pfail(f, field, "expected a number or {value, src = ..., ref = ...}", err);
+    if (!isfinite(v) || v < 0) return pfail(f, field, "must be a non-negative number", err);
+    if (max_one && (p.hi > 1 || !(v > 0))) return pfail(f, field, "must be in (0, 1]", err);
+    *out = v;
+    *pv = p;
+    return 0;
+}
+
+static int read_curve(lua_State *L, int t, const pfile *f, const char *field,
                       mplb_eff_pt *pts, int *n, mplb_err *err) {
     int len = (int)luaL_len(L, t);
     if (len < 1 || len > MPLB_EFF_MAX) {
         char m[96];
         snprintf(m, sizeof m, "needs 1..%d points {tokens, efficiency}", MPLB_EFF_MAX);
-        return pfail(file, field, m, err);
+        return pfail(f, field, m, err);
     }
     for (int i = 1; i <= len; i++) {
         lua_geti(L, t, i);
@@ -60,7 +169,7 @@ static int read_curve(lua_State *L, int t, const char *file, const char *field,
         if (!ok || !(nn >= 1) || !(e > 0 && e <= 1) || (i > 1 && !(nn > pts[i - 2].n))) {
             char m[160];
             snprintf(m, sizeof m, "point %d must be {tokens >= 1 increasing, 0 < efficiency <= 1}", i);
-            return pfail(file, field, m, err);
+            return pfail(f, field, m, err);
         }
         pts[i - 1].n = nn;
         pts[i - 1].eff = e;
@@ -69,130 +178,195 @@ static int read_curve(lua_State *L, int t, const char *file, const char *field,
     return 0;
 }
 
+/* peak_tflops / mma_eff: { precision = value, ... } */
+static int read_prec_table(lua_State *L, int t, const pfile *f, const char *key, int max_one,
+                           double *vals, mplb_prov *provs, mplb_prec *compute_as, mplb_err *err) {
+    int ty = lua_getfield(L, t, key);
+    if (ty == LUA_TNIL) { lua_pop(L, 1); return 0; }
+    if (ty != LUA_TTABLE) { lua_pop(L, 1); return pfail(f, key, "expected a table { precision = value }", err); }
+    int pt = lua_gettop(L), rc = 0;
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, pt)) {
+        mplb_prec pr;
+        char field[128];
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        snprintf(field, sizeof field, "%s.%s", key, k);
+        if (mplb_prec_parse(k, &pr) < 0) {
+            char m[600];
+            snprintf(m, sizeof m, "unknown precision (valid: %s)", mplb_prec_all_names());
+            rc = pfail(f, field, m, err);
+        } else if ((rc = read_value(L, f, field, max_one, &vals[pr], &provs[pr], err)) == 0) {
+            if (!max_one && !(vals[pr] > 0)) rc = pfail(f, field, "must be positive", err);
+            if (compute_as) compute_as[pr] = pr;
+        }
+        lua_pop(L, rc == 0 ? 1 : 2);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int read_compute_as(lua_State *L, int t, const pfile *f, mplb_profile *p, mplb_err *err) {
+    int ty = lua_getfield(L, t, "compute_as");
+    if (ty == LUA_TNIL) { lua_pop(L, 1); return 0; }
+    if (ty != LUA_TTABLE) { lua_pop(L, 1); return pfail(f, "compute_as", "expected a table", err); }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        mplb_prec a, b;
+        char field[128];
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        snprintf(field, sizeof field, "compute_as.%s", k);
+        if (mplb_prec_parse(k, &a) < 0 || lua_type(L, -1) != LUA_TSTRING ||
+            mplb_prec_parse(lua_tostring(L, -1), &b) < 0) {
+            lua_pop(L, 3);
+            return pfail(f, field, "expected precision = precision", err);
+        }
+        p->compute_as[a] = b;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* eff = { default = {{n, e}, ...}, fp8_e4m3 = {...} }: measured curves */
+static int read_eff(lua_State *L, int t, const pfile *f, mplb_profile *p, mplb_err *err) {
+    int ty = lua_getfield(L, t, "eff");
+    if (ty == LUA_TNIL) { lua_pop(L, 1); return 0; }
+    if (ty != LUA_TTABLE) { lua_pop(L, 1); return pfail(f, "eff", "expected a table", err); }
+    int et = lua_gettop(L), rc = 0;
+    if (lua_getfield(L, et, "default") == LUA_TTABLE) {
+        mplb_eff_pt pts[MPLB_EFF_MAX];
+        int n;
+        if ((rc = read_curve(L, lua_gettop(L), f, "eff.default", pts, &n, err)) == 0)
+            for (int pr = 0; pr < MPLB_PREC_COUNT; pr++) {
+                memcpy(p->eff[pr], pts, sizeof pts);
+                p->n_eff[pr] = n;
+            }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, et)) {
+        mplb_prec pr;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        char field[128];
+        snprintf(field, sizeof field, "eff.%s", k);
+        if (strcmp(k, "default") != 0) {
+            if (mplb_prec_parse(k, &pr) < 0 || !lua_istable(L, -1))
+                rc = pfail(f, field, "unknown precision or not a curve", err);
+            else rc = read_curve(L, lua_gettop(L), f, field, p->eff[pr], &p->n_eff[pr], err);
+        }
+        lua_pop(L, rc == 0 ? 1 : 2);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 static int load_rec(const char *name, const char *base_dir, mplb_profile *p, int depth, mplb_err *err) {
     char path[MPLB_PATH_MAX];
     int rc;
     if (depth > PROF_DEPTH_MAX) return mplb_err_set(err, MPLB_ECONFIG, "profile '%s': inherit chain too deep", name);
     if ((rc = mplb_find_data("profiles", name, base_dir, path, err)) < 0) return rc;
+    char *text = NULL;
+    size_t len;
+    if ((rc = mplb_read_file(path, &text, &len, err)) < 0) return rc;
+    pfile f = {path, text};
     mplb_lsb sb;
-    if ((rc = mplb_lsb_open(&sb, 16u << 20, 10000000LL, err)) < 0) return rc;
+    if ((rc = mplb_lsb_open(&sb, 16u << 20, 10000000LL, err)) < 0) { free(text); return rc; }
     lua_State *L = sb.L;
     if ((rc = mplb_lsb_dofile(&sb, path, 1, err)) < 0) goto out;
     if (!lua_istable(L, -1)) { rc = mplb_err_set(err, MPLB_ECONFIG, "%s: a profile must return a table", path); goto out; }
     if ((rc = mplb_lsb_check_plain(&sb, -1, 1, path, err)) < 0) goto out;
     int t = lua_gettop(L);
+    /* every key must be known: a misspelt parameter is an error, not a default */
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        int known = 0;
+        for (size_t i = 0; i < sizeof top_keys / sizeof top_keys[0]; i++) known |= strcmp(k, top_keys[i]) == 0;
+        lua_pop(L, 1);
+        if (!known) { char kk[64]; snprintf(kk, sizeof kk, "%s", k); lua_pop(L, 1); rc = unknown_key(&f, kk, err); goto out; }
+    }
     if (lua_getfield(L, t, "inherit") == LUA_TSTRING) {
         char parent[MPLB_NAME_MAX];
         snprintf(parent, sizeof parent, "%s", lua_tostring(L, -1));
         if ((rc = load_rec(parent, base_dir, p, depth + 1, err)) < 0) goto out;
-    } else if (!lua_isnil(L, -1)) { rc = pfail(path, "inherit", "expected a profile name", err); goto out; }
+    } else if (!lua_isnil(L, -1)) { rc = pfail(&f, "inherit", "expected a profile name", err); goto out; }
     lua_pop(L, 1);
     snprintf(p->path, sizeof p->path, "%s", path);
     if (lua_getfield(L, t, "name") == LUA_TSTRING) snprintf(p->name, sizeof p->name, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
-    static const struct { const char *key; size_t off; int positive; } scalars[] = {
-        {"hbm_gbps", offsetof(mplb_profile, hbm_gbps), 1},
-        {"nvlink_gbps", offsetof(mplb_profile, nvlink_gbps), 1},
-        {"net_gbps", offsetof(mplb_profile, net_gbps), 1},
-        {"nvlink_lat_us", offsetof(mplb_profile, nvlink_lat_us), 0},
-        {"net_lat_us", offsetof(mplb_profile, net_lat_us), 0},
-        {"launch_us", offsetof(mplb_profile, launch_us), 0},
-        {"conv_eff", offsetof(mplb_profile, conv_eff), 1},
-        {"memory_gb", offsetof(mplb_profile, memory_gb), 1},
-    };
-    for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
-        if ((rc = pnum(L, t, path, scalars[i].key, (double *)((char *)p + scalars[i].off),
-                       scalars[i].positive, err)) < 0) goto out;
-    if (p->conv_eff > 1) { rc = pfail(path, "conv_eff", "must be in (0, 1]", err); goto out; }
-    /* peak_tflops = { bf16 = 989, ... } */
-    int ty = lua_getfield(L, t, "peak_tflops");
-    if (ty == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            mplb_prec pr;
-            char field[128];
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            snprintf(field, sizeof field, "peak_tflops.%s", k);
-            if (mplb_prec_parse(k, &pr) < 0) { lua_pop(L, 3); rc = pfail(path, field, "unknown precision", err); goto out; }
-            double v = lua_tonumber(L, -1);
-            if (!lua_isnumber(L, -1) || !(v > 0) || !isfinite(v)) { lua_pop(L, 3); rc = pfail(path, field, "must be a positive number", err); goto out; }
-            p->peak_tflops[pr] = v;
-            p->compute_as[pr] = pr;
-            lua_pop(L, 1);
-        }
-    } else if (ty != LUA_TNIL) { lua_pop(L, 1); rc = pfail(path, "peak_tflops", "expected a table", err); goto out; }
-    lua_pop(L, 1);
-    ty = lua_getfield(L, t, "compute_as");
-    if (ty == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            mplb_prec a, b;
-            char field[128];
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            snprintf(field, sizeof field, "compute_as.%s", k);
-            if (mplb_prec_parse(k, &a) < 0 || lua_type(L, -1) != LUA_TSTRING ||
-                mplb_prec_parse(lua_tostring(L, -1), &b) < 0) {
-                lua_pop(L, 3); rc = pfail(path, field, "expected precision = precision", err); goto out;
-            }
-            p->compute_as[a] = b;
-            lua_pop(L, 1);
-        }
-    } else if (ty != LUA_TNIL) { lua_pop(L, 1); rc = pfail(path, "compute_as", "expected a table", err); goto out; }
-    lua_pop(L, 1);
-    /* eff = { default = {{n, e}, ...}, fp8_e4m3 = {...} } */
-    ty = lua_getfield(L, t, "eff");
-    if (ty == LUA_TTABLE) {
-        int et = lua_gettop(L);
-        if (lua_getfield(L, et, "default") == LUA_TTABLE) {
-            mplb_eff_pt pts[MPLB_EFF_MAX];
-            int n;
-            if ((rc = read_curve(L, lua_gettop(L), path, "eff.default", pts, &n, err)) < 0) { lua_pop(L, 2); goto out; }
-            for (int pr = 0; pr < MPLB_PREC_COUNT; pr++) {
-                memcpy(p->eff[pr], pts, sizeof pts);
-                p->n_eff[pr] = n;
-            }
-        }
+    for (size_t i = 0; i < MPLB_PS_COUNT; i++) {
+        if (lua_getfield(L, t, scalars[i].key) != LUA_TNIL)
+            rc = read_value(L, &f, scalars[i].key, scalars[i].max_one, (double *)((char *)p + scalars[i].off),
+                            &p->prov[i], err);
         lua_pop(L, 1);
-        lua_pushnil(L);
-        while (lua_next(L, et)) {
-            mplb_prec pr;
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            char field[128];
-            snprintf(field, sizeof field, "eff.%s", k);
-            if (strcmp(k, "default") != 0) {
-                if (mplb_prec_parse(k, &pr) < 0 || !lua_istable(L, -1)) {
-                    lua_pop(L, 3); rc = pfail(path, field, "unknown precision or not a curve", err); goto out;
-                }
-                if ((rc = read_curve(L, lua_gettop(L), path, field, p->eff[pr], &p->n_eff[pr], err)) < 0) { lua_pop(L, 3); goto out; }
-            }
-            lua_pop(L, 1);
-        }
-    } else if (ty != LUA_TNIL) { lua_pop(L, 1); rc = pfail(path, "eff", "expected a table", err); goto out; }
-    lua_pop(L, 1);
+        if (rc < 0) goto out;
+    }
+    if ((rc = read_prec_table(L, t, &f, "peak_tflops", 0, p->peak_tflops, p->peak_prov, p->compute_as, err)) < 0 ||
+        (rc = read_prec_table(L, t, &f, "mma_eff", 1, p->mma_eff, p->mma_prov, NULL, err)) < 0 ||
+        (rc = read_compute_as(L, t, &f, p, err)) < 0 || (rc = read_eff(L, t, &f, p, err)) < 0)
+        goto out;
     rc = 0;
 out:
     mplb_lsb_close(&sb);
+    free(text);
     return rc;
+}
+
+void mplb_profile_ideal(mplb_profile *hw) {
+    memset(hw, 0, sizeof *hw);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        hw->compute_as[p] = (mplb_prec)p;
+        hw->mma_eff[p] = 1;
+    }
+    hw->hbm_eff = hw->nvlink_eff = hw->net_eff = hw->host_eff = hw->conv_eff = 1;
+}
+
+int mplb_profile_params(mplb_profile *hw, mplb_param out[MPLB_PARAMS_MAX]) {
+    int n = 0;
+    for (int i = 0; i < MPLB_PS_COUNT; i++, n++) {
+        snprintf(out[n].name, sizeof out[n].name, "%s", scalars[i].key);
+        out[n].value = (double *)((char *)hw + scalars[i].off);
+        out[n].prov = &hw->prov[i];
+    }
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
+        if ((int)hw->compute_as[p] != p || !(hw->peak_tflops[p] > 0)) continue; /* not a native rate */
+        snprintf(out[n].name, sizeof out[n].name, "peak_tflops.%s", mplb_prec_name(p));
+        out[n].value = &hw->peak_tflops[p];
+        out[n].prov = &hw->peak_prov[p];
+        n++;
+        snprintf(out[n].name, sizeof out[n].name, "mma_eff.%s", mplb_prec_name(p));
+        out[n].value = &hw->mma_eff[p];
+        out[n].prov = &hw->mma_prov[p];
+        n++;
+    }
+    return n;
 }
 
 int mplb_profile_load(const char *name_or_path, const char *base_dir,
                       mplb_profile *out, mplb_err *err) {
-    memset(out, 0, sizeof *out);
-    for (int p = 0; p < MPLB_PREC_COUNT; p++) out->compute_as[p] = (mplb_prec)p;
+    mplb_profile_ideal(out);
+    for (int p = 0; p < MPLB_PREC_COUNT; p++) out->mma_eff[p] = 0;
+    out->hbm_eff = out->nvlink_eff = out->net_eff = out->host_eff = out->conv_eff = 0;
     int rc = load_rec(name_or_path, base_dir, out, 0, err);
     if (rc < 0) return rc;
+    pfile f = {out->path, NULL};
     /* The complete profile must name every rate the cost model divides by. */
-    static const char *need[] = {"hbm_gbps", "nvlink_gbps", "net_gbps", "conv_eff", "memory_gb"};
-    double vals[] = {out->hbm_gbps, out->nvlink_gbps, out->net_gbps, out->conv_eff, out->memory_gb};
-    for (int i = 0; i < 5; i++)
-        if (!(vals[i] > 0)) return pfail(out->path, need[i], "missing (required, positive)", err);
-    if (!(out->peak_tflops[MPLB_PREC_BF16] > 0)) return pfail(out->path, "peak_tflops.bf16", "missing (required)", err);
+    for (int i = 0; i < MPLB_PS_COUNT; i++) {
+        double v = *(double *)((char *)out + scalars[i].off);
+        if (scalars[i].required && !(v > 0)) return pfail(&f, scalars[i].key, "missing (required, positive)", err);
+    }
+    if (!(out->peak_tflops[MPLB_PREC_BF16] > 0)) return pfail(&f, "peak_tflops.bf16", "missing (required)", err);
     for (int p = 0; p < MPLB_PREC_COUNT; p++) {
         if (!(out->peak_tflops[out->compute_as[p]] > 0)) out->compute_as[p] = MPLB_PREC_BF16;
+        mplb_prec cp = out->compute_as[p];
+        if ((int)cp == p && !(out->mma_eff[p] > 0)) {
+            char field[64];
+            snprintf(field, sizeof field, "mma_eff.%s", mplb_prec_name(p));
+            return pfail(&f, field, "missing (required for every precision with a peak)", err);
+        }
         if (out->n_eff[p] == 0) {
             out->eff[p][0].n = 1;
             out->eff[p][0].eff = 1;
-            out->n_eff[p] = 1;
         }
     }
     if (!out->name[0]) snprintf(out->name, sizeof out->name, "%s", name_or_path);
@@ -224,7 +398,7 @@ int mplb_accuracy_load(const char *path, double *relerr, mplb_err *err) {
         double v = lua_tonumber(L, -1);
         int ok = lua_isnumber(L, -1) && isfinite(v) && v >= 0;
         lua_pop(L, 1);
-        if (!ok) { rc = pfail(path, field, "missing or not a non-negative number", err); goto out; }
+        if (!ok) { rc = mplb_err_set(err, MPLB_ECONFIG, "%s: field %s: missing or not a non-negative number", path, field); goto out; }
         relerr[p] = v;
     }
     relerr[MPLB_PREC_BF16] = 0;   /* the reference format, as in the built-in table */

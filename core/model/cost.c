@@ -27,6 +27,7 @@ void mplb_plan_reset(mplb_plan *pl, const mplb_placement *base) {
     pl->dispatch_prec = MPLB_PREC_BF16;
     pl->n_moves = 0;
     pl->placement_changed = 0;
+    pl->prev_placement = NULL;
     mplb_placement_assign(&pl->placement, base);
 }
 
@@ -66,11 +67,19 @@ void mplb_plan_memory(const mplb_plan *pl, const mplb_model *m, double *mem) {
     }
 }
 
+/* Per rank: one FFN accumulator per weight precision, one for the shared
+ * experts, and the link counters. */
+typedef struct ffn_acc { mplb_gemm_acc g1, g2; double ew_bytes; } ffn_acc;
+enum { L_SEND_NV, L_RECV_NV, L_SEND_NET, L_RECV_NET, L_CONV, L_FETCH,
+       L_MIG_SEND_NV, L_MIG_RECV_NV, L_MIG_SEND_NET, L_MIG_RECV_NET, L_COUNT };
+typedef struct rank_acc { ffn_acc ffn[MPLB_PREC_COUNT], shared; double l[L_COUNT]; } rank_acc;
+
 int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err) {
     memset(res, 0, sizeof *res);
     res->rank_load = calloc((size_t)R, sizeof(double));
     res->rank_compute = calloc((size_t)R, sizeof(double));
-    if (!res->rank_load || !res->rank_compute) {
+    res->scratch = calloc((size_t)R, sizeof(rank_acc));
+    if (!res->rank_load || !res->rank_compute || !res->scratch) {
         mplb_cost_result_free(res);
         return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
     }
@@ -80,62 +89,36 @@ int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err) {
 void mplb_cost_result_free(mplb_cost_result *res) {
     free(res->rank_load);
     free(res->rank_compute);
+    free(res->scratch);
     memset(res, 0, sizeof *res);
 }
 
-double mplb_cost_eff(const mplb_profile *hw, mplb_prec p, double n) {
-    const mplb_eff_pt *c = hw->eff[p];
-    int k = hw->n_eff[p];
-    if (n <= c[0].n) return c[0].eff;
-    if (n >= c[k - 1].n) return c[k - 1].eff;
-    int i = 1;
-    while (n > c[i].n) i++;
-    if (hw->eff_ln_ready) return c[i - 1].eff + hw->eff_slope[p][i] * (log(n) - hw->eff_ln[p][i - 1]);
-    double a = log(c[i - 1].n), b = log(c[i].n);
-    return c[i - 1].eff + (c[i].eff - c[i - 1].eff) * (log(n) - a) / (b - a);
+/* One expert's FFN on n tokens at weight precision p: GEMM1 (gate/up,
+ * N = 2f, K = d), the SwiGLU pass (reads 2f bf16, writes f in the compute
+ * dtype: W8A8/W4A4 quantise here), GEMM2 (down, N = d, K = f), and a pass
+ * converting the dispatched activations (disp_b bytes per element) when the
+ * compute dtype wants another format. */
+static void ffn_add(ffn_acc *a, const mplb_profile *hw, const mplb_model *m, mplb_prec p, double n, double disp_b) {
+    if (n <= 0) return;
+    mplb_prec cp = hw->compute_as[p];
+    double d = m->hidden, f = m->ffn, ab = mplb_cost_act_bytes(cp), wb = mplb_prec_bits(p);
+    mplb_gemm_add(&a->g1, hw, cp, n, 2.0 * f, d, wb, ab);
+    mplb_gemm_add(&a->g2, hw, cp, n, d, f, wb, ab);
+    a->ew_bytes += n * (2.0 * f * 2.0 + f * ab);
+    if (disp_b != ab) a->ew_bytes += n * d * (disp_b + ab);
+}
+
+static double ffn_us(const ffn_acc *a, const mplb_profile *hw) {
+    if (a->g1.busy == 0) return 0;
+    return mplb_gemm_us(&a->g1, hw) + mplb_gemm_us(&a->g2, hw) + a->ew_bytes / (hw->hbm_gbps * 1e3 * hw->hbm_eff) +
+           2.0 * hw->launch_us;
 }
 
 double mplb_cost_expert_us(const mplb_profile *hw, const mplb_model *m, mplb_prec p, double n) {
-    if (n <= 0) return 0;
-    mplb_prec cp = hw->compute_as[p];
-    double d = m->hidden, f = m->ffn;
-    double t_flop = 6.0 * n * d * f / (hw->peak_tflops[cp] * 1e12 * mplb_cost_eff(hw, cp, n));
-    /* weights at p; activations in (d) and out (d) at the compute dtype's
-     * width, the gate/up intermediate (2f) written and read once */
-    double w_bytes = 3.0 * d * f * mplb_prec_bits(p) / 8.0;
-    double a_bytes = n * (2.0 * d + 4.0 * f) * mplb_prec_bits(cp) / 8.0;
-    double t_mem = (w_bytes + a_bytes) / (hw->hbm_gbps * 1e9);
-    return 1e6 * (t_flop > t_mem ? t_flop : t_mem);
-}
-
-double mplb_cost_token_bytes(const mplb_model *m, mplb_prec p) {
-    double b = m->hidden * mplb_prec_bits(p) / 8.0;
-    /* per-token fp8 activations carry one float scale per 128 channels */
-    if (p == MPLB_PREC_FP8_E4M3 || p == MPLB_PREC_FP8_E5M2) b += 4.0 * ((m->hidden + 127) / 128);
-    return b;
-}
-
-/* Per-precision constants of mplb_cost_expert_us, computed once per eval so
- * the per-expert work is one log and two divisions. */
-typedef struct prec_k { double flop_per_tok, inv_peak, w_bytes, a_per_tok; mplb_prec cp; } prec_k;
-
-static void prec_consts(const mplb_profile *hw, const mplb_model *m, prec_k *k) {
-    double d = m->hidden, f = m->ffn;
-    for (int p = 0; p < MPLB_PREC_COUNT; p++) {
-        mplb_prec cp = hw->compute_as[p];
-        k[p].cp = cp;
-        k[p].flop_per_tok = 6.0 * d * f;
-        k[p].inv_peak = 1.0 / (hw->peak_tflops[cp] * 1e12);
-        k[p].w_bytes = 3.0 * d * f * mplb_prec_bits((mplb_prec)p) / 8.0;
-        k[p].a_per_tok = (2.0 * d + 4.0 * f) * mplb_prec_bits(cp) / 8.0;
-    }
-}
-
-static double expert_us_k(const mplb_profile *hw, const prec_k *k, double n) {
-    if (n <= 0) return 0;
-    double t_flop = n * k->flop_per_tok * k->inv_peak / mplb_cost_eff(hw, k->cp, n);
-    double t_mem = (k->w_bytes + n * k->a_per_tok) / (hw->hbm_gbps * 1e9);
-    return 1e6 * (t_flop > t_mem ? t_flop : t_mem);
+    ffn_acc a;
+    memset(&a, 0, sizeof a);
+    ffn_add(&a, hw, m, p, n, mplb_cost_act_bytes(MPLB_PREC_BF16));
+    return ffn_us(&a, hw);
 }
 
 /* Tokens of expert e computed on rank r, after moves (moves are few, so a
@@ -151,6 +134,98 @@ static double moved_delta(const mplb_plan *pl, int e, int r) {
     return d;
 }
 
+/* n tokens from s to d: over NVLink inside a node; across nodes over the NIC
+ * into the GPU of s's local index on d's node, then forwarded over NVLink
+ * (DeepEP's internode path). intra_direct counts the direct NVLink tokens. */
+static void route(rank_acc *ra, int R, int gpn, int s, int d, double n, double *intra_direct) {
+    if (d == s || n <= 0) return;
+    if (s / gpn == d / gpn) {
+        ra[s].l[L_SEND_NV] += n;
+        ra[d].l[L_RECV_NV] += n;
+        if (intra_direct) *intra_direct += n;
+        return;
+    }
+    int g = (d / gpn) * gpn + s % gpn;
+    if (g >= R) g = (d / gpn) * gpn;
+    ra[s].l[L_SEND_NET] += n;
+    ra[g].l[L_RECV_NET] += n;
+    if (g != d) {
+        ra[g].l[L_SEND_NV] += n;
+        ra[d].l[L_RECV_NV] += n;
+    }
+}
+
+/* Token traffic of the dispatch: deduplicated per destination rank and node
+ * when per-token choices are known, else one copy per (token, expert). */
+static int dispatch_traffic(const mplb_routing *rt, const mplb_plan *plan, int gpn, rank_acc *ra,
+                            double *intra_tok, double *inter_tok, mplb_err *err) {
+    int R = rt->R, E = rt->E;
+    const mplb_placement *pl = &plan->placement;
+    if (rt->has_dedup) {
+        const int32_t *to_rank = rt->tok_to_rank, *to_node = rt->tok_to_node;
+        int32_t *scratch = NULL;
+        if (plan->placement_changed) {
+            scratch = malloc(((size_t)R * R + (size_t)R * rt->nodes) * sizeof *scratch);
+            if (!scratch) return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
+            mplb_routing_dedup(rt, pl, gpn, scratch, scratch + (size_t)R * R);
+            to_rank = scratch;
+            to_node = scratch + (size_t)R * R;
+        }
+        for (int s = 0; s < R; s++) {
+            int sn = s / gpn;
+            const int32_t *row = to_rank + (size_t)s * R, *nrow = to_node + (size_t)s * rt->nodes;
+            for (int d = sn * gpn; d < (sn + 1) * gpn && d < R; d++) route(ra, R, gpn, s, d, row[d], intra_tok);
+            for (int nd = 0; nd < rt->nodes; nd++) {
+                if (nd == sn || nrow[nd] == 0) continue;
+                int g = nd * gpn + s % gpn;
+                if (g >= R) g = nd * gpn;
+                ra[s].l[L_SEND_NET] += nrow[nd];
+                ra[g].l[L_RECV_NET] += nrow[nd];
+                *inter_tok += nrow[nd];
+                for (int d = nd * gpn; d < (nd + 1) * gpn && d < R; d++)
+                    if (d != g && row[d]) { ra[g].l[L_SEND_NV] += row[d]; ra[d].l[L_RECV_NV] += row[d]; }
+            }
+        }
+        free(scratch);
+        return 0;
+    }
+    for (int s = 0; s < R; s++) {
+        const int32_t *row = rt->src_counts + (size_t)s * E;
+        for (int e = 0; e < E; e++) {
+            if (!row[e]) continue;
+            double per = (double)row[e] / pl->copies[e];
+            const int *rk = pl->ranks + (size_t)e * R;
+            for (int i = 0; i < pl->copies[e]; i++) {
+                int d = rk[i];
+                if (d != s && d / gpn != s / gpn) *inter_tok += per;
+                route(ra, R, gpn, s, d, per, intra_tok);
+            }
+        }
+    }
+    return 0;
+}
+
+/* A rebalance: each copy the plan has that prev_placement lacks is sent
+ * from a previous holder (one in the same node when there is one). */
+static void migration(const mplb_plan *plan, const mplb_model *m, int gpn, rank_acc *ra, double *bytes) {
+    const mplb_placement *pl = &plan->placement, *pv = plan->prev_placement;
+    int R = pl->R;
+    for (int e = 0; e < pl->E; e++)
+        for (int i = 0; i < pl->copies[e]; i++) {
+            int r = pl->ranks[(size_t)e * R + i];
+            if (pv->has[(size_t)e * R + r]) continue;
+            int src = pv->home[e];
+            for (int j = 0; j < pv->copies[e]; j++)
+                if (pv->ranks[(size_t)e * R + j] / gpn == r / gpn) { src = pv->ranks[(size_t)e * R + j]; break; }
+            double b = mplb_expert_bytes(m, plan->expert_prec[e], plan->expert_mode[e] == MPLB_CONV_STORED
+                                                                      ? MPLB_CONV_STORED : MPLB_CONV_ONLINE);
+            int nv = src / gpn == r / gpn;
+            ra[src].l[nv ? L_MIG_SEND_NV : L_MIG_SEND_NET] += b;
+            ra[r].l[nv ? L_MIG_RECV_NV : L_MIG_RECV_NET] += b;
+            *bytes += b;
+        }
+}
+
 int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
                    const mplb_routing *rt, const mplb_plan *plan,
                    mplb_cost_result *res, mplb_err *err) {
@@ -158,43 +233,42 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     if (plan->R != R || plan->E != E)
         return mplb_err_set(err, MPLB_EINVAL, "cost: plan is %dx%d but routing is %dx%d", plan->R, plan->E, R, E);
     const mplb_placement *pl = &plan->placement;
-    double *conv = calloc((size_t)R * 2, sizeof(double)), *fetch = conv + R;
-    if (!conv) return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
+    rank_acc *ra = (rank_acc *)res->scratch;
+    memset(ra, 0, (size_t)R * sizeof *ra);
     memset(res->rank_load, 0, (size_t)R * sizeof(double));
     memset(res->rank_compute, 0, (size_t)R * sizeof(double));
     double w_bf16 = 3.0 * m->hidden * m->ffn * 2.0;
+    double disp_b = mplb_cost_act_bytes(plan->dispatch_prec);
     /* one flag per expert touched by a move, so untouched experts skip the scan */
     uint8_t *touched = NULL;
     if (plan->n_moves) {
         touched = calloc((size_t)E, 1);
-        if (!touched) { free(conv); return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory"); }
+        if (!touched) return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
         for (int i = 0; i < plan->n_moves; i++) touched[plan->moves[i].e] = 1;
     }
-    prec_k K[MPLB_PREC_COUNT];
-    prec_consts(hw, m, K);
     for (int e = 0; e < E; e++) {
         double n = (double)rt->expert_counts[e] / pl->copies[e];
         mplb_prec p = plan->expert_prec[e];
         int online = p != MPLB_PREC_BF16 && plan->expert_mode[e] == MPLB_CONV_ONLINE;
-        double t = expert_us_k(hw, &K[p], n);
         double c = online ? w_bf16 + w_bf16 * mplb_prec_bits(p) / 16.0 : 0; /* read bf16, write p */
         const int *rk = pl->ranks + (size_t)e * R;
         for (int i = 0; i < pl->copies[e]; i++) {
             int r = rk[i];
-            double nr = n, tr = t;
+            double nr = n;
             if (touched && touched[e]) {
                 nr = n + moved_delta(plan, e, r);
                 if (nr < 0) nr = 0;
-                tr = expert_us_k(hw, &K[p], nr);
             }
             res->rank_load[r] += nr;
-            res->rank_compute[r] += tr;
-            if (nr > 0) conv[r] += c;
+            ffn_add(&ra[r].ffn[p], hw, m, p, nr, disp_b);
+            if (nr > 0) ra[r].l[L_CONV] += c;
         }
     }
-    /* tokens moved to a rank without a copy: compute there after fetching the weights */
+    /* tokens moved to a rank without a copy: computed there after it
+     * prefetches the weights from host memory; the tokens cross the link */
     for (int i = 0; i < plan->n_moves; i++) {
         const mplb_move *mv = &plan->moves[i];
+        route(ra, R, gpn, mv->from, mv->to, mv->n, NULL);
         if (pl->has[(size_t)mv->e * R + mv->to]) continue;
         int first = 1;
         for (int j = 0; j < i; j++)
@@ -204,77 +278,71 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
         if (nr <= 0) continue;
         mplb_prec p = plan->expert_prec[mv->e];
         res->rank_load[mv->to] += nr;
-        res->rank_compute[mv->to] += expert_us_k(hw, &K[p], nr);
-        fetch[mv->to] += mplb_expert_bytes(m, p, plan->expert_mode[mv->e] == MPLB_CONV_STORED ? MPLB_CONV_STORED : MPLB_CONV_ONLINE);
+        ffn_add(&ra[mv->to].ffn[p], hw, m, p, nr, disp_b);
+        ra[mv->to].l[L_FETCH] += mplb_expert_bytes(m, p, plan->expert_mode[mv->e] == MPLB_CONV_STORED
+                                                              ? MPLB_CONV_STORED : MPLB_CONV_ONLINE);
     }
     free(touched);
-    /* Dispatch: per sender, bytes to other ranks of its node and to other nodes. */
-    double tb = mplb_cost_token_bytes(m, plan->dispatch_prec), cb = mplb_cost_token_bytes(m, MPLB_PREC_BF16);
-    double intra_tok = 0, inter_tok = 0, t_disp = 0, t_comb = 0;
-    int inter = 0;
-    const int32_t *to_rank = rt->tok_to_rank, *to_node = rt->tok_to_node;
-    int32_t *scratch = NULL;
-    if (rt->has_dedup && plan->placement_changed) {
-        scratch = malloc(((size_t)R * R + (size_t)R * rt->nodes) * sizeof *scratch);
-        if (!scratch) { free(conv); return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory"); }
-        mplb_routing_dedup(rt, pl, gpn, scratch, scratch + (size_t)R * R);
-        to_rank = scratch;
-        to_node = scratch + (size_t)R * R;
-    }
-    for (int s = 0; s < R; s++) {
-        double s_intra = 0, s_inter = 0;
-        int sn = s / gpn;
-        if (rt->has_dedup) {
-            const int32_t *row = to_rank + (size_t)s * R;
-            for (int d = sn * gpn; d < (sn + 1) * gpn && d < R; d++)
-                if (d != s) s_intra += row[d];
-            const int32_t *nrow = to_node + (size_t)s * rt->nodes;
-            for (int nd = 0; nd < rt->nodes; nd++)
-                if (nd != sn) s_inter += nrow[nd];
-        } else {
-            const int32_t *row = rt->src_counts + (size_t)s * E;
-            for (int e = 0; e < E; e++) {
-                if (!row[e]) continue;
-                double per = (double)row[e] / pl->copies[e];
-                const int *rk = pl->ranks + (size_t)e * R;
-                for (int i = 0; i < pl->copies[e]; i++) {
-                    int d = rk[i];
-                    if (d == s) continue;
-                    if (d / gpn == sn) s_intra += per; else s_inter += per;
-                }
-            }
+    /* shared experts: every rank runs them on the tokens that start there */
+    if (m->shared_experts > 0)
+        for (int s = 0; s < R; s++) {
+            double tok = 0;
+            for (int e = 0; e < E; e++) tok += rt->src_counts[(size_t)s * E + e];
+            tok /= rt->top_k > 0 ? rt->top_k : 1;
+            for (int k = 0; k < m->shared_experts; k++)
+                ffn_add(&ra[s].shared, hw, m, MPLB_PREC_BF16, tok, mplb_cost_act_bytes(MPLB_PREC_BF16));
         }
-        if (s_inter > 0) inter = 1;
-        intra_tok += s_intra;
-        inter_tok += s_inter;
-        double link = s_intra / (hw->nvlink_gbps * 1e3) + s_inter / (hw->net_gbps * 1e3);
-        if (link * tb > t_disp) t_disp = link * tb;
-        if (link * cb > t_comb) t_comb = link * cb;
+    double intra_tok = 0, inter_tok = 0;
+    int rc = dispatch_traffic(rt, plan, gpn, ra, &intra_tok, &inter_tok, err);
+    if (rc < 0) return rc;
+    res->bytes_migrate = 0;
+    if (plan->prev_placement) migration(plan, m, gpn, ra, &res->bytes_migrate);
+    double tb = mplb_cost_token_bytes(m, plan->dispatch_prec), cb = mplb_cost_token_bytes(m, MPLB_PREC_BF16);
+    double t_disp = 0, t_comb = 0;
+    for (int r = 0; r < R; r++) {
+        const double *l = ra[r].l;
+        double nv = mplb_cost_link_us(l[L_SEND_NV], l[L_RECV_NV], hw->nvlink_gbps, hw->nvlink_eff);
+        double net = mplb_cost_link_us(l[L_SEND_NET], l[L_RECV_NET], hw->net_gbps, hw->net_eff);
+        /* NVLink and RDMA traffic proceed concurrently (DeepEP pipelines them);
+         * the combine sends back what the dispatch received, so max(send,
+         * recv) is the same link time in bf16 */
+        double t = nv > net ? nv : net;
+        if (t * tb > t_disp) t_disp = t * tb;
+        if (t * cb > t_comb) t_comb = t * cb;
     }
-    free(scratch);
-    double lat = R > 1 ? (inter ? hw->net_lat_us : hw->nvlink_lat_us) : 0;
+    double lat = R > 1 ? (inter_tok > 0 ? hw->net_lat_us : hw->nvlink_lat_us) : 0;
     res->t_dispatch = R > 1 ? t_disp + lat : 0;
     res->t_combine = R > 1 ? t_comb + lat : 0;
     res->bytes_intra = intra_tok * tb;
     res->bytes_inter = inter_tok * tb;
-    double worst = 0, exposed_max = 0, comp_max = 0;
+    double worst = 0, exposed_max = 0, comp_max = 0, mig_max = 0, shared_max = 0;
     for (int r = 0; r < R; r++) {
-        if (res->rank_load[r] > 0) res->rank_compute[r] += hw->launch_us;
-        double t_conv = conv[r] / (hw->hbm_gbps * 1e3 * hw->conv_eff);
+        const double *l = ra[r].l;
+        double t_r = 0;
+        for (int p = 0; p < MPLB_PREC_COUNT; p++) t_r += ffn_us(&ra[r].ffn[p], hw);
+        double t_sh = ffn_us(&ra[r].shared, hw);
+        if (t_sh > shared_max) shared_max = t_sh;
+        res->rank_compute[r] = t_r + t_sh;
+        double t_conv = l[L_CONV] / (hw->hbm_gbps * 1e3 * hw->conv_eff);
         double exposed = t_conv > res->t_dispatch ? t_conv - res->t_dispatch : 0;
-        /* a prefetch overlaps the dispatch and the rank's own work */
-        double t_fetch = fetch[r] / (hw->nvlink_gbps * 1e3);
+        /* a prefetch from host memory overlaps the dispatch and the rank's own work */
+        double t_fetch = l[L_FETCH] / (hw->host_gbps * 1e3 * hw->host_eff);
         double hide = res->t_dispatch + res->rank_compute[r];
         if (t_fetch > hide) exposed += t_fetch - hide;
+        double mnv = mplb_cost_link_us(l[L_MIG_SEND_NV], l[L_MIG_RECV_NV], hw->nvlink_gbps, hw->nvlink_eff);
+        double mnet = mplb_cost_link_us(l[L_MIG_SEND_NET], l[L_MIG_RECV_NET], hw->net_gbps, hw->net_eff);
+        double mig = mnv > mnet ? mnv : mnet;
+        if (mig > mig_max) mig_max = mig;
         if (res->rank_compute[r] > comp_max) comp_max = res->rank_compute[r];
-        res->rank_compute[r] += exposed;
+        res->rank_compute[r] += exposed + mig;
         if (exposed > exposed_max) exposed_max = exposed;
         if (res->rank_compute[r] > worst) worst = res->rank_compute[r];
     }
     res->t_compute_max = comp_max;
     res->exposed_conv = exposed_max;
+    res->t_migrate = mig_max;
+    res->t_shared = shared_max;
     res->t_layer = res->t_dispatch + worst + res->t_combine;
     res->imbalance = mplb_imbalance(res->rank_load, R);
-    free(conv);
     return 0;
 }

@@ -76,6 +76,10 @@ typedef struct run_state {
     mplb_ep_times *ept;       /* [R] at rank 0 */
     mplb_exec ex;
     mplb_exec_result xr;
+    /* [P * layers] the placement each policy had in force per layer: a plan
+     * that differs is a rebalance, and the cost model charges its migration */
+    mplb_placement *prev;
+    int n_prev;
 } run_state;
 
 /* backend "cpu": the measured per-rank FFN time replaces the model's compute
@@ -142,6 +146,8 @@ static void state_free(run_state *s, int n_pol) {
     free(s->prec8);
     mplb_ep_run_close(s->ep);
     free(s->ept);
+    for (int i = 0; i < s->n_prev; i++) mplb_placement_free(&s->prev[i]);
+    free(s->prev);
     if (s->execute) {
         mplb_exec_free(&s->ex);
         free(s->xr.rank_us);
@@ -199,6 +205,10 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
         rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
         goto out;
     }
+    s.prev = calloc((size_t)P * x->model.layers, sizeof *s.prev);
+    if (!s.prev) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
+    for (; s.n_prev < P * x->model.layers; s.n_prev++)
+        if ((rc = mplb_placement_copy(&s.prev[s.n_prev], &s.base, err)) < 0) goto out;
     sum->n_policies = P;
     mplb_error_table(s.relerr);
     if (x->accuracy[0] && (rc = mplb_accuracy_load(x->accuracy, s.relerr, err)) < 0) goto out;
@@ -358,7 +368,10 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 rc = mplb_policy_decide(s.pols[i], &obs, &s.plan, err);
                 double dt = now_us() - t0;
                 if (rc < 0) break;
+                mplb_placement *prev = &s.prev[(size_t)i * x->model.layers + layer];
+                s.plan.prev_placement = prev;
                 if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.plan, &s.res, err)) < 0) break;
+                mplb_placement_assign(prev, &s.plan.placement);
                 if (opts->on_plan && !replaying) opts->on_plan(opts->hook_ctx, i, step, layer, &s.plan, dt);
                 double measured_err = -1;
                 int untouched = !s.plan.placement_changed && s.plan.n_moves == 0 && s.plan.dispatch_prec == s.base_plan.dispatch_prec;

@@ -24,6 +24,14 @@ typedef struct mplb_calib_opts {
 /* Measure and write the profile as Lua source to out. */
 int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
 
+/* Write one profile value with its provenance: "  key = { v, src = "...",
+ * ref = "..." }," (src "assumption" adds range = {lo, hi}). */
+void mplb_calib_value(FILE *out, const char *key, double v, const char *src, const char *ref, double lo, double hi);
+/* The fields a calibration does not measure (link efficiencies, host link,
+ * mma_eff of the measured peaks = 1, tile model off), as assumptions, for
+ * both the cpu and the cuda calibrators. */
+void mplb_calib_unmeasured(FILE *out);
+
 /* Accuracy table: for every format, the relative error (and cosine) of an
  * expert FFN run with the CPU kernel against the float64 reference, on the
  * expert weights of a safetensors file (the first tensors whose names hold

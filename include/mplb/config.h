@@ -81,22 +81,93 @@ typedef struct mplb_exp {
 
 typedef struct mplb_eff_pt { double n, eff; } mplb_eff_pt;
 
+/* Where a profile value comes from. Every value in a shipped profile says
+ * which: a vendor datasheet, a published measurement (repository or paper and
+ * its table), a measurement on this machine (mplb calibrate), or an
+ * assumption with the range it is believed to lie in (the range is what
+ * `mplb run --sensitivity` explores). */
+#define MPLB_SRC_MAP(X)                 \
+    X(UNSPECIFIED, "unspecified")       \
+    X(DATASHEET,   "datasheet")         \
+    X(PUBLISHED,   "published")         \
+    X(MEASURED,    "measured")          \
+    X(ASSUMPTION,  "assumption")
+
+typedef enum mplb_src {
+#define MPLB_SRC_ENUM(id, name) MPLB_SRC_##id,
+    MPLB_SRC_MAP(MPLB_SRC_ENUM)
+#undef MPLB_SRC_ENUM
+    MPLB_SRC_COUNT
+} mplb_src;
+
+const char *mplb_src_name(int s);
+
+#define MPLB_REF_MAX 200
+typedef struct mplb_prov {
+    int src;                  /* mplb_src */
+    double lo, hi;            /* the assumption's range (lo = hi = value otherwise) */
+    char ref[MPLB_REF_MAX];   /* the source: datasheet, repository + table, or why assumed */
+} mplb_prov;
+
+/* The scalar parameters of a profile, in the file's units.
+ *   X(field, required, max_one, what) */
+#define MPLB_PROFILE_SCALARS(X)                                                                  \
+    X(hbm_gbps,      1, 0, "device memory bandwidth, GB/s")                                      \
+    X(hbm_eff,       1, 1, "share of hbm_gbps a streaming kernel reaches")                       \
+    X(nvlink_gbps,   1, 0, "scale-up link per GPU per direction, GB/s (PCIe P2P where no NVLink)") \
+    X(nvlink_eff,    1, 1, "share of nvlink_gbps an all-to-all reaches")                         \
+    X(nvlink_lat_us, 0, 0, "fixed cost of one intra-node dispatch or combine, us")               \
+    X(net_gbps,      1, 0, "scale-out NIC per GPU per direction, GB/s")                          \
+    X(net_eff,       1, 1, "share of net_gbps an all-to-all reaches")                            \
+    X(net_lat_us,    0, 0, "fixed cost of one inter-node dispatch or combine, us")               \
+    X(host_gbps,     1, 0, "host link (PCIe) per GPU per direction, GB/s")                       \
+    X(host_eff,      1, 1, "share of host_gbps a pinned copy reaches")                           \
+    X(launch_us,     0, 0, "fixed cost of one grouped-GEMM launch, us")                          \
+    X(conv_eff,      1, 1, "bf16 -> low-precision weight conversion: share of hbm_gbps")         \
+    X(memory_gb,     1, 0, "device memory, GB")                                                  \
+    X(sms,           0, 0, "streaming multiprocessors (0: no wave quantisation)")                \
+    X(tile_m,        0, 0, "grouped-GEMM tile rows (tokens); 0: no tile padding")                \
+    X(tile_n,        0, 0, "grouped-GEMM tile columns; 0: no tile padding")
+
+enum {
+#define MPLB_PS_ENUM(f, req, m1, what) MPLB_PS_##f,
+    MPLB_PROFILE_SCALARS(MPLB_PS_ENUM)
+#undef MPLB_PS_ENUM
+    MPLB_PS_COUNT
+};
+
 typedef struct mplb_profile {
     char name[MPLB_NAME_MAX];
     char path[MPLB_PATH_MAX];
     double peak_tflops[MPLB_PREC_COUNT];   /* dense tensor-core peak; 0 = no native units */
+    double mma_eff[MPLB_PREC_COUNT];       /* share of peak a large grouped GEMM reaches */
     mplb_prec compute_as[MPLB_PREC_COUNT]; /* the rate a format really runs at on this chip */
-    int n_eff[MPLB_PREC_COUNT];
+    int n_eff[MPLB_PREC_COUNT];            /* measured eff(n) curves (mplb calibrate); 0 = tile model */
     mplb_eff_pt eff[MPLB_PREC_COUNT][MPLB_EFF_MAX]; /* eff(n), piecewise-linear in log n */
-    double hbm_gbps, nvlink_gbps, net_gbps;         /* GB/s per GPU per direction */
-    double nvlink_lat_us, net_lat_us, launch_us;
-    double conv_eff;                                /* weight conversion: share of HBM bw */
-    double memory_gb;
+#define MPLB_PS_FIELD(f, req, m1, what) double f;
+    MPLB_PROFILE_SCALARS(MPLB_PS_FIELD)
+#undef MPLB_PS_FIELD
+    mplb_prov prov[MPLB_PS_COUNT];
+    mplb_prov peak_prov[MPLB_PREC_COUNT], mma_prov[MPLB_PREC_COUNT];
     /* derived at load: ln of each curve point's n (0 when built by hand) */
     int eff_ln_ready;
     double eff_ln[MPLB_PREC_COUNT][MPLB_EFF_MAX];
     double eff_slope[MPLB_PREC_COUNT][MPLB_EFF_MAX]; /* d eff / d ln n on segment i-1..i */
 } mplb_profile;
+
+/* An ideal machine for tests built by hand: every efficiency 1, no tile or
+ * wave quantisation, no latencies; the caller sets peaks and bandwidths. */
+void mplb_profile_ideal(mplb_profile *hw);
+
+/* One numeric profile parameter, by name ("hbm_eff", "mma_eff.fp8_e4m3"). */
+typedef struct mplb_param {
+    char name[48];
+    double *value;
+    mplb_prov *prov;
+} mplb_param;
+#define MPLB_PARAMS_MAX (MPLB_PS_COUNT + 2 * MPLB_PREC_COUNT)
+/* Every numeric parameter of hw, pointing into it; returns the count. */
+int mplb_profile_params(mplb_profile *hw, mplb_param out[MPLB_PARAMS_MAX]);
 
 /* Load an experiment. sets[] are "path.to.field=lua-expression" overrides
  * applied before checking. Relative policy names resolve through

@@ -1,25 +1,32 @@
-/* mplb_cost: the analytic layer-time model (backend "model").
+/* mplb_cost: the analytic layer-time model (backend "model"), version 2.
+ * docs/cost-model.md gives every term and where its parameters come from.
  *
- * Per expert e on rank r with n tokens at precision p (weights at p,
- * activations in the dtype p computes in on this chip, profile.compute_as):
- *   t_gemm = max(6 n d f / (peak[compute_as p] * eff(n)), bytes / hbm_bw)
- *   t_r    = sum_e t_gemm + launch   (one grouped-GEMM launch per busy rank)
+ * Compute, per rank: one grouped GEMM launch per weight precision for the
+ * gate/up projection (N = 2f, K = d) and one for down (N = d, K = f). Each
+ * is a roofline: max(MMA time, operand loads) + output stores, where MMA
+ * time pads each expert's tokens to whole tiles (tile_m x tile_n) and the
+ * tiles to whole waves over the SMs, at peak[compute dtype] * mma_eff; loads
+ * are the weights at p (block scales included) and the activations in the
+ * compute dtype; bytes move at hbm_gbps * hbm_eff. Between the GEMMs the
+ * SwiGLU pass reads 2f and writes f per token (quantising it for W8A8/W4A4);
+ * before GEMM1, a pass converts dispatched activations when their format is
+ * not the compute dtype's. Shared experts run on each rank's own tokens.
  * A replicated expert's tokens split evenly over its copies; tokens a policy
- * moves to another rank (HarMoEny) are computed there, after that rank
- * fetches the expert's weights over NVLink (prefetch overlapped with the
- * dispatch and the rank's other work: only the excess is exposed).
- * Dispatch: each token is sent once per destination rank inside its node
- * (NVLink) and once per destination node (network), in the dispatch
- * precision (fp8 adds one float scale per 128 channels, as DeepEP does);
- * combine likewise in bf16. t_dispatch = max over senders + latency.
- * Weights are stored bf16. An expert computing in p != bf16 either converts
- * on the fly each layer (MPLB_CONV_ONLINE, ReaLB: cost bytes_read+written /
- * (hbm_bw * conv_eff), hidden behind the dispatch so only
- * exposed = max(0, t_conv - t_dispatch) counts), or is stored at p
- * (MPLB_CONV_STORED, R&Q: no conversion, memory at p bits), or keeps a
- * converted copy beside its bf16 weights (MPLB_CONV_CACHED: no conversion,
- * memory for both).
- *   t_layer = t_dispatch + max_r(t_r + exposed_r) + t_combine.
+ * moves (HarMoEny) are computed on the target, which prefetches the weights
+ * from host memory over PCIe (host_gbps), overlapped with the dispatch and
+ * its own work (only the excess is exposed); the moved tokens also cross the
+ * link from the source rank to the target and back.
+ * Communication, per rank: max(bytes sent, bytes received) over
+ * (link efficiency x bandwidth), NVLink inside a node and the NIC across
+ * (each token once per destination rank or node, DeepEP's dedup; a token
+ * reaching another node lands on the GPU of the sender's local index and is
+ * forwarded over NVLink); dispatch in the plan's precision with its scales,
+ * combine in bf16; plus a fixed latency. t_dispatch = max over ranks.
+ * Conversion of bf16 weights to p on the fly (MPLB_CONV_ONLINE, ReaLB) runs
+ * at hbm_gbps * conv_eff, hidden behind the dispatch; a placement that differs
+ * from plan->prev_placement (a rebalance) moves the new copies' weights over
+ * NVLink or the NIC before the layer, fully exposed.
+ *   t_layer = t_dispatch + max_r(t_r + exposed_r + migrate_r) + t_combine.
  * All times are microseconds; memory is bytes of expert weights per rank.
  */
 #ifndef MPLB_COST_H
@@ -42,6 +49,9 @@ typedef struct mplb_plan {
     int placement_changed;    /* set by place/replicate: dispatch is re-deduplicated */
     int n_moves, cap_moves;
     mplb_move *moves;
+    /* The placement in force before this step (the caller's; NULL: none). A
+     * copy the plan adds that it lacks is a migration, paid in this step. */
+    const mplb_placement *prev_placement;
 } mplb_plan;
 
 int mplb_plan_init(mplb_plan *pl, const mplb_placement *base, mplb_err *err);
@@ -57,16 +67,46 @@ typedef struct mplb_cost_result {
     double t_layer, t_dispatch, t_combine, t_compute_max, exposed_conv;
     double imbalance;         /* max/mean rank token copies after replicas and moves */
     double bytes_intra, bytes_inter;
+    double t_migrate;         /* max over ranks of the migration time of a rebalance */
+    double bytes_migrate;     /* expert weight bytes a rebalance moved */
+    double t_shared;          /* max over ranks of the shared experts' time (in rank_compute) */
     double *rank_load;        /* [R] token copies computed on r */
     double *rank_compute;     /* [R] t_r + exposed_r */
+    double *scratch;          /* owned: per-rank accumulators of one evaluation */
 } mplb_cost_result;
 
 int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err);
 void mplb_cost_result_free(mplb_cost_result *res);
 
-/* eff(n) of precision p: piecewise-linear in log n, clamped at both ends. */
+/* The roofline of a grouped GEMM launch, accumulated expert by expert. The
+ * kernel picks its tile (block_m in tile_m/4, tile_m/2, tile_m; block_n in
+ * 16..tile_n by 8, as DeepGEMM's heuristic does) to minimise its time:
+ * each expert's rows padded to whole block_m, the tiles to whole waves over
+ * the SMs, each tile at rate / sms. */
+typedef struct mplb_gemm_acc {
+    double N, K, rate;   /* of the launch: every expert has the same shape */
+    double mtiles[3];    /* sum over experts of ceil(n / block_m), per block_m */
+    double mma_us;       /* without a tile model (tile_m = 0): sum of n N K 2 / (rate eff(n)) */
+    double load, store;  /* bytes */
+    int busy;            /* experts with tokens */
+} mplb_gemm_acc;
+
+/* Add one expert's GEMM: n rows (tokens) times N x K weights stored at
+ * w_bits per element (scales included), activations of a_bytes per element,
+ * computed in the chip's dtype cp; outputs bf16. */
+void mplb_gemm_add(mplb_gemm_acc *a, const mplb_profile *hw, mplb_prec cp, double n, double N, double K,
+                   double w_bits, double a_bytes);
+/* Time of the accumulated launch (no launch overhead). */
+double mplb_gemm_us(const mplb_gemm_acc *a, const mplb_profile *hw);
+/* Bytes per element of an activation in precision p, scales included
+ * (fp8: one float per 128 channels, DeepEP/DeepGEMM; MX/NV: block scales). */
+double mplb_cost_act_bytes(mplb_prec p);
+/* Time of a link carrying `sent` bytes out and `recv` bytes in (full duplex). */
+double mplb_cost_link_us(double sent, double recv, double gbps, double eff);
+/* eff(n) of a measured curve for precision p (1 when the profile has none). */
 double mplb_cost_eff(const mplb_profile *hw, mplb_prec p, double n);
-/* One expert's GEMM time for n tokens at precision p (no launch). */
+/* One expert's FFN time for n tokens at precision p, alone on its rank
+ * (both GEMMs, the SwiGLU pass, two launches), dispatched in bf16. */
 double mplb_cost_expert_us(const mplb_profile *hw, const mplb_model *m, mplb_prec p, double n);
 /* Bytes of one token's activations sent in precision p (with its scales). */
 double mplb_cost_token_bytes(const mplb_model *m, mplb_prec p);

@@ -1,0 +1,141 @@
+/* The cost model against published GPU measurements (validation/): the
+ * median error per component stays under the bounds reached, every shipped
+ * profile value carries its provenance, and bad files name file, line and
+ * field. */
+#include <math.h>
+#include <time.h>
+#include "testutil.h"
+
+/* Bounds on the median |model - measured| / measured per component that
+ * cost model v2 reaches (docs/cost-model.md lists the rows over the goals
+ * and why); the issue's goals are 25 / 20 / 25 / 25%. */
+static const double median_bound[MPLB_VC_COUNT] = {0.15, 0.05, 0.10, 0.10};
+static const double goal[MPLB_VC_COUNT] = {0.25, 0.20, 0.25, 0.25};
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_medians_under_bounds(void **st) {
+    (void)st;
+    mplb_vrow *rows;
+    int n;
+    mplb_err err = {0};
+    if (mplb_valid_load(MPLB_SRC "/validation/measurements.lua", &rows, &n, &err) < 0) fail_msg("%s", err.msg);
+    assert_true(n >= 60);
+    double *e[MPLB_VC_COUNT];
+    int cnt[MPLB_VC_COUNT] = {0}, within[MPLB_VC_COUNT] = {0};
+    for (int c = 0; c < MPLB_VC_COUNT; c++) e[c] = calloc((size_t)n, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        mplb_profile hw;
+        double model;
+        if (mplb_profile_load(rows[i].profile, MPLB_SRC "/profiles", &hw, &err) < 0) fail_msg("%s", err.msg);
+        if (mplb_valid_model(&rows[i], &hw, &model, &err) < 0) fail_msg("%s", err.msg);
+        assert_true(isfinite(model) && model > 0);
+        int c = rows[i].component;
+        double r = fabs(model - rows[i].measured) / rows[i].measured;
+        e[c][cnt[c]++] = r;
+        within[c] += r <= goal[c];
+    }
+    for (int c = 0; c < MPLB_VC_COUNT; c++) {
+        assert_true(cnt[c] >= 10);
+        qsort(e[c], (size_t)cnt[c], sizeof(double), cmp);
+        double med = cnt[c] % 2 ? e[c][cnt[c] / 2] : 0.5 * (e[c][cnt[c] / 2 - 1] + e[c][cnt[c] / 2]);
+        printf("# %-8s rows %2d median %.3f worst %.3f within goal %d\n", mplb_valid_component_name(c), cnt[c], med,
+               e[c][cnt[c] - 1], within[c]);
+        if (med > median_bound[c])
+            fail_msg("%s: median error %.3f over its bound %.3f", mplb_valid_component_name(c), med, median_bound[c]);
+        /* most rows meet the goal; the outliers are listed in docs/cost-model.md */
+        if (within[c] < cnt[c] * 3 / 4) fail_msg("%s: only %d of %d rows within the goal", mplb_valid_component_name(c),
+                                                 within[c], cnt[c]);
+        free(e[c]);
+    }
+    free(rows);
+}
+
+/* Every parameter of every shipped profile says where it comes from; an
+ * assumption's range holds its value. */
+static void test_profile_provenance(void **st) {
+    (void)st;
+    const char *names[] = {"h100", "h800", "h200", "b200", "rtx5090"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        mplb_profile hw;
+        mplb_err err = {0};
+        if (mplb_profile_load(names[i], MPLB_SRC "/profiles", &hw, &err) < 0) fail_msg("%s", err.msg);
+        mplb_param ps[MPLB_PARAMS_MAX];
+        int np = mplb_profile_params(&hw, ps);
+        assert_true(np > MPLB_PS_COUNT);
+        for (int k = 0; k < np; k++) {
+            const mplb_prov *pv = ps[k].prov;
+            if (pv->src == MPLB_SRC_UNSPECIFIED) fail_msg("%s: %s has no provenance", names[i], ps[k].name);
+            if (pv->src != MPLB_SRC_ASSUMPTION && !pv->ref[0]) fail_msg("%s: %s has no ref", names[i], ps[k].name);
+            if (!(pv->lo <= *ps[k].value && *ps[k].value <= pv->hi))
+                fail_msg("%s: %s = %g outside [%g, %g]", names[i], ps[k].name, *ps[k].value, pv->lo, pv->hi);
+        }
+    }
+}
+
+static void expect_error(const char *text, const char *needle) {
+    write_text("p.lua", text);
+    mplb_profile hw;
+    mplb_err err = {0};
+    assert_int_equal(mplb_profile_load("./p.lua", ".", &hw, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, needle);
+}
+
+static void test_profile_errors(void **st) {
+    (void)st;
+    expect_error("return {\n  inherit = 'h100',\n  hbm_gbs = 1,\n}\n",
+                 "p.lua:3: field hbm_gbs: unknown field (closest valid name: hbm_gbps)");
+    expect_error("return {\n  inherit = 'h100',\n  hbm_eff = { 0.5, src = 'assumption' },\n}\n",
+                 "p.lua:3: field hbm_eff: an assumption needs range");
+    expect_error("return {\n  inherit = 'h100',\n  hbm_eff = { 0.5, src = 'guess', range = {0, 1} },\n}\n",
+                 "field hbm_eff: src must be");
+    expect_error("return {\n  inherit = 'h100',\n  nvlink_eff = { 1.5, src = 'assumption', range = {1, 2} },\n}\n",
+                 "field nvlink_eff: must be in (0, 1]");
+    expect_error("return {\n  inherit = 'h100',\n  hbm_gbps = { 100, src = 'datasheet' },\n}\n",
+                 "field hbm_gbps: ref missing");
+    expect_error("return {\n  inherit = 'h100',\n  mma_eff = { fp9 = 0.5 },\n}\n", "field mma_eff.fp9: unknown precision");
+    /* a native precision without an mma_eff is refused, not defaulted */
+    expect_error("return {\n  inherit = 'h100',\n  peak_tflops = { nvfp4 = { 100, src = 'datasheet', ref = 'x' } },\n}\n",
+                 "mma_eff.nvfp4: missing");
+    /* a bare number still loads, as provenance "unspecified" */
+    write_text("p.lua", "return { inherit = 'h100', hbm_gbps = 1000 }\n");
+    mplb_profile hw;
+    mplb_err err = {0};
+    assert_int_equal(mplb_profile_load("./p.lua", MPLB_SRC "/profiles", &hw, &err), 0);
+    assert_int_equal(hw.prov[MPLB_PS_hbm_gbps].src, MPLB_SRC_UNSPECIFIED);
+    assert_int_equal(hw.prov[MPLB_PS_hbm_eff].src, MPLB_SRC_ASSUMPTION);  /* inherited */
+}
+
+static void test_validation_file_errors(void **st) {
+    (void)st;
+    mplb_vrow *rows;
+    int n;
+    mplb_err err = {0};
+    write_text("v.lua", "return {\n  { id = 'a', component = 'compute', profile = 'h800', kind = 'gemm',\n"
+                        "    params = { m = 1, n = 1, k = 1, prec = 'fp8' }, measured = 1, unit = 'TFLOPS',\n"
+                        "    source = 's', setting = 't' },\n}\n");
+    assert_int_equal(mplb_valid_load("v.lua", &rows, &n, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "v.lua:2: row 1 (a): field params.prec: expected a precision name");
+    write_text("v.lua", "return {\n  { id = 'b', component = 'dispatch', profile = 'h800', kind = 'a2a',\n"
+                        "    params = { ranks = 8, gpn = 8, tokens = 1, hidden = 8, topk = 2, experts = 12, metric = 'latency' },\n"
+                        "    measured = 1, unit = 'us', source = 's', setting = 't' },\n}\n");
+    assert_int_equal(mplb_valid_load("v.lua", &rows, &n, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "experts (a multiple of ranks)");
+    write_text("v.lua", "return {\n  { id = 'c', component = 'compute', profile = 'h800', kind = 'gemm',\n"
+                        "    params = { m = 1, n = 1, k = 1 }, measured = -3, unit = 'TFLOPS', source = 's', setting = 't' },\n}\n");
+    assert_int_equal(mplb_valid_load("v.lua", &rows, &n, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "field measured: missing or not a positive number");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_medians_under_bounds),
+        cmocka_unit_test(test_profile_provenance),
+        cmocka_unit_test(test_profile_errors),
+        cmocka_unit_test(test_validation_file_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
