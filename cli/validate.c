@@ -22,24 +22,22 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: mplb validate [--profile NAME] [--data FILE.lua] [--quiet]\n");
-}
+static const char validate_usage[] =
+    "usage: mplb validate [--profile NAME] [--data FILE.lua] [--quiet]\n"
+    "  --profile NAME  only the rows measured on NAME's hardware (profiles/NAME.lua)\n"
+    "  --data FILE     measurements file (default validation/measurements.lua)\n"
+    "  --quiet         summary only\n"
+    "Exit status: 0 ok (rows over their goal are reported, not fatal), 1 bad file or profile, 2 usage error.\n";
 
 int mplb_cmd_validate(int argc, char **argv) {
     const char *only = NULL, *data = "measurements";
     int quiet = 0;
+    if (mplb_cli_help(argc, argv, validate_usage)) return 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--profile") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) quiet = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage();
-            fprintf(stderr, "  --profile NAME  only the rows measured on NAME's hardware (profiles/NAME.lua)\n"
-                            "  --data FILE     measurements file (default validation/measurements.lua)\n"
-                            "  --quiet         summary only\n");
-            return 0;
-        } else { fprintf(stderr, "mplb validate: unexpected argument '%s'\n", argv[i]); usage(); return 2; }
+        else return mplb_cli_usage_error("validate", validate_usage, "unexpected argument '%s'", argv[i]);
     }
     mplb_err err = {0};
     char path[MPLB_PATH_MAX];
