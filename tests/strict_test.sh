@@ -147,6 +147,29 @@ if [ $rc -eq 130 ] && grep -qF -- "-o swint -j 2 --set 'workload.steps={4,5,6,7}
 else echo "FAIL sweep-interrupt: exit $rc"; cat swint.err swint/index.csv; fail=$((fail + 1)); fi
 check sweep-interrupt-resume 0 "4 points, 4 complete, 0 failed" "$MPLB" sweep "$SRC/experiments/demo.lua" -o swint -j 2 --set 'workload.steps={4,5,6,7}' --resume
 
+# policy check: what the policy chose, per rank; errors of later steps; the user's experiment
+check pc-precisions 0 "bf16" "$MPLB" policy check "$SRC/policies/threshold.lua" --param min_tokens=0
+check pc-bare-word 0 "threshold(low=fp8_e4m3,min_tokens=0;" "$MPLB" policy check "$SRC/policies/threshold.lua" --param low=fp8_e4m3 --param min_tokens=0
+check pc-format-chosen 0 "fp8_e4m3 " "$MPLB" policy check "$SRC/policies/threshold.lua" --param low=fp8_e4m3 --param min_tokens=0
+check pc-bad-word 1 "unknown precision 'nvfp' (did you mean 'nvfp4'?" "$MPLB" policy check "$SRC/policies/threshold.lua" --param low=nvfp
+check pc-moves 0 "moved_out" "$MPLB" policy check "$SRC/policies/redistribute.lua"
+out=$("$MPLB" policy check "$SRC/policies/redistribute.lua")
+if awk '$1 ~ /^[0-9]+$/ && NF >= 5 { s += $(NF-1) } END { exit !(s > 0) }' <<<"$out"; then
+  echo "ok   pc-moves-nonzero"; pass=$((pass + 1)); else echo "FAIL pc-moves-nonzero:"; echo "$out"; fail=$((fail + 1)); fi
+out=$("$MPLB" policy check "$SRC/policies/lis.lua" --param max_replicas=2)
+if awk '$1 ~ /^[0-9]+$/ && NF >= 5 { s += $(NF-2) } END { exit !(s > 0) }' <<<"$out"; then
+  echo "ok   pc-replicas-nonzero"; pass=$((pass + 1)); else echo "FAIL pc-replicas-nonzero:"; echo "$out"; fail=$((fail + 1)); fi
+printf 'local P = { params = {} }\nfunction P.decide(obs, act)\n  if obs.step == 9 then act:rank_precision(1, "fp5") end\nend\nreturn P\n' > late.lua
+check pc-late-error 1 "late.lua:3: unknown precision 'fp5'" "$MPLB" policy check ./late.lua
+check pc-late-step 1 "late.lua, step 9, layer 1: decide" "$MPLB" policy check ./late.lua
+check pc-steps 0 "3 layers x 8 steps" "$MPLB" policy check ./late.lua --steps 8
+printf 'local P = { params = {} }\nfunction P.decide(obs, act)\n  if obs.vision_share then act:rank_precision(1, "nvfp4") end\nend\nreturn P\n' > typo.lua
+check pc-obs-typo 1 "typo.lua:3: obs has no field 'vision_share'" "$MPLB" policy check ./typo.lua
+check pc-experiment 0 "ok on small.lua" "$MPLB" policy check "$SRC/policies/threshold.lua" --experiment small.lua --param min_tokens=0
+check pc-experiment-ranks 0 "     4  " "$MPLB" policy check "$SRC/policies/threshold.lua" --experiment small.lua
+check pc-experiment-sweep 0 "point 1 of its 4 sweep points" "$MPLB" policy check "$SRC/policies/threshold.lua" --experiment zip.lua
+check pc-warning 0 "params.min_tokens = 2048 is above every batch (workload.tokens = 256)" "$MPLB" policy check "$SRC/policies/threshold.lua" --experiment small.lua
+
 # --help on every subcommand: usage on stdout, exit 0; usage errors exit 2
 check_stdout version "mplb 0." "$MPLB" --version
 check_stdout help-backend "--backend model|cpu|cuda" "$MPLB" --help

@@ -104,8 +104,13 @@ static mplb_prec check_prec_fast(lua_State *L, const mplb_policy *pol, int arg) 
         for (int p = 0; p < MPLB_PREC_COUNT; p++)
             if (pol->names[p] == name) return (mplb_prec)p;
     mplb_prec p;
-    if (mplb_prec_parse(name, &p) < 0)
+    if (mplb_prec_parse(name, &p) < 0) {
+        const char *names[MPLB_PREC_COUNT];
+        for (int i = 0; i < MPLB_PREC_COUNT; i++) names[i] = mplb_prec_name(i);
+        const char *best = mplb_closest(name, names, MPLB_PREC_COUNT);
+        if (best) luaL_error(L, "unknown precision '%s' (did you mean '%s'? known: %s)", name, best, mplb_prec_all_names());
         luaL_error(L, "unknown precision '%s' (known: %s)", name, mplb_prec_all_names());
+    }
     return p;
 }
 
