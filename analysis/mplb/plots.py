@@ -38,6 +38,14 @@ def _notebook_display():
 
 _notebook_display()
 
+MARKERS = "os^Dv<>p*h"
+
+
+def _int_ticks():
+    """Integer ticks, also on an axis that spans a single integer."""
+    return matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1)
+
+
 # Columns of Run.summary() / Sweep.summary() that are not sweep axes.
 SUMMARY_COLUMNS = {"point", "policy", "rows", "t_layer_us", "t_baseline_us", "speedup", "imbalance", "lis",
                    "error_proxy", "bytes_inter", "exposed_conv_us", "decide_us"}
@@ -242,6 +250,7 @@ def _pareto_panel(ax, df, colors, title):
     ax.step(fx, fy, where="post", label=f"Pareto front ({len(idx)} points)", **FRONT_STYLE)
     ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", linewidths=1.4, zorder=5)
     ax.axhline(1, color="0.5", lw=0.8, ls=":")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
 
@@ -299,12 +308,13 @@ def sweep_metrics(summary: pd.DataFrame, title="speedup and error proxy by sweep
     for k, (key, g) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
         gs = series[g.index]
-        for name in dict.fromkeys(gs):
+        for j, name in enumerate(dict.fromkeys(gs)):
             # a policy the policy axes do not set repeats: one value per x
             h = g[gs == name].drop_duplicates(xaxis).sort_values(xaxis)
             x = [pos[v] for v in h[xaxis]]
-            axs[0, k].plot(x, h["speedup"], marker="o", ms=4, color=colors[name], label=name)
-            axs[1, k].plot(x, h["error_proxy"], marker="o", ms=4, color=colors[name], label=name)
+            mk = MARKERS[list(colors).index(name) % len(MARKERS)]   # overlapping lines stay apart
+            axs[0, k].plot(x, h["speedup"], marker=mk, ms=4, color=colors[name], label=name)
+            axs[1, k].plot(x, h["error_proxy"], marker=mk, ms=4, color=colors[name], label=name)
         axs[0, k].axhline(1, color="0.5", lw=0.8, ls=":")
         axs[0, k].set_title(axis_text(dict(zip(facets, key)), facets) if facets else "", fontsize=9)
         axs[1, k].set_xticks(range(len(xs)), [str(v) for v in xs])
@@ -338,10 +348,10 @@ def sweep_lis(sweep, points=None, runs=None, title="routing LIS over steps, ever
     groups = same_groups({p: c.to_numpy() for p, c in curves.items()})
     for k, g in enumerate(groups):
         m = curves[g[0]]
-        ax.plot(m.index, m.values, marker="o", ms=3, color=cmap(k / max(len(groups) - 1, 1)),
-                label=", ".join(labels[p] for p in g) + (" (same routing)" if len(g) > 1 else ""))
+        ax.plot(m.index, m.values, marker=MARKERS[k % len(MARKERS)], ms=4, color=cmap(k / max(len(groups) - 1, 1)),
+                label=wrap(", ".join(labels[p] for p in g) + (" (same routing)" if len(g) > 1 else ""), 110))
     ax.axhline(1, color="k", lw=0.8, ls=":")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_int_ticks())
     ax.set_xlabel("step")
     ax.set_ylabel("LIS = E·max n_e / (T·k)")
     ax.set_title(title, fontsize=10)
@@ -353,7 +363,14 @@ def sweep_lis(sweep, points=None, runs=None, title="routing LIS over steps, ever
 # --- one run (or one sweep point) ------------------------------------------------
 
 def _where(run, where):
-    return where if where else os.path.basename(run.path) if run.path else "run"
+    """What a figure of this run shows: the caller's words, else the file, else
+    the experiment's name (a run made by mplb.run without a file)."""
+    if where:
+        return where
+    if run.path:
+        return os.path.basename(run.path)
+    m = re.search(r'\["name"\]="([^"]+)"', run.config or "")
+    return f"run of {m.group(1)}" if m else "run"
 
 
 def worst_step_layer(run: Run):
@@ -428,11 +445,13 @@ def rank_heatmap(run: Run, layer=None, policies=None, where=""):
     im = None
     for k, (p, m) in enumerate(zip(pols, sels)):
         ax = axs.flat[k]
-        im = ax.imshow(run.rank_load[m], aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
-                       interpolation="nearest")
+        steps = s.loc[m, "step"].to_numpy()
+        # rows are the layer's steps in order: the y axis counts steps
+        im = ax.imshow(run.rank_load[m], aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest",
+                       extent=(-0.5, run.rank_load.shape[1] - 0.5, steps.max() + 0.5, steps.min() - 0.5))
         ax.set_title(wrap(run.policies[p]), fontsize=8)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_int_ticks())
+        ax.yaxis.set_major_locator(_int_ticks())
     _label_grid(axs, len(pols), "rank", "step")
     fig.colorbar(im, ax=axs, label="token copies", shrink=0.8)
     fig.suptitle(f"{_where(run, where)}: rank load, layer {layer}, every step", fontsize=9)
@@ -450,7 +469,8 @@ def precision_map(run: Run, policies=None, where=""):
     home = (np.arange(E) * R) // E
     layers = int(s["layer"].max()) + 1 if len(s) else 0
     nrows, ncols = _grid(len(pols))
-    fig, axs = _new_figure(nrows, ncols, 3.6, 0.9 + 0.12 * max(layers, 8), 0.5, sharex=True, sharey=True)
+    fig, axs = _new_figure(nrows, ncols, 3.6, min(max(2.2, 0.9 + 0.08 * layers), 4.5), 0.5, sharex=True,
+                           sharey=True)
     im = None
     for k, p in enumerate(pols):
         grid = np.zeros((layers, R))
@@ -461,8 +481,8 @@ def precision_map(run: Run, policies=None, where=""):
         ax = axs.flat[k]
         im = ax.imshow(grid, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(wrap(f"{run.policies[p]} (mean {grid.mean():.2f})"), fontsize=8)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_int_ticks())
+        ax.yaxis.set_major_locator(_int_ticks())
     _label_grid(axs, len(pols), "rank (home of experts)", "layer")
     fig.colorbar(im, ax=axs, label="share of experts below bf16", shrink=0.8)
     fig.suptitle(f"{_where(run, where)}: precision map, every step", fontsize=9)
@@ -488,13 +508,13 @@ def lis_over_time(run: Run, where=""):
     axs[0, 0].legend(fontsize=7)
     imb = s.groupby(["policy", "step"])["imbalance"].mean().unstack(0)
     # policies that leave the rank loads alone share one line, named for all of them
-    for g in same_groups({p: imb[p].to_numpy() for p in imb.columns}):
-        axs[1, 0].plot(imb.index, imb[g[0]], marker="o", ms=3, color=colors[run.policies[g[0]]],
-                       label=", ".join(run.policies[p] for p in g))
+    for j, g in enumerate(same_groups({p: imb[p].to_numpy() for p in imb.columns})):
+        axs[1, 0].plot(imb.index, imb[g[0]], marker=MARKERS[j % len(MARKERS)], ms=4,
+                       color=colors[run.policies[g[0]]], label=wrap(", ".join(run.policies[p] for p in g), 110))
     axs[1, 0].axhline(1, color="k", lw=0.8, ls=":")
     axs[1, 0].set_ylabel("rank imbalance (max/mean)", fontsize=8)
     axs[1, 0].set_xlabel("step")
-    axs[1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axs[1, 0].xaxis.set_major_locator(_int_ticks())
     for ax in axs[:, 0]:
         ax.grid(alpha=0.3)
     fig.suptitle(f"{_where(run, where)}: load imbalance over steps (mean over layers)", fontsize=9)
