@@ -22,7 +22,7 @@ static void test_py_run_equals_run(void **st) {
     snprintf(seed, sizeof seed, "seed=%llu", (unsigned long long)(test_seed() % 1000000));
     const char *sets[] = {"workload.steps=3", seed};
     mplb_err err = {0};
-    int rc = mplb_py_run("py.lua", sets, 2, "py.h5", 1, 0, "test", &err);
+    int rc = mplb_py_run("py.lua", sets, 2, "py.h5", 1, 0, "test", NULL, &err);
     if (rc) fail_msg("%s", err.msg);
 
     mplb_exp x;
@@ -57,26 +57,46 @@ static void test_py_run_errors(void **st) {
     (void)st;
     write_text("py.lua", EXP);
     mplb_err err = {0};
-    assert_int_equal(mplb_py_run("py.lua", NULL, 0, NULL, 0, 0, NULL, &err), MPLB_EINVAL);
+    assert_int_equal(mplb_py_run("py.lua", NULL, 0, NULL, 0, 0, NULL, NULL, &err), MPLB_EINVAL);
     assert_contains(err.msg, "out_path");
-    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "x.h5", 1, 1, NULL, &err), MPLB_EINVAL);
+    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "x.h5", 1, 1, NULL, NULL, &err), MPLB_EINVAL);
     assert_contains(err.msg, "exclude");
-    assert_int_equal(mplb_py_run("py.lua", NULL, -1, "x.h5", 0, 0, NULL, &err), MPLB_EINVAL);
+    assert_int_equal(mplb_py_run("py.lua", NULL, -1, "x.h5", 0, 0, NULL, NULL, &err), MPLB_EINVAL);
     /* the library's own message for a bad setting, naming the field */
     const char *bad[] = {"cluster.profile='no_such_chip'"};
-    assert_true(mplb_py_run("py.lua", bad, 1, "x.h5", 1, 0, NULL, &err) < 0);
+    assert_true(mplb_py_run("py.lua", bad, 1, "x.h5", 1, 0, NULL, NULL, &err) < 0);
     assert_contains(err.msg, "no_such_chip");
     /* an existing file is kept without force */
-    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "keep.h5", 1, 0, NULL, &err), 0);
-    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "keep.h5", 0, 0, NULL, &err), MPLB_EEXISTS);
+    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "keep.h5", 1, 0, NULL, NULL, &err), 0);
+    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "keep.h5", 0, 0, NULL, NULL, &err), MPLB_EEXISTS);
     assert_string_equal(mplb_py_version(), MPLB_VERSION);
     assert_true(strlen(mplb_py_git_revision()) > 0);
+}
+
+static void test_py_run_stop_and_resume(void **st) {
+    (void)st;
+    write_text("py.lua", EXP);
+    mplb_err err = {0};
+    volatile sig_atomic_t stop = 1;   /* set before the first layer: nothing runs */
+    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "stop.h5", 1, 0, NULL, &stop, &err), 0);
+    mplb_runfile_info a;
+    assert_int_equal(mplb_runfile_read("stop.h5", &a, &err), 0);
+    assert_string_equal(a.status, "interrupted");
+    assert_int_equal(a.n_rows, 0);
+    mplb_runfile_info_free(&a);
+    stop = 0;
+    assert_int_equal(mplb_py_run("py.lua", NULL, 0, "stop.h5", 0, 1, NULL, &stop, &err), 0);
+    assert_int_equal(mplb_runfile_read("stop.h5", &a, &err), 0);
+    assert_string_equal(a.status, "complete");
+    assert_int_equal(a.n_rows, 2 * 2 * 2);
+    mplb_runfile_info_free(&a);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_py_run_equals_run),
         cmocka_unit_test(test_py_run_errors),
+        cmocka_unit_test(test_py_run_stop_and_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

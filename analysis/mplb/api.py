@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 
 from . import quant
 from .runfile import Run, load_run
@@ -42,9 +43,10 @@ def _lib():
     lib = quant._load()
     if not getattr(lib, "_mplb_py_ready", False):
         try:
+            # volatile sig_atomic_t *stop: an int on the platforms mplb builds on
             lib.mplb_py_run.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int,
                                         ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                                        ctypes.POINTER(quant._Err)]
+                                        ctypes.POINTER(ctypes.c_int), ctypes.POINTER(quant._Err)]
         except AttributeError:
             raise OSError("the libmplb.so found has no mplb_py_run (an older build: run `make`)") from None
         lib.mplb_py_run.restype = ctypes.c_int
@@ -139,6 +141,25 @@ def _experiment_path(experiment, tmp):
     raise FileNotFoundError(f"{experiment}: no such experiment file (nor {named})")
 
 
+def _call_stoppable(call, stop):
+    """call() in a worker thread (ctypes drops the Python lock), waiting here
+    so Ctrl-C reaches this thread: it sets stop, and the library ends the run
+    before its next layer; the call's result is returned either way."""
+    out = {}
+
+    def work():
+        out["rc"] = call()
+
+    t = threading.Thread(target=work, name="mplb.run", daemon=True)
+    t.start()
+    while t.is_alive():
+        try:
+            t.join(0.05)
+        except KeyboardInterrupt:
+            stop.value = 1
+    return out.get("rc", -1)
+
+
 def run(experiment, *, output=None, force=False, resume=False, **settings) -> Run:
     """Run an experiment (a path, a name under experiments/, or a dict of the
     experiment table) in this process through libmplb and return the Run.
@@ -147,8 +168,10 @@ def run(experiment, *, output=None, force=False, resume=False, **settings) -> Ru
     that is read into memory and removed (the Run's path is then "").
     force overwrites output, resume continues it. Other keyword arguments are
     settings (see the module doc). The backend is the experiment's ("model"
-    or "cpu"; "cuda" needs the mplb binary). The call holds no Python lock
-    while the library runs and cannot be interrupted with Ctrl-C."""
+    or "cpu"; "cuda" needs the mplb binary). The library runs in a worker
+    thread without the Python lock; Ctrl-C stops it before the next layer,
+    keeps every row in output (status "interrupted") and raises
+    KeyboardInterrupt saying how to resume."""
     lib = _lib()
     tmp = tempfile.mkdtemp(prefix="mplb-run-")
     try:
@@ -159,8 +182,15 @@ def run(experiment, *, output=None, force=False, resume=False, **settings) -> Ru
         cmd = "mplb.run(" + ", ".join([repr(os.fspath(experiment)) if not isinstance(experiment, dict) else "{...}"]
                                       + sets) + ")"
         err = quant._Err()
-        rc = lib.mplb_py_run(exp_path.encode(), arr, len(sets), out.encode(), int(bool(force)), int(bool(resume)),
-                             cmd.encode(), ctypes.byref(err))
+        stop = ctypes.c_int(0)
+        rc = _call_stoppable(lambda: lib.mplb_py_run(exp_path.encode(), arr, len(sets), out.encode(),
+                                                     int(bool(force)), int(bool(resume)), cmd.encode(),
+                                                     ctypes.byref(stop), ctypes.byref(err)), stop)
+        if stop.value:
+            if output is None:
+                raise KeyboardInterrupt("mplb.run interrupted (no output= given: nothing kept)")
+            raise KeyboardInterrupt(f"mplb.run interrupted: every row so far kept in {out} (status interrupted); "
+                                    f"continue with the same call plus output={out!r}, resume=True")
         if rc < 0:
             msg = err.msg.decode(errors="replace")
             if output is not None and os.path.exists(out) and rc in _ROWS_KEPT:

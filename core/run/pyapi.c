@@ -11,7 +11,7 @@ const char *mplb_py_version(void) { return MPLB_VERSION; }
 const char *mplb_py_git_revision(void) { return mplb_git_revision(); }
 
 int mplb_py_run(const char *exp_path, const char *const *sets, int n_sets, const char *out_path,
-                int force, int resume, const char *command, mplb_err *err) {
+                int force, int resume, const char *command, volatile sig_atomic_t *stop, mplb_err *err) {
     if (!exp_path || !out_path || n_sets < 0 || (n_sets > 0 && !sets))
         return mplb_err_set(err, MPLB_EINVAL, "mplb_py_run: exp_path and out_path are required");
     if (force && resume)
@@ -22,7 +22,7 @@ int mplb_py_run(const char *exp_path, const char *const *sets, int n_sets, const
     /* a binding can give no transport or device: the library says so for
      * backend "cuda" (the mplb binary opens the device) */
     mplb_run_opts o = {.out_path = out_path, .force = force, .resume = resume,
-                       .command = command ? command : "mplb_py_run"};
+                       .command = command ? command : "mplb_py_run", .stop = stop};
     mplb_run_summary sum = {0};
     rc = mplb_run(&x, &o, &sum, err);
     mplb_run_summary_free(&sum);

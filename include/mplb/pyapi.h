@@ -5,11 +5,13 @@
  *
  *   const char *sets[] = {"workload.steps=2"};
  *   mplb_err err;
- *   if (mplb_py_run("experiments/demo.lua", sets, 1, "demo.h5", 0, 0, "python", &err) < 0)
+ *   if (mplb_py_run("experiments/demo.lua", sets, 1, "demo.h5", 0, 0, "python", NULL, &err) < 0)
  *       fprintf(stderr, "%s\n", err.msg);
  */
 #ifndef MPLB_PYAPI_H
 #define MPLB_PYAPI_H
+
+#include <signal.h>
 
 #include "mplb/err.h"
 
@@ -29,9 +31,12 @@ MPLB_API const char *mplb_py_git_revision(void);
 /* Load the experiment at exp_path with sets[] ("path.to.field=lua-expression",
  * as `mplb run --set`), run it and write the run file out_path (required;
  * force overwrites, resume continues it). command is recorded in the file.
- * Returns 0 or a negative MPLB_E* code with err filled; the rows written
+ * stop (may be NULL), set by another thread, ends the run before the next
+ * layer: status "interrupted", every row kept, resumable. Returns 0 (also
+ * when stopped) or a negative MPLB_E* code with err filled; the rows written
  * before a policy error stay in the file (status "failed"). */
 MPLB_API int mplb_py_run(const char *exp_path, const char *const *sets, int n_sets, const char *out_path,
-                         int force, int resume, const char *command, mplb_err *err);
+                         int force, int resume, const char *command, volatile sig_atomic_t *stop,
+                         mplb_err *err);
 
 #endif

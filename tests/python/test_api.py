@@ -134,3 +134,29 @@ def test_repr_is_compact(tmp_path):
     assert "\n" not in text and len(text) < 200
     assert text == ("<mplb.Run x.h5: complete, 3 policies x 2 steps x 3 layers (18 rows), 8 ranks, 128 experts; "
                     "cost model, profile h100>")
+
+
+def test_ctrl_c_stops_and_resume_continues(tmp_path):
+    """SIGINT during mplb.run stops the library before its next layer, keeps
+    the rows (status interrupted) and says how to resume; resume completes."""
+    import signal
+    import threading
+    import time
+    out = tmp_path / "i.h5"
+    settings = dict(workload={"steps": 40}, model={"layers": 8})
+    def interrupt():   # as soon as the run has created its file
+        while not out.exists():
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+    timer = threading.Thread(target=interrupt)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt, match="resume=True") as e:
+        mplb.run(DEMO, output=out, **settings)
+    timer.join()
+    assert str(out) in str(e.value)
+    r = mplb.load(out)
+    assert r.status == "interrupted" and len(r.steps) < 40 * 8 * 3
+    full = mplb.run(DEMO, output=out, resume=True, **settings)
+    assert full.status == "complete" and len(full.steps) == 40 * 8 * 3
+    assert time.monotonic() - t0 < 120
