@@ -85,6 +85,8 @@ def config_value(run: Run, key: str) -> str:
             re.search(r'\["model"\]=\{[^{}]*?\["(?:preset|name)"\]="([^"]+)"', cfg)
     else:
         m = re.search(r'\["%s"\]\s*=\s*"([^"]+)"|\b%s\s*=\s*"([^"]+)"' % (key, key), cfg)
+    if not m and key == "profile":   # the default profile: the times source names it
+        m = re.search(r"profile (\S+)", run.attrs.get("times_source") or "")
     if not m:
         return {"backend": "model"}.get(key, "?")
     return next(g for g in m.groups() if g)
@@ -376,6 +378,8 @@ def _where(run, where):
 def worst_step_layer(run: Run):
     """(step, layer) of the first policy's (the baseline's) most imbalanced row."""
     s = run.steps
+    if not (s["policy"] == 0).any():
+        raise ValueError(f"{_where(run, '')}: no rows of the first policy (status {run.status})")
     i = s.loc[s["policy"] == 0, "imbalance"].idxmax()
     return int(s.loc[i, "step"]), int(s.loc[i, "layer"])
 

@@ -128,7 +128,8 @@ def report_sweep(obj: Sweep, path, files, points=None):
     summary = _summary(obj, every)
     name = os.path.basename(os.path.normpath(path))
     failed = idx[idx["status"] != "complete"]
-    page = [f"<h1>sweep {html.escape(name)}: {len(idx)} points ({len(idx) - len(failed)} complete, "
+    page = [f"<h1>sweep {html.escape(name)}: {len(idx)} point{'s' if len(idx) != 1 else ''} "
+            f"({len(idx) - len(failed)} complete, "
             f"{len(failed)} not)</h1>", _sweep_header(obj, every),
             "<p>error_proxy is a proxy for accuracy loss (gate-mass-weighted relative weight error), "
             f"not a measured accuracy. Source: <code>{html.escape(str(path))}</code></p>",
@@ -160,6 +161,9 @@ def report_sweep(obj: Sweep, path, files, points=None):
 
 def report_run(run, path, files):
     name = os.path.basename(path)
+    if run.steps.empty:
+        raise RunFileError(f"{path}: no rows to report (status {run.status}"
+                           + (f": {run.attrs['error']}" if run.attrs.get("error") else "") + ")")
     page = [f"<h1>run {html.escape(name)} ({html.escape(str(run.status))})</h1>", _source_html(run),
             "<p>error_proxy is a proxy for accuracy loss, not a measured accuracy. "
             f"Source: <code>{html.escape(str(path))}</code></p>",

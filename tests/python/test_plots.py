@@ -367,3 +367,17 @@ def test_report_of_a_measured_run(measured, tmp_path):
     assert src == f"Times: {plots.source_note(measured)}" and "measured" in src
     _check_tables(page, text)
     assert len(page.imgs) == 5
+
+
+def test_report_of_an_empty_run(tmp_path):
+    """A run stopped before its first layer has no rows: a clear error."""
+    import ctypes
+    from mplb import api
+    out = tmp_path / "empty.h5"
+    err, stop = mplb.quant._Err(), ctypes.c_int(1)
+    assert api._lib().mplb_py_run(os.path.join(ROOT, "experiments", "demo.lua").encode(), None, 0,
+                                  str(out).encode(), 0, 0, b"test", ctypes.byref(stop), ctypes.byref(err)) == 0
+    with pytest.raises(mplb.RunFileError, match=r"no rows to report \(status interrupted\)"):
+        report(str(out), str(tmp_path / "rep"))
+    with pytest.raises(ValueError, match="no rows of the first policy"):
+        plots.timelines(mplb.load(out))
