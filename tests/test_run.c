@@ -155,6 +155,50 @@ static void test_workload_reproducible(void **st) {
     mplb_placement_free(&pl);
 }
 
+/* The synthetic sampler draws each token's k experts by successive
+ * sampling without replacement from the layer's popularity p (redraw a
+ * chosen one). Against that distribution, computed exactly here by
+ * enumerating every ordered k-tuple: the first choice's frequencies
+ * (chi-square, 15 degrees of freedom) and each expert's inclusion count
+ * (z-scores) over 200k tokens. Thresholds are far in the tails (p < 1e-6). */
+static void test_workload_distribution(void **st) {
+    (void)st;
+    enum { E = 16, K = 4, T = 200000 };
+    mplb_model m = {"t", 1, E, K, 8, 8, 0};
+    mplb_workload_cfg c = {.kind = "synthetic", .steps = 1, .tokens = T, .zipf = 1.2};
+    mplb_wl wl;
+    mplb_placement pl;
+    mplb_routing rt;
+    mplb_err err;
+    assert_int_equal(mplb_placement_init_contiguous(&pl, 4, E, &err), 0);
+    assert_int_equal(mplb_wl_init(&wl, &c, &m, 4, 4, test_seed(), &err), 0);
+    assert_int_equal(mplb_routing_alloc(&rt, 4, E, 1, K, &err), 0);
+    assert_int_equal(mplb_wl_generate(&wl, 0, 0, &pl, &rt, &err), 0);
+    assert_true(rt.has_dedup && rt.tokens == T);
+    const double *p = wl.pop;   /* family 0, layer 0 */
+    double incl[E] = {0};
+    for (int a = 0; a < E; a++)
+        for (int b = 0; b < E; b++)
+            for (int d = 0; d < E; d++)
+                for (int f = 0; f < E; f++) {
+                    if (a == b || a == d || a == f || b == d || b == f || d == f) continue;
+                    double pr = p[a] * p[b] / (1 - p[a]) * p[d] / (1 - p[a] - p[b]) * p[f] / (1 - p[a] - p[b] - p[d]);
+                    incl[a] += pr; incl[b] += pr; incl[d] += pr; incl[f] += pr;
+                }
+    long first[E] = {0};
+    for (int64_t t = 0; t < T; t++) first[rt.tok_ids[t * K]]++;
+    double chi2 = 0;
+    for (int e = 0; e < E; e++) chi2 += pow(first[e] - T * p[e], 2) / (T * p[e]);
+    if (chi2 > 60) fail_msg("first choices: chi-square %.1f over 15 degrees of freedom", chi2);
+    for (int e = 0; e < E; e++) {
+        double mu = T * incl[e], z = (rt.expert_counts[e] - mu) / sqrt(mu * (1 - incl[e]));
+        if (fabs(z) > 5.5) fail_msg("expert %d: %d inclusions, expected %.0f (z = %.1f)", e, rt.expert_counts[e], mu, z);
+    }
+    mplb_wl_free(&wl);
+    mplb_routing_free(&rt);
+    mplb_placement_free(&pl);
+}
+
 /* backend "cpu": expert FFNs run for real; the all-bf16 policy equals the
  * baseline, lower precision shows a measured error that grows from fp8 to
  * fp4, and every measured time is positive. */
@@ -324,6 +368,7 @@ int main(void) {
         cmocka_unit_test(test_one_rank_zero_tokens),
         cmocka_unit_test(test_policy_failure_keeps_rows),
         cmocka_unit_test(test_workload_reproducible),
+        cmocka_unit_test(test_workload_distribution),
         cmocka_unit_test(test_execute_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -123,6 +123,26 @@ void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus
     } else rt->has_dedup = 0;
     rt->tokens++;
     if (vision) rt->src_vision[src]++;
+    /* up to 64 ranks and nodes (every shipped cluster): the "seen" sets as
+     * bitmasks, one test per expert instead of a scan with a mispredicted exit */
+    if (R <= 64 && rt->nodes <= 64) {
+        uint64_t rmask = 0, nmask = 0;
+        int32_t *sc = rt->src_counts + (size_t)src * E, *tr = rt->tok_to_rank + (size_t)src * R;
+        int32_t *tn = rt->tok_to_node + (size_t)src * rt->nodes;
+        for (int j = 0; j < rt->top_k; j++) {
+            int e = ids[j];
+            sc[e]++;
+            rt->expert_counts[e]++;
+            if (vision) rt->vision_counts[e]++;
+            rt->importance[e] += w ? w[j] : 1.0 / rt->top_k;
+            int d = pl->home[e], node = gpus_per_node == 1 ? d : d / gpus_per_node;
+            rmask |= 1ULL << d;
+            nmask |= 1ULL << node;
+        }
+        for (; rmask; rmask &= rmask - 1) tr[__builtin_ctzll(rmask)]++;
+        for (; nmask; nmask &= nmask - 1) tn[__builtin_ctzll(nmask)]++;
+        return;
+    }
     for (int j = 0; j < rt->top_k; j++) {
         int e = ids[j];
         rt->src_counts[(size_t)src * E + e]++;

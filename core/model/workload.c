@@ -18,15 +18,21 @@ void mplb_rng_seed(mplb_rng *r, uint64_t seed) {
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-/* xoshiro256** (Blackman & Vigna): integer-only, so every machine agrees. */
-uint64_t mplb_rng_next(mplb_rng *r) {
+/* xoshiro256** (Blackman & Vigna): integer-only, so every machine agrees.
+ * Inline for the sampling loop: an exported function is not inlined into
+ * its own file in a -fPIC build. */
+static inline uint64_t rng_next(mplb_rng *r) {
     uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
     s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
     s[2] ^= t; s[3] = rotl(s[3], 45);
     return res;
 }
 
-double mplb_rng_uniform(mplb_rng *r) { return (double)(mplb_rng_next(r) >> 11) * 0x1.0p-53; }
+static inline double rng_uniform(mplb_rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+
+uint64_t mplb_rng_next(mplb_rng *r) { return rng_next(r); }
+
+double mplb_rng_uniform(mplb_rng *r) { return rng_uniform(r); }
 
 static void shuffle(mplb_rng *rng, int *perm, int E) {
     for (int i = E - 1; i > 0; i--) {
@@ -166,8 +172,11 @@ int64_t mplb_wl_tokens(const mplb_wl *wl, int step) {
     return mplb_wl_is_decode(wl, step) ? wl->cfg.decode_tokens : wl->cfg.tokens;
 }
 
+/* experts whose chosen-set bitmap lives on the stack */
+#define MPLB_MAX_EXPERTS_BITS 1024
+
 static inline int draw(const double *prob, const int32_t *alias, int E, mplb_rng *rng) {
-    uint64_t r = mplb_rng_next(rng);
+    uint64_t r = rng_next(rng);
     int i = (int)(((r >> 32) * (uint64_t)E) >> 32);   /* Lemire's multiply-shift, no division */
     double u = (double)(r & 0xFFFFFFFFu) * 0x1.0p-32;
     /* branch-free: the comparison is a coin flip the predictor cannot learn */
@@ -195,16 +204,23 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
     }
     int ids[64];
     float w[64];
+    /* experts already chosen for this token, one bit each (cleared after
+     * the token through its ids): the duplicate test is one load, not a
+     * scan of the earlier choices */
+    uint64_t chosen[(MPLB_MAX_EXPERTS_BITS + 63) / 64] = {0};
+    uint64_t *big = E > MPLB_MAX_EXPERTS_BITS ? calloc(((size_t)E + 63) / 64, sizeof *big) : NULL;
+    if (E > MPLB_MAX_EXPERTS_BITS && !big) return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
+    uint64_t *bits = big ? big : chosen;
     for (int64_t t = 0; t < T; t++) {
         int src = (int)(t * wl->R / T);
-        int vision = !decode && wl->cfg.vision_frac > 0 && mplb_rng_uniform(&rng) < wl->cfg.vision_frac;
+        int vision = !decode && wl->cfg.vision_frac > 0 && rng_uniform(&rng) < wl->cfg.vision_frac;
         int f = F;
         if (!vision) {
             if (F == 1) f = 0;
-            else if (wl->cfg.src_affinity > 0 && mplb_rng_uniform(&rng) < wl->cfg.src_affinity)
+            else if (wl->cfg.src_affinity > 0 && rng_uniform(&rng) < wl->cfg.src_affinity)
                 f = (src / wl->gpus_per_node) % F;
             else {
-                double u = mplb_rng_uniform(&rng) * tot;
+                double u = rng_uniform(&rng) * tot;
                 for (f = 0; f < F - 1 && cum[f] <= u; f++) {}
             }
         }
@@ -213,28 +229,32 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
         const int32_t *alias = wl->alias + o;
         double mass = 0;
         for (int j = 0; j < k; j++) {
+            /* k distinct experts by rejection: redraw a chosen one (the
+             * successive sampling without replacement the cost model and
+             * the statistical test in tests/test_run.c assume) */
             int e, tries = 0, dup;
             do {
                 e = draw(prob, alias, E, &rng);
-                dup = 0;
-                for (int q = 0; q < j; q++) dup |= ids[q] == e;
+                dup = (int)(bits[e >> 6] >> (e & 63)) & 1;
             } while (dup && ++tries < 64);
             /* very skewed layers can keep hitting chosen experts: take the
              * most popular one not yet chosen so the loop always ends */
             if (dup) {
                 double best = -1;
-                for (int c = 0; c < E; c++) {
-                    int used = 0;
-                    for (int q = 0; q < j; q++) used |= ids[q] == c;
-                    if (!used && pop[c] > best) { best = pop[c]; e = c; }
-                }
+                for (int c = 0; c < E; c++)
+                    if (!((bits[c >> 6] >> (c & 63)) & 1) && pop[c] > best) { best = pop[c]; e = c; }
             }
+            bits[e >> 6] |= 1ULL << (e & 63);
             ids[j] = e;
             w[j] = (float)pop[e];
             mass += pop[e];
         }
-        for (int j = 0; j < k; j++) w[j] = (float)(w[j] / mass);
+        for (int j = 0; j < k; j++) {
+            w[j] = (float)(w[j] / mass);
+            bits[ids[j] >> 6] = 0;
+        }
         mplb_routing_add_token(rt, pl, wl->gpus_per_node, src, vision, ids, w);
     }
+    free(big);
     return 0;
 }
