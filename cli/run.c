@@ -123,6 +123,9 @@ static const char run_usage[] =
     "  --backend model        the cost model (default); cpu: run every expert's FFN on this CPU, timed;\n"
     "                         cuda: on the GPU (cuBLASLt), where mplb was built with CUDA and a GPU exists\n"
     "  --transport mpi        with --backend cpu under mpirun -np RANKS: real EP layers across processes\n"
+    "  --sensitivity          then re-run with every profile assumption at each end of its range: each\n"
+    "                         speedup's band, flagged when it crosses 1.0 or the ranking flips (also in\n"
+    "                         the run file's /sensitivity)\n"
     "On a terminal a progress line (step, layer, ETA) is drawn on stderr. Ctrl-C stops after the current\n"
     "layer, keeps every row written (status: interrupted) and prints the command that resumes the run.\n"
     "Exit status: 0 ok, 1 error (bad experiment, failed run), 2 usage error, 130 interrupted (Ctrl-C).\n";
@@ -130,7 +133,7 @@ static const char run_usage[] =
 int mplb_cmd_run(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, run_usage)) return 0;
     const char *exp_path = NULL, *out = NULL;
-    int force = 0, resume = 0, n_sets = 0, n_pol = 0;
+    int force = 0, resume = 0, n_sets = 0, n_pol = 0, sensitivity = 0;
     const char *transport = NULL;
     const char **sets = calloc((size_t)argc * 8 + 8, sizeof *sets);
     const char **pols = calloc((size_t)argc + 1, sizeof *pols);
@@ -152,6 +155,7 @@ int mplb_cmd_run(int argc, char **argv) {
         }
         else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "--sensitivity")) sensitivity = 1;
         else if (a[0] == '-') {
             fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, run_usage);
             free(sets); free(pols);
@@ -294,6 +298,19 @@ int mplb_cmd_run(int argc, char **argv) {
     } else if (rank == 0) {
         if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
         print_summary(&sum, &x, out, device);
+    }
+    if (rc == 0 && sensitivity && rank == 0 && !run_stop) {
+        if (strcmp(x.backend, "model") != 0)
+            fprintf(stderr, "mplb run: --sensitivity moves the cost model's assumptions: it needs --backend model\n");
+        else {
+            mplb_sens sens;
+            if ((rc = mplb_sensitivity(&x, &o, &sum, &sens, &err)) == 0) {
+                mplb_sens_print(&sens, stdout);
+                if (out && (rc = mplb_sens_write(out, &sens, &err)) == 0) printf("sensitivity: written to %s:/sensitivity\n", out);
+                mplb_sens_free(&sens);
+            }
+            if (rc < 0) fprintf(stderr, "mplb: %s\n", err.msg);
+        }
     }
     int interrupted = rc == 0 && run_stop;
     if (interrupted) {

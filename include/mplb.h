@@ -23,6 +23,7 @@ extern "C" {
 #include "mplb/policy.h"
 #include "mplb/runfile.h"
 #include "mplb/run.h"
+#include "mplb/sensitivity.h"
 #include "mplb/quant.h"
 #include "mplb/calibrate.h"
 #include "mplb/trace.h"

@@ -171,8 +171,32 @@ def report_run(run, path, files):
     files.save(plots.pareto(run.summary(), title=f"{name}: speedup vs error proxy", source=plots.source_label(run)),
                "pareto.png")
     page.append(_img("pareto.png", "Pareto front"))
+    page += _sensitivity(path)
     page += _run_figures(run, name, "", files)
     return f"mplb report: run {name}", page
+
+
+def _sensitivity(path):
+    """The /sensitivity group `mplb run --sensitivity` adds: each speedup with
+    its band over the profile's assumptions at the ends of their ranges."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        if "sensitivity" not in f:
+            return []
+        g = f["sensitivity"]
+        pol = [p.decode() if isinstance(p, bytes) else p for p in g["policy"][:]]
+        band, cross = g["band"][:], g["crosses_one"][:]
+        flip = g.attrs.get("rank_flip", b"")
+        flip = flip.decode() if isinstance(flip, bytes) else str(flip)
+        n = len(g["param"])
+    rows = "".join(
+        f"<tr><td>{html.escape(p)}</td><td>{b[0]:.3f}x</td><td>{b[1]:.3f}x &ndash; {b[2]:.3f}x</td>"
+        f"<td>{'crosses 1.0' if c else ''}</td></tr>" for p, b, c in zip(pol, band, cross))
+    note = (f"<p><b>The ranking of the policies flips inside the bands</b> (first at <code>{html.escape(flip)}</code>).</p>"
+            if flip else "<p>The ranking of the policies is the same at every end of every range.</p>")
+    return ["<h2>Sensitivity to the profile's assumptions</h2>",
+            f"<p>Each of the profile's {n} assumption parameters at both ends of its range (docs/cost-model.md).</p>",
+            "<table><tr><th>policy</th><th>speedup</th><th>band</th><th>flag</th></tr>" + rows + "</table>", note]
 
 
 def report(path, out, points=None, dpi=110):

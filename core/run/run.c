@@ -187,7 +187,8 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     memset(&s, 0, sizeof s);
     int R = x->cluster.nodes * x->cluster.gpus_per_node, E = x->model.experts, P = x->n_policies;
     int rc;
-    if ((rc = mplb_profile_load(x->cluster.profile, x->base_dir, &s.hw, err)) < 0) return rc;
+    if (opts->hw) s.hw = *opts->hw;
+    else if ((rc = mplb_profile_load(x->cluster.profile, x->base_dir, &s.hw, err)) < 0) return rc;
     if ((rc = mplb_placement_init_contiguous(&s.base, R, E, err)) < 0) goto out;
     if ((rc = mplb_wl_init(&s.wl, &x->workload, &x->model, R, x->cluster.gpus_per_node, x->seed, err)) < 0) goto out;
     if ((rc = mplb_routing_alloc(&s.rt, R, E, x->cluster.nodes, x->model.top_k, err)) < 0) goto out;

@@ -32,6 +32,9 @@ typedef struct mplb_run_opts {
     void (*on_plan)(void *ctx, int policy, int step, int layer, const mplb_plan *plan, double decide_us);
     void *hook_ctx;
     volatile sig_atomic_t *stop;
+    /* The hardware profile to use instead of loading the experiment's
+     * cluster.profile (NULL: load it); mplb_sensitivity moves its values. */
+    const mplb_profile *hw;
 } mplb_run_opts;
 
 typedef struct mplb_policy_summary {

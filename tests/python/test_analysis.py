@@ -125,3 +125,21 @@ def test_notebook_runs(name, tmp_path):
         images = sum(1 for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
         last = c.source.strip().splitlines()[-1]
         assert images == (1 if last.startswith("plots.") else 0), (c.source, images)
+
+
+def test_report_shows_sensitivity_band(tmp_path):
+    out, exp = tmp_path / "sens.h5", tmp_path / "sens.lua"
+    exp.write_text('return { model = { layers = 2, experts = 16, top_k = 2, hidden = 512, ffn = 256 },\n'
+                   '  cluster = { gpus_per_node = 4, profile = "h100" }, workload = { steps = 2, tokens = 4096 },\n'
+                   '  policies = { "baseline", { "static", prec = "fp8_e4m3" }, { "threshold", min_tokens = 0 } } }\n')
+    subprocess.run([BIN, "run", str(exp), "-o", str(out), "--sensitivity"], check=True, capture_output=True)
+    with h5py.File(out, "r") as f:
+        band = f["sensitivity/band"][:]
+        speed = f["sensitivity/speedup"][:]
+    assert band.shape[1] == 3 and (band[:, 1] <= band[:, 0]).all() and (band[:, 0] <= band[:, 2]).all()
+    assert np.allclose(band[:, 1], np.minimum(band[:, 0], speed.min(axis=(0, 1))))
+    assert np.allclose(band[:, 2], np.maximum(band[:, 0], speed.max(axis=(0, 1))))
+    from mplb.report import report
+    report(str(out), str(tmp_path / "rep"))
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "Sensitivity to the profile's assumptions" in page and f"{band[1, 1]:.3f}x" in page
