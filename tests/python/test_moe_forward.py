@@ -1,0 +1,153 @@
+"""The C MoE forward (core/accuracy/, via mplb_lm_eval) against the independent
+numpy reference (analysis/mplb/moe_ref.py), on freshly drawn checkpoints of
+every supported family and on the shipped tiny model, in bf16 and in
+quantized plans (weights and activations through libmplb's quantizers)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mplb import moe_ref as R
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+TINY = os.path.join(ROOT, "models", "tiny-moe")
+
+
+def rand_ckpt(path, family, rng):
+    d, H, Hk, V, L, E, K, f = 64, 4, 2, 97, 3, 8, 2, 32
+    hd = 16
+    cfg = {"model_type": family, "vocab_size": V, "hidden_size": d, "num_hidden_layers": L,
+           "num_attention_heads": H, "num_key_value_heads": Hk, "num_experts_per_tok": K,
+           "rms_norm_eps": 1e-5, "rope_theta": 500.0, "intermediate_size": 96}
+    moe, gn, un, dn, shn, sgn, ek, fk = R.FAMILIES[family]
+    cfg[ek] = E
+    cfg[fk] = f if fk != "intermediate_size" else cfg[fk]
+    if family == "mixtral":
+        cfg["intermediate_size"] = f
+    ffn = cfg[fk]
+    if family == "olmoe":
+        cfg["clip_qkv"] = 2.0
+    if family == "qwen2_moe":
+        cfg.update(shared_expert_intermediate_size=64, mlp_only_layers=[1], norm_topk_prob=False)
+    if family == "qwen3_moe":
+        hd = 24
+        cfg.update(head_dim=hd, norm_topk_prob=True)
+    if family == "deepseek":
+        cfg.update(n_shared_experts=2, first_k_dense_replace=1, scoring_func="softmax")
+    n = lambda *s, sc=1.0: rng.standard_normal(s) * sc
+    t = {"model.embed_tokens.weight": n(V, d), "model.norm.weight": 1 + 0.1 * n(d), "lm_head.weight": n(V, d, sc=0.2)}
+    dense = [R._dense_layer(cfg, l) for l in range(L)]
+    for l in range(L):
+        p = f"model.layers.{l}."
+        t[p + "input_layernorm.weight"] = 1 + 0.1 * n(d)
+        t[p + "post_attention_layernorm.weight"] = 1 + 0.1 * n(d)
+        t[p + "self_attn.q_proj.weight"] = n(H * hd, d, sc=d ** -0.5)
+        t[p + "self_attn.k_proj.weight"] = n(Hk * hd, d, sc=d ** -0.5)
+        t[p + "self_attn.v_proj.weight"] = n(Hk * hd, d, sc=d ** -0.5)
+        t[p + "self_attn.o_proj.weight"] = n(d, H * hd, sc=(H * hd) ** -0.5)
+        if family == "qwen2_moe":
+            for x, m in (("q", H), ("k", Hk), ("v", Hk)):
+                t[p + f"self_attn.{x}_proj.bias"] = n(m * hd, sc=0.1)
+        if family == "olmoe":
+            t[p + "self_attn.q_norm.weight"] = 1 + 0.1 * n(H * hd)
+            t[p + "self_attn.k_norm.weight"] = 1 + 0.1 * n(Hk * hd)
+        if family == "qwen3_moe":
+            t[p + "self_attn.q_norm.weight"] = 1 + 0.1 * n(hd)
+            t[p + "self_attn.k_norm.weight"] = 1 + 0.1 * n(hd)
+        if dense[l]:
+            for w, sh in (("gate_proj", (96, d)), ("up_proj", (96, d)), ("down_proj", (d, 96))):
+                t[p + f"mlp.{w}.weight"] = n(*sh, sc=sh[1] ** -0.5)
+            continue
+        t[p + f"{moe}.gate.weight"] = n(E, d, sc=0.5)
+        for e in range(E):
+            for w, sh in ((gn, (ffn, d)), (un, (ffn, d)), (dn, (d, ffn))):
+                t[p + f"{moe}.experts.{e}.{w}.weight"] = n(*sh, sc=sh[1] ** -0.5)
+        if shn:
+            sf = cfg.get("shared_expert_intermediate_size") or ffn * cfg.get("n_shared_experts", 0)
+            for w, sh in (("gate_proj", (sf, d)), ("up_proj", (sf, d)), ("down_proj", (d, sf))):
+                t[p + f"{moe}.{shn}.{w}.weight"] = n(*sh, sc=sh[1] ** -0.5)
+        if sgn:
+            t[p + f"{moe}.{sgn}.weight"] = n(1, d, sc=0.3)
+    R.write_checkpoint(path, cfg, t)
+    return cfg
+
+
+def draw_tokens(model, rng, S, T, V):
+    """Tokens whose routing has no near-tie anywhere (float32 C and float64
+    numpy may pick different experts at a tie; such draws are redrawn)."""
+    for _ in range(50):
+        tok = rng.integers(0, V, (S, T))
+        _, routing = R.forward(model, tok, return_routing=True)
+        if all(r is None or r[1] > 1e-3 for r in routing):
+            return tok
+    pytest.fail("no tie-free token draw in 50 tries")
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("family", ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe", "deepseek"])
+def test_families_bf16_and_quantized(tmp_path, family):
+    rng = np.random.default_rng()
+    cfg = rand_ckpt(str(tmp_path), family, rng)
+    model = R.load(str(tmp_path))
+    tok = draw_tokens(model, rng, 2, 24, cfg["vocab_size"])
+    ref = R.forward(model, tok)
+    got = R.c_forward(str(tmp_path), tok)
+    assert rel(got, ref) < 2e-3, family   # bf16 rounding of activations may flip an ulp
+    L, E = cfg["num_hidden_layers"], cfg[R.FAMILIES[family][6]]
+    fmts = ["bf16", "fp8_e4m3", "nvfp4", "mxfp4", "int4_g32", "mxfp8", "int8"]
+    prec = [[fmts[rng.integers(len(fmts))] for _ in range(E)] for _ in range(L)]
+    for acts in ("matched", "bf16"):
+        qref = R.forward(model, tok, prec, acts)
+        qgot = R.c_forward(str(tmp_path), tok, prec, acts)
+        # the plan moves the logits far more than C and numpy differ
+        assert rel(qgot, qref) < 5e-3, (family, acts)
+        assert rel(qref, ref) > 20 * rel(qgot, qref), (family, acts)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(TINY, "model.safetensors")), reason="models/tiny-moe not trained")
+@pytest.mark.parametrize("fmt", ["bf16", "fp8_e4m3", "nvfp4", "mxfp4"])
+def test_tiny_model(fmt):
+    model = R.load(TINY)
+    cfg = model[0]
+    rng = np.random.default_rng()
+    text = open(os.path.join(TINY, "eval", "prose.txt"), "rb").read()
+    s = rng.integers(0, len(text) - 64)
+    tok = np.frombuffer(text[s:s + 64], np.uint8).astype(np.int64)[None]
+    _, routing = R.forward(model, tok, return_routing=True)
+    if any(r[1] < 1e-3 for r in routing):
+        pytest.skip("a near-tie in this draw's routing")
+    prec = [[fmt] * cfg["num_local_experts"]] * cfg["num_hidden_layers"]
+    ref = R.forward(model, tok, prec)
+    got = R.c_forward(TINY, tok, prec)
+    assert rel(got, ref) < 1e-3
+
+
+def test_errors(tmp_path):
+    rng = np.random.default_rng(1)
+    rand_ckpt(str(tmp_path), "mixtral", rng)
+    tok = np.zeros((1, 4), np.int32)
+    with open(tmp_path / "config.json") as fh:
+        cfg = json.load(fh)
+    # a renamed tensor: the error names it and the closest name the file has
+    t = R.read_safetensors(str(tmp_path / "model.safetensors"))
+    t["model.layers.1.block_sparse_moe.gate.weightx"] = t.pop("model.layers.1.block_sparse_moe.gate.weight")
+    bad = tmp_path / "bad"
+    R.write_checkpoint(str(bad), cfg, t)
+    with pytest.raises(ValueError, match=r"no tensor 'model.layers.1.block_sparse_moe.gate.weight'.*closest name there: 'model.layers."):
+        R.c_forward(str(bad), tok)
+    # an unknown family, MLA, a wrong shape, a token out of the vocabulary
+    for change, msg in (({"model_type": "llama"}, "not a supported MoE family"),
+                        ({"model_type": "deepseek_v3"}, "multi-head latent attention"),
+                        ({"hidden_size": 32}, "has shape"),
+                        ({"num_local_experts": None}, "num_local_experts' is missing")):
+        c = dict(cfg, **change)
+        with open(bad / "config.json", "w") as fh:
+            json.dump({k: v for k, v in c.items() if v is not None}, fh)
+        with pytest.raises(ValueError, match=msg):
+            R.c_forward(str(bad), tok)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        R.c_forward(str(tmp_path), np.full((1, 4), 97, np.int32))
