@@ -5,14 +5,18 @@
 -- least important ones so the memory added equals the memory freed; a
 -- replicated expert's tokens split evenly over its copies.
 -- LIS = E * max_e n_e / (T * k) (1 = balanced), here after the split.
--- Simplified: importance is obs.expert_importance (the gate mass of this
+-- Importance (param `importance`): "auto" uses the measured one,
+-- obs.expert_ablation (the output KL when the expert is removed, R&Q's
+-- definition; workload kind "lm" with ablation = true) when the run has it,
+-- else "mass"; "ablation" requires it.
+-- Simplified: "mass" importance is obs.expert_importance (the gate mass of this
 -- batch, or the trace's importance dataset when it has one); the budget of a
 -- rank is its all-bf16 footprint (strict R&Q) unless budget = "limit" (the
 -- run's memory budget); quantized experts are stored at `low` (no per-layer
 -- conversion). The dynamic variant (window) uses the loads of the last
 -- `window` steps of this layer instead of the current batch alone.
 local P = {
-  params = { bound = 1.5, low = "int4_g128", max_replicas = 0, budget = "baseline", window = 1 },
+  params = { bound = 1.5, low = "int4_g128", max_replicas = 0, budget = "baseline", window = 1, importance = "auto" },
 }
 
 local history = {}   -- history[layer] = list of per-expert load lists
@@ -39,6 +43,18 @@ function P.lis(n, copies, E, T, k)
   return E * mx / (T * k)
 end
 
+local function importance(obs, p)
+  local abl = obs.expert_ablation
+  if p.importance ~= "auto" and p.importance ~= "mass" and p.importance ~= "ablation" then
+    error("importance must be \"auto\", \"mass\" or \"ablation\", got " .. tostring(p.importance))
+  end
+  if p.importance == "ablation" and #abl == 0 then
+    error("importance = \"ablation\" needs a run that measures it (workload kind \"lm\", ablation = true)")
+  end
+  if p.importance ~= "mass" and #abl > 0 then return abl end
+  return obs.expert_importance
+end
+
 function P.decide(obs, act)
   local p = P.params
   local R, E, T, k = obs.ranks, obs.experts, obs.tokens, obs.top_k
@@ -48,7 +64,7 @@ function P.decide(obs, act)
   local on_rank = mplb.group_by(home, R)            -- on_rank[r]: experts homed on r
   local load = mplb.rank_sums(n, home, R)
   local mem = mplb.values(obs.rank_mem)
-  local imp = mplb.values(obs.expert_importance)
+  local imp = mplb.values(importance(obs, p))   -- measured by ablation where the run has it
   local copies, holders, low_done = {}, {}, {}
   for e = 1, E do copies[e] = 1 end
   local bf16 = obs.expert_bytes

@@ -181,8 +181,9 @@ int mplb_model_preset(const char *name, mplb_model *out) {
 
 #include "exp_keys.h"
 
-typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES, T_ZIP } key_type;
-enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8 };
+typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES, T_ZIP,
+               T_BOOL, T_LMDIR, T_TEXTS } key_type;
+enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8, REQ_LM = 16 };
 enum {
 #define X(s, key, doc) S_##s,
     MPLB_EXP_SECTIONS(X)
@@ -221,7 +222,8 @@ static const key_def keys[] = {
 
 static const char *type_name(key_type t) {
     static const char *const n[] = {"string", "integer", "integer", "integer", "number", "string", "string",
-                                    "trace name", "file name", "table", "preset or table", "list", "list of lists"};
+                                    "trace name", "file name", "table", "preset or table", "list", "list of lists",
+                                    "boolean", "checkpoint directory", "table of domain = file"};
     return n[t];
 }
 
@@ -285,6 +287,50 @@ static int is_list(lua_State *L, int idx) {
     return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) > 0;
 }
 
+/* workload.lm: a checkpoint directory, found by its config.json (models/NAME
+ * beside the experiment, or a path). */
+static int find_model_file(cfg *c, const char *path, const char *name, const char *base_dir, char *out) {
+    if (mplb_find_data_ext("models", name, "", base_dir, out, c->err) < 0) {
+        char msg[MPLB_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", c->err->msg);
+        return cfg_fail(c, path, "%s", msg);
+    }
+    return 0;
+}
+
+/* workload.text (table on the stack top): {domain = file, ...}, kept in name
+ * order so that a run's domains do not depend on Lua's hash order. */
+static int read_texts(cfg *c, const char *path, const char *base_dir, mplb_workload_cfg *w) {
+    lua_State *L = c->L;
+    int tt = lua_gettop(L), rc = 0;
+    if (lua_type(L, tt) != LUA_TTABLE) return cfg_fail(c, path, "expected a table {domain = \"file\", ...}, got %s", luaL_typename(L, tt));
+    w->n_text = 0;
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, tt)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+            rc = cfg_fail(c, path, "%s", "entries must be domain = \"file\"");
+        } else if (w->n_text == 8) {
+            rc = cfg_fail(c, path, "%s", "at most 8 domains");
+        } else {
+            const char *dn = lua_tostring(L, -2);
+            int k = w->n_text++;
+            while (k > 0 && strcmp(w->text_name[k - 1], dn) > 0) {
+                memcpy(w->text_name[k], w->text_name[k - 1], sizeof w->text_name[k]);
+                memcpy(w->text_path[k], w->text_path[k - 1], sizeof w->text_path[k]);
+                k--;
+            }
+            snprintf(w->text_name[k], sizeof w->text_name[k], "%s", dn);
+            char field[MPLB_NAME_MAX + 160];
+            snprintf(field, sizeof field, "%s.%s", path, dn);
+            rc = find_model_file(c, field, lua_tostring(L, -1), base_dir, w->text_path[k]);
+        }
+        lua_pop(L, 1);
+    }
+    if (rc < 0) lua_pop(L, 1);   /* the key lua_next left */
+    if (rc == 0 && w->n_text == 0) rc = cfg_fail(c, path, "%s", "no domains");
+    return rc;
+}
+
 /* Read one scalar key (value on the stack top) into out. */
 static int read_value(cfg *c, const key_def *k, const char *base_dir, mplb_exp *out) {
     lua_State *L = c->L;
@@ -295,6 +341,12 @@ static int read_value(cfg *c, const key_def *k, const char *base_dir, mplb_exp *
     if (t == LUA_TTABLE && is_list(L, -1))
         return cfg_fail(c, path, "got a list (a sweep axis: run it with mplb sweep, or give one %s)", type_name(k->type));
     switch (k->type) {
+    case T_BOOL:
+        if (t != LUA_TBOOLEAN) return cfg_fail(c, path, "expected a boolean, got %s", lua_typename(L, t));
+        *(int *)dst = lua_toboolean(L, -1);
+        return 0;
+    case T_TEXTS:
+        return read_texts(c, path, base_dir, &out->workload);
     case T_INT: case T_I64: case T_U64: {
         if (t != LUA_TNUMBER || !lua_isinteger(L, -1))
             return cfg_fail(c, path, "expected an integer, got %s", t == LUA_TNUMBER ? "a non-integer number" : lua_typename(L, t));
@@ -352,6 +404,13 @@ static int read_value(cfg *c, const key_def *k, const char *base_dir, mplb_exp *
         }
     }
     if (n >= k->size) return cfg_fail(c, path, "%s", "string too long");
+    if (k->type == T_LMDIR) {
+        char cj[MPLB_PATH_MAX + 16];
+        snprintf(cj, sizeof cj, "%s/config.json", s);
+        int rc = find_model_file(c, path, cj, base_dir, dst);
+        if (rc == 0) dst[strlen(dst) - strlen("/config.json")] = 0;
+        return rc;
+    }
     if (k->type == T_TRACE || k->type == T_DATA) {
         int rc = k->type == T_TRACE ? mplb_find_data_ext("traces", s, ".h5", base_dir, dst, c->err)
                                     : mplb_find_data("profiles", s, base_dir, dst, c->err);
@@ -372,7 +431,7 @@ static void apply_defaults(mplb_exp *out) {
         const key_def *k = &keys[i];
         char *dst = (char *)out + k->off;
         switch (k->type) {
-        case T_INT: *(int *)dst = (int)strtol(k->def, NULL, 10); break;
+        case T_INT: case T_BOOL: *(int *)dst = (int)strtol(k->def, NULL, 10); break;
         case T_I64: *(int64_t *)dst = strtoll(k->def, NULL, 10); break;
         case T_U64: *(uint64_t *)dst = strtoull(k->def, NULL, 10); break;
         case T_NUM: *(double *)dst = strtod(k->def, NULL); break;
@@ -400,14 +459,16 @@ static int read_section(cfg *c, int idx, int s, const char *base_dir, mplb_exp *
         char path[128];
         key_path(k, path, sizeof path);
         int t = lua_getfield(L, idx, k->name);
-        int trace = !strcmp(out->workload.kind, "trace");
+        int trace = !strcmp(out->workload.kind, "trace"), lm = !strcmp(out->workload.kind, "lm");
         if (t == LUA_TNIL) {
             int req = (k->flags & REQ) || ((k->flags & REQ_NOPRESET) && !preset) ||
-                      ((k->flags & REQ_SYNTH) && !trace) || ((k->flags & REQ_TRACE) && trace);
+                      ((k->flags & REQ_SYNTH) && !trace && !lm) || ((k->flags & REQ_TRACE) && trace) ||
+                      ((k->flags & REQ_LM) && lm);
             if (req) {
                 const char *why = k->flags & REQ_NOPRESET ? "missing (required without a preset)"
                                 : k->flags & REQ_SYNTH ? "missing (required for a synthetic workload)"
-                                : k->flags & REQ_TRACE ? "missing (required with kind = \"trace\")" : "missing (required)";
+                                : k->flags & REQ_TRACE ? "missing (required with kind = \"trace\")"
+                                : k->flags & REQ_LM ? "missing (required with kind = \"lm\")" : "missing (required)";
                 rc = cfg_fail(c, path, "%s", why);
             }
         } else {
@@ -494,12 +555,22 @@ static int cross_checks(cfg *c, mplb_exp *x, const int *present) {
              x->path);
     if (P(WORKLOAD, skew_from) && trace)
         warn(x, "%s: workload.skew_from has no effect with workload.kind = \"trace\" (the trace's routing is used)", x->path);
-    if (trace) {
+    int lm = !strcmp(w->kind, "lm");
+    if (trace || lm) {
         static const char *const synth_only[] = {"zipf", "vision_frac", "families", "drift", "layer_corr"};
         for (size_t i = 0; i < sizeof synth_only / sizeof *synth_only; i++)
             if (present[key_index(S_WORKLOAD, synth_only[i])])
-                warn(x, "%s: workload.%s has no effect with workload.kind = \"trace\" (the trace's routing is used)",
-                     x->path, synth_only[i]);
+                warn(x, "%s: workload.%s has no effect with workload.kind = \"%s\" (the %s routing is used)",
+                     x->path, synth_only[i], w->kind, trace ? "trace's" : "model's");
+    }
+    static const char *const lm_only[] = {"lm", "text", "seq", "batch", "acts", "ablation"};
+    for (size_t i = 0; i < sizeof lm_only / sizeof *lm_only && !lm; i++)
+        if (present[key_index(S_WORKLOAD, lm_only[i])])
+            warn(x, "%s: workload.%s has no effect unless workload.kind = \"lm\"", x->path, lm_only[i]);
+    if (lm) {   /* a step is batch sequences of seq tokens */
+        if (P(WORKLOAD, tokens))
+            return cfg_fail(c, "workload.tokens", "%s", "with kind = \"lm\" a step has seq x batch tokens: leave tokens out");
+        x->workload.tokens = (int64_t)w->lm_seq * w->lm_batch;
     }
 #undef P
     return 0;
@@ -760,9 +831,10 @@ int mplb_exp_reference(FILE *f) {
         for (int i = 0; i < N_KEYS; i++) {
             const key_def *k = &keys[i];
             if (k->sect != s) continue;
-            int req = k->flags & (REQ | REQ_NOPRESET | REQ_SYNTH | REQ_TRACE);
+            int req = k->flags & (REQ | REQ_NOPRESET | REQ_SYNTH | REQ_TRACE | REQ_LM);
             const char *reqs = k->flags & REQ ? "required" : k->flags & REQ_NOPRESET ? "required without a preset"
-                             : k->flags & REQ_SYNTH ? "required (synthetic)" : "required (trace)";
+                             : k->flags & REQ_SYNTH ? "required (synthetic)" : k->flags & REQ_TRACE ? "required (trace)"
+                             : "required (lm)";
             char range[96] = "";
             if (k->type == T_INT || k->type == T_I64 || k->type == T_U64) {
                 if (k->hi >= 9e18) snprintf(range, sizeof range, "%.0f .. 2^63-1", k->lo);

@@ -9,10 +9,12 @@
  *   type     PRESET (model.preset), INT (int), I64 (int64_t), U64 (uint64_t), NUM (double),
  *            STR (char[]), ENUM (char[]; unit lists the values, '|'-separated),
  *            ZIP (groups of sweep axes, read by mplb sweep), TRACE (a file in traces/, resolved to its path), DATA (a file in
- *            profiles/, resolved), TABLE (a block), MODEL, POLICIES (own readers)
+ *            profiles/, resolved), TABLE (a block), MODEL, POLICIES (own readers),
+ *            BOOL (int 0/1), LMDIR (a checkpoint directory in models/, resolved),
+ *            TEXTS (workload.text: {domain = file in models/, ...})
  *   field    the mplb_exp member it fills (ignored for TABLE/MODEL/POLICIES)
  *   flags    0, REQ (required), REQ_NOPRESET (required unless model.preset),
- *            REQ_SYNTH / REQ_TRACE (required for workload.kind synthetic / trace)
+ *            REQ_SYNTH / REQ_TRACE / REQ_LM (required for workload.kind synthetic / trace / lm)
  *   default  as text ("" for none); lo..hi the allowed range of numbers
  *   unit     unit of a number, or an ENUM's values
  * Sources of the meanings: docs/architecture.md, DESIGN notes in the README.
@@ -25,7 +27,7 @@
     X(TOP, "", "the experiment file returns this table")                            \
     X(MODEL, "model", "the MoE model: a preset name, or a table")                   \
     X(CLUSTER, "cluster", "the EP cluster")                                         \
-    X(WORKLOAD, "workload", "the routing the policies see, synthetic or a trace")
+    X(WORKLOAD, "workload", "the routing the policies see: synthetic, a trace, or a real model's router on text")
 
 #define MPLB_EXP_KEYS(X)                                                                                        \
     X(TOP, name, STR, name, 0, "(the file's name)", 0, 0, "", "name of the experiment (run files, reports)")   \
@@ -63,8 +65,9 @@
     X(CLUSTER, expert_memory_gb, NUM, cluster.expert_memory_gb, 0, "0", 0, 1e6, "GB",                          \
       "expert-weight memory per rank; 0 = 1.25 x the all-bf16 footprint")                                      \
                                                                                                                \
-    X(WORKLOAD, kind, ENUM, workload.kind, 0, "synthetic", 0, 0, "synthetic|trace",                            \
-      "synthetic routing, or a recorded trace (file)")                                                         \
+    X(WORKLOAD, kind, ENUM, workload.kind, 0, "synthetic", 0, 0, "synthetic|trace|lm",                         \
+      "synthetic routing, a recorded trace (file), or lm: text through a real MoE checkpoint, whose router "   \
+      "gives the routing and whose output measures each plan's accuracy (docs/accuracy.md)")                  \
     X(WORKLOAD, steps, INT, workload.steps, REQ, "", 1, 100000000, "", "forward steps (batches)")              \
     X(WORKLOAD, tokens, I64, workload.tokens, REQ_SYNTH, "0", 0, 2147483648.0, "tokens",                       \
       "tokens per (prefill) step over all ranks; with a trace, 0 keeps the trace's")                           \
@@ -88,6 +91,17 @@
       "tokens per decode step (needed when prefill_every > 1)")                                                \
     X(WORKLOAD, skew_from, TRACE, workload.skew_from, 0, "", 0, 0, "",                                         \
       "a trace (traces/NAME.h5) whose per-layer skew replaces Zipf's")                                         \
-    X(WORKLOAD, file, TRACE, workload.file, REQ_TRACE, "", 0, 0, "", "kind = \"trace\": the trace file")
+    X(WORKLOAD, file, TRACE, workload.file, REQ_TRACE, "", 0, 0, "", "kind = \"trace\": the trace file")    \
+    X(WORKLOAD, lm, LMDIR, workload.lm, REQ_LM, "", 0, 0, "",                                                  \
+      "kind = \"lm\": a Hugging Face MoE checkpoint directory (models/NAME or a path)")                        \
+    X(WORKLOAD, text, TEXTS, workload.text_path, REQ_LM, "", 0, 0, "",                                         \
+      "kind = \"lm\": {domain = file, ...}: text per domain (bytes, or token ids); \"vision\" counts as vision") \
+    X(WORKLOAD, seq, INT, workload.lm_seq, 0, "64", 2, 65536, "tokens", "kind = \"lm\": tokens per sequence")   \
+    X(WORKLOAD, batch, INT, workload.lm_batch, 0, "8", 1, 65536, "sequences",                                  \
+      "kind = \"lm\": sequences per step (the domains in turn); tokens = seq x batch")                         \
+    X(WORKLOAD, acts, ENUM, workload.lm_acts, 0, "matched", 0, 0, "matched|bf16",                              \
+      "kind = \"lm\": activations in the expert's format (W8A8, W4A4) or bf16 (weight-only)")                  \
+    X(WORKLOAD, ablation, BOOL, workload.lm_ablation, 0, "0", 0, 1, "",                                        \
+      "kind = \"lm\": measure each expert's importance by ablation every (step, layer): obs.expert_ablation")
 
 #endif

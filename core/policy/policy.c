@@ -36,13 +36,15 @@ struct mplb_policy {
 /* An array view reads one field of pol->obs, so views are made once and
  * never copy: obs.rank_load[r] is a load from the caller's C array. */
 typedef enum { ARR_RANK_LOAD, ARR_RANK_VISION, ARR_RANK_MEM, ARR_EXP_LOAD, ARR_EXP_VISION,
-               ARR_EXP_IMPORTANCE, ARR_EXP_RANK, ARR_COUNT } arr_kind;
+               ARR_EXP_IMPORTANCE, ARR_EXP_RANK, ARR_EXP_ABLATION, ARR_COUNT } arr_kind;
 static const char *const arr_names[ARR_COUNT] = {
-    "rank_load", "rank_vision", "rank_mem", "expert_load", "expert_vision", "expert_importance", "expert_rank"};
+    "rank_load", "rank_vision", "rank_mem", "expert_load", "expert_vision", "expert_importance", "expert_rank",
+    "expert_ablation"};
 
 typedef struct arr_view { mplb_policy *pol; arr_kind kind; } arr_view;
 
 static int arr_len(const mplb_obs *o, arr_kind k) {
+    if (k == ARR_EXP_ABLATION && !o->expert_ablation) return 0;   /* not measured in this run */
     return k <= ARR_RANK_MEM ? o->ranks : o->experts;
 }
 
@@ -72,6 +74,7 @@ static int arr_index(lua_State *L) {
     case ARR_EXP_VISION: lua_pushinteger(L, o->expert_vision[j]); break;
     case ARR_EXP_IMPORTANCE: lua_pushnumber(L, o->expert_importance[j]); break;
     case ARR_EXP_RANK: lua_pushinteger(L, o->expert_rank[j] + 1); break;
+    case ARR_EXP_ABLATION: lua_pushnumber(L, o->expert_ablation[j]); break;
     default: lua_pushnil(L);
     }
     return 1;
@@ -439,6 +442,7 @@ static int lib_above(lua_State *L) {
         case ARR_EXP_LOAD: x = o->expert_load[i]; break;
         case ARR_EXP_VISION: x = o->expert_vision[i]; break;
         case ARR_EXP_IMPORTANCE: x = o->expert_importance[i]; break;
+        case ARR_EXP_ABLATION: x = o->expert_ablation[i]; break;
         default: x = o->expert_rank[i] + 1; break;
         }
         if (x > cut) {

@@ -7,6 +7,7 @@
 #include "mplb/quant.h"
 #include "mplb/execute.h"
 #include "mplb/ep_run.h"
+#include "mplb/accuracy.h"
 
 #include <math.h>
 
@@ -80,6 +81,9 @@ typedef struct run_state {
      * that differs is a rebalance, and the cost model charges its migration */
     mplb_placement *prev;
     int n_prev;
+    mplb_accrun *acc;         /* workload.kind = "lm": routing from a real model, accuracy measured */
+    mplb_lm_metrics *met;     /* [domains + 1] */
+    double *ablation;         /* [E] this (step, layer)'s importance by ablation, or NULL */
 } run_state;
 
 /* backend "cpu": the measured per-rank FFN time replaces the model's compute
@@ -145,6 +149,9 @@ static void state_free(run_state *s, int n_pol) {
     free(s->rank_mem);
     free(s->prec8);
     mplb_ep_run_close(s->ep);
+    mplb_accrun_close(s->acc);
+    free(s->met);
+    free(s->ablation);
     free(s->ept);
     for (int i = 0; i < s->n_prev; i++) mplb_placement_free(&s->prev[i]);
     free(s->prev);
@@ -172,6 +179,7 @@ static void observe(const mplb_exp *x, const run_state *s, int step, int layer, 
     o->expert_load = s->rt.expert_counts;
     o->expert_vision = s->rt.vision_counts;
     o->expert_importance = s->rt.importance;
+    o->expert_ablation = s->ablation;
     o->expert_rank = s->base.home;
     o->rank_mem = s->rank_mem;
     o->src_counts = s->rt.src_counts;
@@ -211,6 +219,12 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
     for (; s.n_prev < P * x->model.layers; s.n_prev++)
         if ((rc = mplb_placement_copy(&s.prev[s.n_prev], &s.base, err)) < 0) goto out;
     sum->n_policies = P;
+    if (!strcmp(x->workload.kind, "lm")) {
+        if ((rc = mplb_accrun_open(&x->workload, &x->model, P, &s.acc, err)) < 0) goto out;
+        s.met = calloc((size_t)mplb_accrun_domains(s.acc) + 1, sizeof *s.met);
+        if (x->workload.lm_ablation) s.ablation = calloc((size_t)E, sizeof *s.ablation);
+        if (!s.met || (x->workload.lm_ablation && !s.ablation)) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
+    }
     mplb_error_table(s.relerr);
     if (x->accuracy[0] && (rc = mplb_accuracy_load(x->accuracy, s.relerr, err)) < 0) goto out;
     int cuda = !strcmp(x->backend, "cuda");
@@ -340,6 +354,12 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
             ps->sum_imbalance += row->imbalance;
             ps->sum_error_proxy += row->error_proxy;
             ps->sum_decide_us += row->decide_us;
+            if (!isnan(row->kl)) {
+                ps->acc_rows++;
+                ps->sum_kl += row->kl;
+                ps->sum_top1 += row->top1_agree;
+                ps->sum_ppl_delta += row->ppl_delta;
+            }
         }
         sum->resumed_steps = start_step;
         mplb_runfile_info_free(&old);
@@ -355,7 +375,11 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
         for (int layer = 0; layer < x->model.layers && rc == 0; layer++) {
             if (opts->stop && *opts->stop) { stopped = 1; break; }
             if (opts->progress) opts->progress(opts->hook_ctx, step, layer, x->workload.steps, x->model.layers);
-            if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
+            if (s.acc) {   /* the model's own router on the step's text */
+                if (layer == 0 && (rc = mplb_accrun_step(s.acc, step, err)) < 0) break;
+                if ((rc = mplb_accrun_routing(s.acc, layer, &s.base, x->cluster.gpus_per_node, &s.rt, err)) < 0) break;
+                if (s.ablation && (rc = mplb_accrun_importance(s.acc, layer, s.ablation, err)) < 0) break;
+            } else if ((rc = mplb_wl_generate(&s.wl, step, layer, &s.base, &s.rt, err)) < 0) break;
             mplb_plan_reset(&s.base_plan, &s.base);
             if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.base_plan, &s.base_res, err)) < 0) break;
             if (s.ep) { if ((rc = apply_ep(&s, step, layer, &s.base_plan, &s.base_res, err)) < 0) break; }
@@ -374,6 +398,17 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 if ((rc = mplb_cost_eval(&s.hw, &x->model, x->cluster.gpus_per_node, &s.rt, &s.plan, &s.res, err)) < 0) break;
                 mplb_placement_assign(prev, &s.plan.placement);
                 if (opts->on_plan && !replaying) opts->on_plan(opts->hook_ctx, i, step, layer, &s.plan, dt);
+                double acc_kl = NAN, acc_top1 = NAN, acc_ppl = NAN;
+                if (s.acc) {   /* measured on the model's output once the step's last layer is decided */
+                    mplb_accrun_plan(s.acc, i, layer, s.plan.expert_prec);
+                    if (layer == x->model.layers - 1) {
+                        if ((rc = mplb_accrun_measure(s.acc, i, s.met, err)) < 0) break;
+                        const mplb_lm_metrics *all = &s.met[mplb_accrun_domains(s.acc)];
+                        acc_kl = all->kl;
+                        acc_top1 = all->top1;
+                        acc_ppl = all->ppl_q - all->ppl_ref;
+                    }
+                }
                 double measured_err = -1;
                 int untouched = !s.plan.placement_changed && s.plan.n_moves == 0 && s.plan.dispatch_prec == s.base_plan.dispatch_prec;
                 for (int e = 0; e < E && untouched; e++) untouched = s.plan.expert_prec[e] == MPLB_PREC_BF16;
@@ -406,6 +441,7 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                     .error_proxy = measured_err >= 0 ? measured_err : mplb_error_proxy(&s.rt, &s.plan, s.relerr),
                     .decide_us = dt,
                     .bytes_intra = s.res.bytes_intra, .bytes_inter = s.res.bytes_inter,
+                    .kl = acc_kl, .top1_agree = acc_top1, .ppl_delta = acc_ppl,
                 };
                 mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy};
                 if (replaying) {
@@ -422,6 +458,12 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                 ps->sum_imbalance += row.imbalance;
                 ps->sum_error_proxy += row.error_proxy;
                 ps->sum_decide_us += row.decide_us;
+                if (!isnan(row.kl)) {
+                    ps->acc_rows++;
+                    ps->sum_kl += row.kl;
+                    ps->sum_top1 += row.top1_agree;
+                    ps->sum_ppl_delta += row.ppl_delta;
+                }
                 rc = mplb_policy_feedback(s.pols[i], &fb, err);
             }
         }

@@ -36,6 +36,7 @@ static hid_t row_type(void) {
     F(imbalance, H5T_NATIVE_DOUBLE); F(lis, H5T_NATIVE_DOUBLE);
     F(error_proxy, H5T_NATIVE_DOUBLE); F(decide_us, H5T_NATIVE_DOUBLE);
     F(bytes_intra, H5T_NATIVE_DOUBLE); F(bytes_inter, H5T_NATIVE_DOUBLE);
+    F(kl, H5T_NATIVE_DOUBLE); F(top1_agree, H5T_NATIVE_DOUBLE); F(ppl_delta, H5T_NATIVE_DOUBLE);
 #undef F
     return t;
 }

@@ -37,6 +37,11 @@
 #include "mplb/ffn.h"
 #include "mplb/prec.h"
 
+struct mplb_workload_cfg;
+struct mplb_model;
+struct mplb_placement;
+struct mplb_routing;
+
 /* Tensor names per family (model_type in config.json):
  * X(id, model_type, moe block, gate, up, down, shared expert, shared gate) */
 #define MPLB_LM_FAMILY_MAP(X)                                                                        \
@@ -137,5 +142,36 @@ typedef struct mplb_lm_metrics {
 
 int mplb_lm_compare(const float *ref, const float *q, const int32_t *tokens, const int *dom, int ndom, int S, int T,
                     int V, mplb_lm_metrics *out, mplb_err *err);
+
+/* ---- mplb_accrun: the "lm" workload of a run (workload.kind = "lm").
+ * Each step draws lm_batch sequences of lm_seq tokens from the text files,
+ * the domains in turn (sequence j from domain j mod n_text, on source rank
+ * j mod R: data-parallel attention keeps a sequence on one rank), and runs
+ * the all-bf16 model on them: its router's choices, layer by layer, are the
+ * routing every policy observes. Each policy's per-layer precisions are
+ * recorded as it decides; after the last layer the step is run again with
+ * them (the model's own router routing on the quantized hidden states) and
+ * compared with the bf16 output: KL, top-1 agreement, perplexity, per
+ * domain. A domain named "vision" counts as vision tokens. */
+typedef struct mplb_accrun mplb_accrun;
+
+int mplb_accrun_open(const struct mplb_workload_cfg *w, const struct mplb_model *model, int n_policies,
+                     mplb_accrun **out, mplb_err *err);
+void mplb_accrun_close(mplb_accrun *a);
+/* The bf16 pass of a step. */
+int mplb_accrun_step(mplb_accrun *a, int step, mplb_err *err);
+/* rt (cleared first) <- the routing of `layer` in the step's bf16 pass. */
+int mplb_accrun_routing(const mplb_accrun *a, int layer, const struct mplb_placement *pl, int gpus_per_node,
+                        struct mplb_routing *rt, mplb_err *err);
+/* Policy i chose prec[e] for the experts of `layer`. */
+void mplb_accrun_plan(mplb_accrun *a, int policy, int layer, const mplb_prec *prec);
+/* Run policy i's plan of the step; out[ndom + 1] (the last: all domains). */
+int mplb_accrun_measure(mplb_accrun *a, int policy, mplb_lm_metrics *out, mplb_err *err);
+int mplb_accrun_domains(const mplb_accrun *a);
+const char *mplb_accrun_domain(const mplb_accrun *a, int i);
+/* Importance of each expert of `layer` by ablation (the step's batch,
+ * bf16 elsewhere): mean KL of the output when that expert is dropped and
+ * its tokens renormalised over their other experts. imp[experts]. */
+int mplb_accrun_importance(mplb_accrun *a, int layer, double *imp, mplb_err *err);
 
 #endif

@@ -37,7 +37,7 @@ typedef struct mplb_cluster {
 } mplb_cluster;
 
 typedef struct mplb_workload_cfg {
-    char kind[MPLB_NAME_MAX];     /* "synthetic" or "trace" */
+    char kind[MPLB_NAME_MAX];     /* "synthetic", "trace" or "lm" */
     int steps;
     int64_t tokens;               /* tokens per (prefill) step, over all ranks */
     double zipf;                  /* skew of text routing */
@@ -52,6 +52,15 @@ typedef struct mplb_workload_cfg {
     int64_t decode_tokens;        /* tokens per decode step */
     char skew_from[MPLB_PATH_MAX];/* a trace whose per-layer skew replaces Zipf's */
     char file[MPLB_PATH_MAX];     /* kind = "trace": the trace file */
+    /* kind = "lm": text through a real MoE checkpoint, whose router gives the
+     * routing and whose output measures accuracy (core/accuracy/) */
+    char lm[MPLB_PATH_MAX];       /* checkpoint directory (config.json + model.safetensors) */
+    int lm_seq, lm_batch;         /* tokens per sequence, sequences per step */
+    char lm_acts[16];             /* "matched" (W8A8, W4A4) or "bf16" (weight-only) */
+    int lm_ablation;              /* measure each expert's importance by ablation (obs.expert_ablation) */
+    int n_text;                   /* text domains, each a file */
+    char text_name[8][MPLB_NAME_MAX];
+    char text_path[8][MPLB_PATH_MAX];
 } mplb_workload_cfg;
 
 typedef struct mplb_policy_ref {

@@ -36,6 +36,8 @@ typedef struct mplb_obs {
     const int32_t *expert_load;     /* [E] */
     const int32_t *expert_vision;   /* [E] */
     const double *expert_importance;/* [E] gate mass */
+    const double *expert_ablation;  /* [E] measured importance: output KL with the expert removed
+                                     * (workload kind "lm" with ablation = true), else NULL (Lua: length 0) */
     const int *expert_rank;         /* [E] home rank (0-based in C, 1-based in Lua) */
     const double *rank_mem;         /* [R] expert-weight bytes on r with all experts bf16 at home */
     const int32_t *src_counts;      /* [R*E] token copies from source rank r to expert e */

@@ -41,6 +41,8 @@ typedef struct mplb_policy_summary {
     char name[MPLB_LABEL_MAX];
     long rows;
     double sum_t_layer, sum_t_baseline, sum_imbalance, sum_error_proxy, sum_decide_us;
+    long acc_rows;              /* steps whose accuracy was measured (workload.kind = "lm") */
+    double sum_kl, sum_top1, sum_ppl_delta;
 } mplb_policy_summary;
 
 typedef struct mplb_run_summary {

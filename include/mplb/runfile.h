@@ -33,6 +33,9 @@ typedef struct mplb_step_row {
     double t_layer_us, t_baseline_us, t_dispatch_us, t_compute_max_us, t_combine_us;
     double exposed_conv_us, imbalance, lis, error_proxy, decide_us;
     double bytes_intra, bytes_inter;
+    /* measured accuracy (workload.kind = "lm"), in the last layer's row of a
+     * step (the model's output); NaN where not measured. Not error_proxy. */
+    double kl, top1_agree, ppl_delta;
 } mplb_step_row;
 
 typedef struct mplb_runfile_meta {

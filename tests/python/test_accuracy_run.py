@@ -1,0 +1,60 @@
+"""experiments/accuracy_small.lua on the shipped tiny MoE: accuracy measured
+on the model's output (workload.kind = "lm"), written beside the proxy."""
+import os
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+import mplb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("MPLB_BIN", os.path.join(ROOT, "build", "mplb"))
+EXP = os.path.join(ROOT, "experiments", "accuracy_small.lua")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("acc") / "acc.h5"
+    subprocess.run([BIN, "run", EXP, "-o", str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_baseline_zero_fp8_below_threshold_below_nvfp4(run):
+    r = mplb.load(run)
+    st = r.steps
+    last = st[st["layer"] == st["layer"].max()]
+    assert np.isnan(st[st["layer"] < st["layer"].max()]["kl"]).all()   # measured once a step, on the output
+    kl = last.groupby("policy_name")["kl"].mean()
+    names = r.policies
+    base, fp8, fp4, thr = names[0], names[1], names[2], names[3]
+    b = last[last["policy_name"] == base]
+    assert (b["kl"] == 0).all() and (b["top1_agree"] == 1).all() and (b["ppl_delta"] == 0).all()
+    assert 0 < kl[fp8] < kl[thr] < kl[fp4]
+    top1 = last.groupby("policy_name")["top1_agree"].mean()
+    assert top1[fp4] < top1[fp8] <= 1
+    # the threshold policy kept some experts in bf16 and lowered others
+    with h5py.File(run, "r") as f:
+        prec = f["experts/precision"][()]
+        pol = f["steps"]["policy"]
+    t = prec[pol == 3]
+    assert (t == mplb.PRECISIONS.index("nvfp4")).any() and (t == 0).any()
+    # the proxy stays a separate column
+    assert (last[last["policy_name"] == fp4]["error_proxy"] > 0).all()
+
+
+def test_lm_workload_errors(tmp_path):
+    def fails(*sets):
+        args = [BIN, "run", EXP, "-o", str(tmp_path / "x.h5"), "--force"]
+        for s in sets:
+            args += ["--set", s]
+        p = subprocess.run(args, capture_output=True, text=True)
+        assert p.returncode != 0
+        return p.stderr
+    assert "model.experts = 8, but the checkpoint" in fails("model.experts=8")
+    assert "workload.lm" in fails('workload.lm="no-such-model"')
+    assert "workload.text" in fails("workload.text={}")
+    assert "workload.text.code" in fails('workload.text={code="missing.txt"}')
+    assert "unknown acts 'w4'" in fails('workload.acts="w4"')
+    assert "leave tokens out" in fails("workload.tokens=100")
