@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 make build >/dev/null
 host=$(hostname)
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-which=${*:-quant costmodel policies hdf5 workloads sweep gemm dispatch eplb accuracy}
+which=${*:-quant costmodel policies hdf5 workloads sweep gemm dispatch eplb accuracy memory}
 for b in $which; do
   out=bench/results/$b.txt
   { echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $host ($cpu, $(nproc) cores), git $(git rev-parse --short HEAD)"
