@@ -48,6 +48,13 @@ def _table(df, cols):
     for c in df.columns:
         broken = html.escape(c).replace("_", "_<wbr>").replace(".", ".<wbr>")
         text = text.replace(f"<th>{html.escape(c)}</th>", f"<th>{broken}</th>")
+    # the policy label gets a quarter of the width, the numbers share the rest
+    cols = list(df.columns)
+    wide = 24 if "policy" in cols else 0
+    rest = (100 - wide) / max(len(cols) - (1 if wide else 0), 1)
+    group = "<colgroup>" + "".join(f"<col style='width:{wide if c == 'policy' else rest:.2f}%'>" for c in cols) + \
+        "</colgroup>"
+    text = text.replace(">\n  <thead>", ">" + group + "\n  <thead>", 1)
     return f"<div class='tbl'>{text}</div>"
 
 

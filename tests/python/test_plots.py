@@ -301,6 +301,9 @@ class _Page(HTMLParser):
 
 def _check_tables(page, text):
     assert "table-layout:fixed" in text and "width:100%" in text
+    for group in re.findall(r"<colgroup>(.*?)</colgroup>", text):   # widths add up to the page
+        assert sum(map(float, re.findall(r"width:([0-9.]+)%", group))) == pytest.approx(100, abs=0.1)
+    assert text.count("<colgroup>") == text.count("<table")
     for t in page.tables:
         ncols = len(t[0])
         assert ncols <= 14   # >= 75 px a column on the 1100 px page
