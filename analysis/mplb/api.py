@@ -19,6 +19,7 @@ import ctypes
 import math
 import os
 import shutil
+import signal
 import tempfile
 import threading
 
@@ -142,21 +143,32 @@ def _experiment_path(experiment, tmp):
 
 
 def _call_stoppable(call, stop):
-    """call() in a worker thread (ctypes drops the Python lock), waiting here
-    so Ctrl-C reaches this thread: it sets stop, and the library ends the run
-    before its next layer; the call's result is returned either way."""
-    out = {}
+    """call() in a worker thread (ctypes drops the Python lock) while this
+    thread waits; here Ctrl-C only sets stop (a SIGINT handler in place of
+    KeyboardInterrupt for the call's duration, so no exception can leave
+    while the library still writes), and the library ends the run before its
+    next layer. Returns call()'s result. Off the main thread no handler can
+    be installed: the call then runs to its end."""
+    out, done = {}, threading.Event()
 
     def work():
-        out["rc"] = call()
-
-    t = threading.Thread(target=work, name="mplb.run", daemon=True)
-    t.start()
-    while t.is_alive():
         try:
-            t.join(0.05)
-        except KeyboardInterrupt:
-            stop.value = 1
+            out["rc"] = call()
+        finally:
+            done.set()
+
+    def on_sigint(signum, frame):
+        stop.value = 1
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, on_sigint) if main else None
+    try:
+        threading.Thread(target=work, name="mplb.run", daemon=True).start()
+        while not done.wait(0.05):
+            pass
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
     return out.get("rc", -1)
 
 
