@@ -152,7 +152,12 @@ static void gemm64(const float *W, const float *a, int n, int rows, int k, doubl
 // The device's algorithm on the host in float64: weights as the CPU
 // reference dequantizes them (rounded to bf16 on the weight-only path),
 // activations rounded as the device rounds them (act), SwiGLU in float.
-static void host_ffn(const mplb_expert_w *hw, int wbf16, int act, const float *x, int n, double *y) {
+static void round_bf16(double *v, size_t n) {
+    for (size_t i = 0; i < n; i++) v[i] = mplb_bf16_to_f32(mplb_f32_to_bf16((float)v[i]));
+}
+
+// obf16: the GEMMs wrote bf16 (an FP4 path without f32-output algorithms)
+static void host_ffn(const mplb_expert_w *hw, int wbf16, int obf16, int act, const float *x, int n, double *y) {
     int d = hw->d, f = hw->f;
     float *W[3], *a = (float *)malloc((size_t)n * (d > f ? d : f) * sizeof(float));
     double *g = (double *)malloc((size_t)n * f * sizeof(double)), *u = (double *)malloc((size_t)n * f * sizeof(double));
@@ -168,9 +173,11 @@ static void host_ffn(const mplb_expert_w *hw, int wbf16, int act, const float *x
     round_host(a, n, d, act);
     gemm64(W[0], a, n, f, d, g);
     gemm64(W[1], a, n, f, d, u);
+    if (obf16) { round_bf16(g, (size_t)n * f); round_bf16(u, (size_t)n * f); }
     for (size_t i = 0; i < (size_t)n * f; i++) a[i] = mplb_swiglu((float)g[i], (float)u[i]);
     round_host(a, n, f, act);
     gemm64(W[2], a, n, d, f, y);
+    if (obf16) round_bf16(y, (size_t)n * d);
     for (int i = 0; i < 3; i++) free(W[i]);
     free(a); free(g); free(u);
 }
@@ -206,12 +213,12 @@ static void check_ffn(mplb_cuda *c, mplb_prec p, int d, int f, int n, double tol
     int tc = dw.path == MPLB_CUDA_PATH_FP4_TC, wonly = dw.path == MPLB_CUDA_PATH_WEIGHT_ONLY;
     int act = p == MPLB_PREC_FP8_E4M3 ? ACT_FP8 : tc ? (p == MPLB_PREC_NVFP4 ? ACT_NVFP4 : ACT_MXFP4) : ACT_BF16;
     int wrong = act == ACT_BF16 ? ACT_FP8 : ACT_BF16;
-    host_ffn(&hw, wonly, act, x, n, ref);
-    host_ffn(&hw, wonly, wrong, x, n, alt);
+    host_ffn(&hw, wonly, dw.out_bf16, act, x, n, ref);
+    host_ffn(&hw, wonly, dw.out_bf16, wrong, x, n, alt);
     double r = rc == 0 ? rel(y, ref, (size_t)n * d) : INFINITY, ra = rel64(alt, ref, (size_t)n * d);
     char what[512];
-    snprintf(what, sizeof what, "ffn %s weights, %s (d=%d f=%d n=%d): rel diff %.2e from the host reference (allowed %.0e; "
-             "a wrong activation format is %.2e away)%s%s", mplb_prec_name(p), mplb_cuda_path_name(dw.path, p), d, f, n, r, tol,
+    snprintf(what, sizeof what, "ffn %s weights, %s%s (d=%d f=%d n=%d): rel diff %.2e from the host reference (allowed %.0e; "
+             "a wrong activation format is %.2e away)%s%s", mplb_prec_name(p), mplb_cuda_path_name(dw.path, p), dw.out_bf16 ? ", bf16 GEMM outputs" : "", d, f, n, r, tol,
              ra, rc ? ": " : "", rc ? err.msg : "");
     report(r < tol && ra > 5 * tol, what);
     mplb_cuda_expert_free(&dw);

@@ -44,6 +44,7 @@ const char *kind_name(int k) {
 
 struct gemm_n {   // the B and D layouts and the algorithm of one token count
     int n, found;
+    int out_bf16;    // D in bf16 (then widened to f32): where cuBLASLt has no f32-output FP4 algorithm
     cublasLtMatrixLayout_t lb, lc;
     cublasLtMatmulAlgo_t algo;
 };
@@ -70,7 +71,8 @@ struct mplb_cuda {
     uint8_t *act_sc;          // their FP4 block scales, tiled
     float *g, *u;             // [n x f]
     uint16_t *wtile;          // bf16 weights of the weight-only path [f x d]
-    size_t cap_act, cap_sc, cap_g, cap_u, cap_w;
+    uint16_t *obuf;           // bf16 GEMM outputs where an FP4 GEMM writes bf16 [n x max(d, f)]
+    size_t cap_act, cap_sc, cap_g, cap_u, cap_w, cap_o;
     float *act_scale;         // the activations' fp8 or nvfp4 tensor scale
     float *alpha;             // [3] device alphas of the FP4 GEMMs (tensor scales folded in), then 0 (beta)
     unsigned int *amax;
@@ -133,7 +135,7 @@ extern "C" void mplb_cuda_close(mplb_cuda *c) {
     for (int i = 0; i < c->nplans; i++) plan_free(&c->plans[i]);
     free(c->plans);
     if (c->lt) cublasLtDestroy(c->lt);
-    cudaFree(c->ws); cudaFree(c->act); cudaFree(c->act_sc); cudaFree(c->g); cudaFree(c->u); cudaFree(c->wtile);
+    cudaFree(c->ws); cudaFree(c->act); cudaFree(c->act_sc); cudaFree(c->g); cudaFree(c->u); cudaFree(c->wtile); cudaFree(c->obuf);
     cudaFree(c->act_scale); cudaFree(c->alpha); cudaFree(c->amax);
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c);
@@ -228,14 +230,22 @@ static int plan_n(mplb_cuda *c, gemm_plan *p, int n, gemm_n **out, mplb_err *err
     cublasLtMatmulHeuristicResult_t h;
     int found = 0;
     cublasStatus_t st = cublasLtMatrixLayoutCreate(&g->lb, kind_type(p->kind), p->k, n, p->k);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&g->lc, CUDA_R_32F, p->rows, n, p->rows);
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->ws_bytes, sizeof c->ws_bytes);
-    if (st == CUBLAS_STATUS_SUCCESS) {
+    // f32 output first; the FP4 kinds then try bf16 output (what known users of these GEMMs ask for), widened after
+    int fp4 = p->kind == GK_NVFP4 || p->kind == GK_MXFP4;
+    for (int bf = 0; bf < 1 + fp4 && st == CUBLAS_STATUS_SUCCESS && !found; bf++) {
+        if (g->lc) cublasLtMatrixLayoutDestroy(g->lc);
+        g->lc = NULL;
+        st = cublasLtMatrixLayoutCreate(&g->lc, bf ? CUDA_R_16BF : CUDA_R_32F, p->rows, n, p->rows);
         // "no algorithm" comes back as NOT_SUPPORTED or as found == 0: both mean this device/library cannot
-        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, g->lb, g->lc, g->lc, pref, 1, &h, &found);
+        cublasStatus_t hs = st == CUBLAS_STATUS_SUCCESS
+                                ? cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, g->lb, g->lc, g->lc, pref, 1, &h, &found)
+                                : st;
         if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED) st = hs;
+        if (hs != CUBLAS_STATUS_SUCCESS) found = 0;
+        g->out_bf16 = bf;
     }
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS) {
@@ -263,9 +273,11 @@ static int gemm_run(mplb_cuda *c, gemm_plan *p, gemm_n *g, const void *W, const 
     static const float one = 1.0f, zero = 0.0f;
     int fp4 = p->kind == GK_NVFP4 || p->kind == GK_MXFP4;
     const void *a = fp4 ? (const void *)alpha : (const void *)&one, *b = fp4 ? (const void *)(c->alpha + 3) : (const void *)&zero;
-    st = cublasLtMatmul(c->lt, p->op, a, W, p->la, act, g->lb, b, out, g->lc, out, g->lc, &g->algo, c->ws, c->ws_bytes,
-                        c->stream);
-    return st == CUBLAS_STATUS_SUCCESS ? 0 : lt_err(err, st, "cublasLtMatmul");
+    void *d = g->out_bf16 ? (void *)c->obuf : (void *)out;
+    st = cublasLtMatmul(c->lt, p->op, a, W, p->la, act, g->lb, b, d, g->lc, d, g->lc, &g->algo, c->ws, c->ws_bytes, c->stream);
+    if (st != CUBLAS_STATUS_SUCCESS) return lt_err(err, st, "cublasLtMatmul");
+    int e = g->out_bf16 ? mplb_cuda_bf16_to_f32(c->obuf, out, (int64_t)g->n * p->rows, c->stream) : 0;
+    return e ? cuda_err(err, (cudaError_t)e, "widening the GEMM output") : 0;
 }
 
 // ---- experts ----------------------------------------------------------------
@@ -357,12 +369,14 @@ extern "C" int mplb_cuda_ffn_prepare(mplb_cuda *c, mplb_cuda_expert *w, int n, m
     if (rc == 0) rc = grow(c, (void **)&c->u, &c->cap_u, (size_t)n * f * sizeof(float), err);
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         int kind = proj_kind(w), ok = 1;
+        w->out_bf16 = 0;
         for (int i = 0; i < 3 && rc == 0; i++) {
             gemm_plan *p;
             gemm_n *g;
             rc = plan_get(c, kind, (int)w->w[i].rows, (int)w->w[i].cols, &p, err);
             if (rc == 0) rc = plan_n(c, p, n, &g, err);
             if (rc == 0 && !g->found) ok = 0;
+            if (rc == 0 && g->found && g->out_bf16) w->out_bf16 = 1;
         }
         if (rc < 0 || ok) break;
         if (w->path != MPLB_CUDA_PATH_FP4_TC)
@@ -371,6 +385,7 @@ extern "C" int mplb_cuda_ffn_prepare(mplb_cuda *c, mplb_cuda_expert *w, int n, m
         w->path = MPLB_CUDA_PATH_WEIGHT_ONLY;   // no FP4 algorithm here: the labelled fallback
     }
     if (rc == 0 && w->path == MPLB_CUDA_PATH_WEIGHT_ONLY) rc = grow(c, (void **)&c->wtile, &c->cap_w, d * f * 2, err);
+    if (rc == 0 && w->out_bf16) rc = grow(c, (void **)&c->obuf, &c->cap_o, (size_t)n * big * 2, err);
     return rc;
 }
 

@@ -84,6 +84,11 @@ __global__ void bf16_kernel(const float *x, uint16_t *out, int64_t n) {
         out[i] = mplb_f32_to_bf16(x[i]);
 }
 
+__global__ void widen_bf16_kernel(const uint16_t *x, float *out, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = mplb_bf16_to_f32(x[i]);
+}
+
 __global__ void swiglu_kernel(float *g, const float *u, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         g[i] = mplb_swiglu(g[i], u[i]);
@@ -129,6 +134,11 @@ extern "C" int mplb_cuda_fp8_quantize_scaled(const float *x, int64_t n, uint8_t 
 
 extern "C" int mplb_cuda_to_bf16(const float *x, uint16_t *out, int64_t n, void *stream) {
     bf16_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(x, out, n);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int mplb_cuda_bf16_to_f32(const uint16_t *x, float *out, int64_t n, void *stream) {
+    widen_bf16_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(x, out, n);
     return (int)cudaGetLastError();
 }
 

@@ -72,6 +72,7 @@ int mplb_cuda_nvfp4_quantize(const float *x, int64_t rows, int64_t cols, uint8_t
 int mplb_cuda_fp8_quantize_scaled(const float *x, int64_t n, uint8_t *out, float *scale, unsigned int *scratch,
                                   void *stream);
 int mplb_cuda_to_bf16(const float *x, uint16_t *out, int64_t n, void *stream);
+int mplb_cuda_bf16_to_f32(const uint16_t *x, float *out, int64_t n, void *stream);
 int mplb_cuda_swiglu(float *g, const float *u, int64_t n, void *stream);   /* g = silu(g) * u */
 
 /* A packed matrix on the device, in mplb_qtensor's layout. */
@@ -99,6 +100,7 @@ typedef struct mplb_cuda_expert {
     int d, f;
     mplb_prec prec;
     int path;             /* MPLB_CUDA_PATH_*; FP4_TC falls back to WEIGHT_ONLY at prepare */
+    int out_bf16;         /* FP4_TC: cuBLASLt wrote bf16 GEMM outputs (no f32-output algorithm), widened after */
     mplb_cuda_mat w[3];   /* gate [f x d], up [f x d], down [d x f] */
 } mplb_cuda_expert;
 
