@@ -96,7 +96,7 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     fprintf(out, "-- (ranks on one host share memory); latencies are a 1 us guess.\n");
     fprintf(out, "-- Every format computes at the FP32 GEMM rate (listed as bf16) until the CPU\n");
     fprintf(out, "-- backend's mixed-precision kernels are calibrated.\n");
-    char ref[200];
+    char ref[400];
     snprintf(ref, sizeof ref, "mplb calibrate --backend cpu on %s at %s", host, stamp);
     fprintf(out, "return {\n  name = \"%s\",\n", name);
     fprintf(out, "  peak_tflops = {\n");

@@ -114,7 +114,7 @@ AVX2 static void cast_e2m1(const float *x, mplb_qtensor *t, float gs) {
 /* rint(x / s) of 8 floats in double, clamped to [lo, hi], as 32-bit ints */
 AVX2 static __m256i div_round8(const float *x, __m256d s, __m256d add, __m256d lo, __m256d hi) {
     __m256 v = _mm256_loadu_ps(x);
-    const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+#define rn (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
     __m256d a = _mm256_round_pd(_mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s), rn);
     __m256d b = _mm256_round_pd(_mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s), rn);
     a = _mm256_min_pd(_mm256_max_pd(_mm256_add_pd(a, add), lo), hi);
