@@ -196,6 +196,7 @@ static void test_strict_obs_act(void **st) {
         {"  act:frobnicate(1)\n", {"typo.lua:3:", "act has no method 'frobnicate' (known: dispatch_precision, expert_precision", NULL}},
         {"  local x = obs.expert_load[0]\n", {"typo.lua:3:", "obs.expert_load[0]: index out of range 1..8", NULL}},
         {"  local x = obs[1]\n", {"typo.lua:3:", "obs has no entry 1", NULL}},
+        {"  local x = mplb.abov(obs.rank_load, 1)\n", {"typo.lua:3:", "mplb has no function 'abov' (did you mean 'above'?)", NULL}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[512];

@@ -339,12 +339,13 @@ static int strict_index(lua_State *L) {
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) { const char *t = names[j]; names[j] = names[j - 1]; names[j - 1] = t; }
     const char *best = mplb_closest(key, names, n);
-    if (best) return luaL_error(L, "%s has no %s '%s' (did you mean '%s'?)", what, *what == 'o' ? "field" : "method", key, best);
+    const char *kind = *what == 'o' ? "field" : *what == 'a' ? "method" : "function";
+    if (best) return luaL_error(L, "%s has no %s '%s' (did you mean '%s'?)", what, kind, key, best);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (int i = 0; i < n; i++) { if (i) luaL_addstring(&b, ", "); luaL_addstring(&b, names[i]); }
     luaL_pushresult(&b);
-    return luaL_error(L, "%s has no %s '%s' (known: %s)", what, *what == 'o' ? "field" : "method", key, lua_tostring(L, -1));
+    return luaL_error(L, "%s has no %s '%s' (known: %s)", what, kind, key, lua_tostring(L, -1));
 }
 
 /* Give the table on the stack top a metatable whose __index is strict_index. */
@@ -510,6 +511,7 @@ static void open_mplb_lib(lua_State *L, mplb_policy *pol) {
     lua_setfield(L, -2, "precisions");
     pol->lh = (mplb_lh_ctx){pol, lh_view, lh_src};
     mplb_lh_open(L, &pol->lh);   /* argsort, greedy_pack, rank_sums, ... */
+    make_strict(L, "mplb");      /* mplb.abov(...) names mplb.above */
     lua_setglobal(L, "mplb");
 }
 
