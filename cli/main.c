@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <malloc.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,6 +85,9 @@ int main(int argc, char **argv) {
      * spends most of its time faulting new pages in (bench/dispatch). */
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    /* every file is closed explicitly; libhdf5's own exit handler would only
+     * retry closing one whose write failed (a full disk), and crash doing so */
+    H5dont_atexit();
     if (argc < 2) { fputs(mplb_usage_text, stderr); return 2; }
     return dispatch(argc - 1, argv + 1);
 }

@@ -309,7 +309,7 @@ int mplb_cmd_run(int argc, char **argv) {
 #endif
     if (rc < 0) {
         fprintf(stderr, "mplb: %s\n", err.msg);
-        if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
+        if ((rc == MPLB_EPOLICY || rc == MPLB_ELIMIT) && sum.n_policies && out && access(out, F_OK) == 0) fprintf(stderr, "mplb: rows written so far are kept in %s (status: failed)\n", out);
     } else if (rank == 0) {
         if (sum.resumed_steps) printf("resumed: %d step(s) kept from %s\n", sum.resumed_steps, out);
         print_summary(&sum, &x, out, device);

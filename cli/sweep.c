@@ -156,7 +156,7 @@ static int write_index(const char *dir, const mplb_sweep *sw, const int *state) 
 }
 
 static const char sweep_usage[] =
-    "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--zip a,b]... [--resume]\n"
+    "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--zip a,b]... [--point-timeout S] [--resume]\n"
     "Run every point of the experiment's sweep axes: each list-valued key (cluster.profile = {\"h100\",\n"
     "\"b200\"}), policy parameter ({\"threshold\", tau = {1.1, 1.5}}) or --set value (--set\n"
     "'workload.tokens={2048,8192}'). Axes combine as a cross product, except axes tied together\n"
@@ -164,6 +164,7 @@ static const char sweep_usage[] =
     "which take their values side by side (equal lengths).\n"
     "  -o DIR     the sweep's folder (created): points/pNNNN.lua, runs/pNNNN.h5, index.csv\n"
     "  -j N       N worker processes on this machine (under mpirun the points are divided across ranks)\n"
+    "  --point-timeout S  a point running longer than S seconds is stopped and marked failed (default 3600)\n"
     "  --resume   continue DIR: complete points are kept, failed and unfinished ones rerun\n"
     "Ctrl-C stops the workers, writes index.csv (pending points marked) and prints the resume command.\n"
     "Exit status: 0 every point complete, 1 some point failed (index.csv says which) or an error,\n"
@@ -212,6 +213,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
     int jobs = 1, resume = 0, n_sets = 0;
+    double point_timeout = 3600;   /* a last line behind the sandbox's limits: no point hangs a sweep */
     char zipset[2048] = "", zipline[2100];
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets) return 1;
@@ -232,6 +234,14 @@ int mplb_cmd_sweep(int argc, char **argv) {
             snprintf(zipset + n, sizeof zipset - n, "\"}");
         }
         else if (!strcmp(argv[i], "--resume")) resume = 1;
+        else if (!strcmp(argv[i], "--point-timeout") && i + 1 < argc) {
+            char *end;
+            point_timeout = strtod(argv[++i], &end);
+            if (*end || !(point_timeout >= 1 && point_timeout <= 1e7)) {
+                free(sets);
+                return mplb_cli_usage_error("sweep", sweep_usage, "--point-timeout needs seconds in 1..1e7, got '%s'", argv[i]);
+            }
+        }
         else if (argv[i][0] != '-' && !exp) exp = argv[i];
         else { free(sets); return mplb_cli_usage_error("sweep", sweep_usage, "unexpected argument '%s'", argv[i]); }
     }
@@ -346,6 +356,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
             pid_t pid = fork();
             if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed sweep takes its workers with it */
+                alarm((unsigned)point_timeout);   /* SIGALRM ends a point that runs too long */
                 _exit(run_point(dir, base_dir, next));
             }
             if (pid < 0) { fprintf(stderr, "mplb: fork failed: %s\n", strerror(errno)); break; }
@@ -380,7 +391,11 @@ int mplb_cmd_sweep(int argc, char **argv) {
                 run_path(dir, p, "err", er, sizeof er);
                 if (access(er, F_OK) != 0) {   /* killed by a signal: say so */
                     FILE *f = fopen(er, "w");
-                    if (f) { fprintf(f, "worker ended by signal %d\n", WIFSIGNALED(ws) ? WTERMSIG(ws) : 0); fclose(f); }
+                    if (f && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGALRM)
+                        fprintf(f, "timed out after %.0f s (--point-timeout); its run file keeps the rows flushed so far\n",
+                                point_timeout);
+                    else if (f) fprintf(f, "worker ended by signal %d\n", WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+                    if (f) fclose(f);
                 }
             }
             done++;

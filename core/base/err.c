@@ -5,12 +5,38 @@
 #include <stdio.h>
 #include <string.h>
 
+size_t mplb_escape_controls(char *s, size_t cap) {
+    /* Terminal control characters in a message (from a file, a policy's
+     * error, a path) would be obeyed by the terminal printing it: C0 controls
+     * but newline and tab, DEL, and C1 controls (UTF-8 C2 80..C2 9F) become
+     * \xNN. Grows in place, cut at cap. */
+    char out[MPLB_ERR_MSG_MAX * 4];
+    size_t o = 0, n = strnlen(s, cap ? cap - 1 : 0);
+    int changed = 0;
+    for (size_t i = 0; i < n && o + 8 < sizeof out; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+            o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02x", c);
+            changed = 1;
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
+            o += (size_t)snprintf(out + o, sizeof out - o, "\\u%04x", (unsigned char)s[++i]);
+            changed = 1;
+        } else out[o++] = (char)c;
+    }
+    if (!changed || !cap) return n;
+    if (o > cap - 1) o = cap - 1;
+    memcpy(s, out, o);
+    s[o] = 0;
+    return o;
+}
+
 int mplb_err_set(mplb_err *err, int code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        mplb_escape_controls(err->msg, sizeof err->msg);
         err->code = code;
     }
     return code;
@@ -32,6 +58,7 @@ int mplb_err_wrap(mplb_err *err, const char *fmt, ...) {
     if (ol > cap - pl - 3) ol = cap - pl - 3;
     memcpy(err->msg + pl + 2, old, ol);
     err->msg[pl + 2 + ol] = 0;
+    mplb_escape_controls(err->msg, sizeof err->msg);
     return err->code;
 }
 

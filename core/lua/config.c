@@ -348,9 +348,14 @@ static int read_value(cfg *c, const key_def *k, const char *base_dir, mplb_exp *
     case T_TEXTS:
         return read_texts(c, path, base_dir, &out->workload);
     case T_INT: case T_I64: case T_U64: {
-        if (t != LUA_TNUMBER || !lua_isinteger(L, -1))
-            return cfg_fail(c, path, "expected an integer, got %s", t == LUA_TNUMBER ? "a non-integer number" : lua_typename(L, t));
-        long long v = lua_tointeger(L, -1);
+        int isint = 0;   /* a float with an integral value (tokens = 4e3) is that integer */
+        long long v = t == LUA_TNUMBER ? (long long)lua_tointegerx(L, -1, &isint) : 0;
+        if (!isint) {
+            char d[96];
+            if (t == LUA_TNUMBER) snprintf(d, sizeof d, "a non-integer number (%.17g)", lua_tonumber(L, -1));
+            else snprintf(d, sizeof d, "%s", lua_typename(L, t));
+            return cfg_fail(c, path, "expected an integer, got %s", d);
+        }
         if ((double)v < k->lo || (double)v > k->hi) {
             char d[128];
             snprintf(d, sizeof d, "%lld is outside [%.0f, %.0f]", v, k->lo, k->hi);
@@ -655,20 +660,21 @@ static int read_policies(cfg *c, int i, const char *base_dir, mplb_exp *e) {
     for (int k = 1; k <= n && rc == 0; k++) {
         char path[64];
         snprintf(path, sizeof path, "policies[%d]", k);
+        char pname[MPLB_PATH_MAX];   /* a name or a path: p->name is only its short form */
         mplb_policy_ref *p = &e->policies[k - 1];
         int pt = lua_geti(L, i, k);
         int pi = lua_gettop(L);
         lua_newtable(L);      /* the params the experiment gives */
         int given = pi + 1;
         if (pt == LUA_TSTRING) {
-            snprintf(p->name, sizeof p->name, "%s", lua_tostring(L, pi));
+            snprintf(pname, sizeof pname, "%s", lua_tostring(L, pi));
         } else if (pt == LUA_TTABLE) {
             /* { "threshold", tau = 1.5 }: element 1 names the policy, the rest are params */
             if (lua_geti(L, pi, 1) != LUA_TSTRING) {
                 lua_settop(L, pi - 1);
                 return cfg_fail(c, path, "%s", "a policy table needs its name as element 1, e.g. {\"threshold\", tau = 1.5}");
             }
-            snprintf(p->name, sizeof p->name, "%s", lua_tostring(L, -1));
+            snprintf(pname, sizeof pname, "%s", lua_tostring(L, -1));
             lua_pop(L, 1);
             if (lua_rawlen(L, pi) > 1) {
                 lua_settop(L, pi - 1);
@@ -691,14 +697,15 @@ static int read_policies(cfg *c, int i, const char *base_dir, mplb_exp *e) {
         }
         p->params = mplb_lua_serialize(L, given);
         if (!p->params) rc = cfg_fail(c, path, "%s", "parameters must be numbers, strings, booleans or tables");
-        if (rc == 0 && mplb_find_data("policies", p->name, base_dir, p->path, c->err) < 0) {
+        if (rc == 0 && strlen(pname) >= sizeof pname - 1) rc = cfg_fail(c, path, "%s", "policy path too long");
+        if (rc == 0 && mplb_find_data("policies", pname, base_dir, p->path, c->err) < 0) {
             char msg[MPLB_ERR_MSG_MAX];
             snprintf(msg, sizeof msg, "%s", c->err->msg);
             rc = cfg_fail(c, path, "%s", msg);
         }
         if (rc == 0) {
-            const char *slash = strrchr(p->name, '/');
-            if (slash) memmove(p->name, slash + 1, strlen(slash + 1) + 1);
+            const char *slash = strrchr(pname, '/');
+            snprintf(p->name, sizeof p->name, "%s", slash ? slash + 1 : pname);
             char *dot = strstr(p->name, ".lua");
             if (dot) *dot = 0;
             /* open the policy once: its P.params check the names given and

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 
 void mplb_trace_free(mplb_trace *t) {
     free(t->counts); free(t->src_counts); free(t->vision_counts);
@@ -232,7 +234,15 @@ int mplb_trace_write(const char *path, const mplb_trace *t, int force, mplb_err 
     if (rc < 0) return rc;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fcreate(path, force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return mplb_err_set(err, MPLB_EEXISTS, "%s: cannot create (exists? use --force)", path);
+    if (f < 0) {
+        /* say which: an existing file (needs --force) or a folder that is not there */
+        struct stat st;
+        if (!force && stat(path, &st) == 0) return mplb_err_set(err, MPLB_EEXISTS, "%s: file exists (use --force to overwrite)", path);
+        FILE *probe = fopen(path, "ab");
+        int e = probe ? 0 : errno;
+        if (probe) { fclose(probe); remove(path); }
+        return mplb_err_set(err, MPLB_EIO, "%s: cannot create: %s", path, e ? strerror(e) : "not writable as HDF5");
+    }
     hsize_t d3[3] = {(hsize_t)t->steps, (hsize_t)t->layers, (hsize_t)t->experts};
     int bad = write_ds(f, "counts", 3, d3, H5T_STD_I32LE, H5T_NATIVE_INT32, t->counts);
     if (t->vision_counts) bad |= write_ds(f, "vision_counts", 3, d3, H5T_STD_I32LE, H5T_NATIVE_INT32, t->vision_counts);

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define CHUNK_ROWS 256
 
@@ -16,6 +19,7 @@ struct mplb_runfile {
     hid_t file, steps, rank_load, rank_compute, exp_load, exp_prec;
     hid_t row_t, prec_t;
     int R, E, flush_rows;
+    int broken;           /* a flush failed: nothing more is written, the file stays as its last flush left it */
     double flush_seconds, last_flush;
     int64_t written, nbuf;
     char path[1024];
@@ -141,6 +145,19 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     }
     char part[sizeof rf->path + 8];
     snprintf(part, sizeof part, "%s.part", path);
+    /* PATH.part is made with O_EXCL: a second run on the same output fails
+     * here, before touching the first one's file (H5F_ACC_TRUNC alone would
+     * truncate it under its writer). */
+    int pfd = open(part, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (pfd < 0) {
+        int e = errno;
+        rf_free(rf);
+        if (e == EEXIST)
+            return mplb_err_set(err, MPLB_EEXISTS, "%s: another mplb run is writing it (%s exists; if none is, a run "
+                                "was killed while writing its header: remove %s)", path, part, part);
+        return mplb_err_set(err, MPLB_EIO, "%s: cannot create: %s", part, strerror(e));
+    }
+    close(pfd);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);   /* SWMR needs it */
     rf->file = H5Fcreate(part, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -148,6 +165,7 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     if (rf->file < 0) {
         rf->file = 0;
         rf_free(rf);
+        remove(part);
         return mplb_err_set(err, MPLB_EIO, "%s: cannot create HDF5 file", part);
     }
     rf->row_t = row_type();
@@ -196,10 +214,17 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
         remove(part);
         return mplb_err_set(err, MPLB_EIO, "%s: cannot write the run file's header", path);
     }
-    if (rename(part, path) != 0) {
+    /* without force, link() puts it in place only if PATH still does not
+     * exist (a run that finished meanwhile is never replaced) */
+    int placed = force ? rename(part, path) : link(part, path);
+    int e = errno;
+    if (placed == 0 && !force) unlink(part);
+    if (placed != 0) {
         rf_free(rf);
         remove(part);
-        return mplb_err_set(err, MPLB_EIO, "%s: cannot rename %s into place", path, part);
+        if (e == EEXIST)
+            return mplb_err_set(err, MPLB_EEXISTS, "%s: file exists (written meanwhile; use --force to overwrite)", path);
+        return mplb_err_set(err, MPLB_EIO, "%s: cannot put %s in place: %s", path, part, strerror(e));
     }
     *out = rf;
     return 0;
@@ -219,18 +244,46 @@ static int append_rows(hid_t d, hid_t type, int64_t at, int64_t n, int width, co
     return rc < 0 ? -1 : 0;
 }
 
+/* Room on disk for the next flush, claimed before libhdf5 writes a byte of
+ * it: a full disk (or a file-size limit) then fails here, with the file as
+ * its last flush left it, instead of inside a half-written metadata update
+ * (which left nothing readable, and libhdf5 crashing at exit). The space is
+ * claimed past the file's end of allocation (EOA), where libhdf5 allocates
+ * next; a normal close truncates the file back to its EOA. */
+static int reserve(mplb_runfile *rf, int64_t rows, mplb_err *err) {
+    haddr_t eoa;
+    int *fd = NULL;
+    if (H5Fget_eoa(rf->file, &eoa) < 0 || H5Fget_vfd_handle(rf->file, H5P_DEFAULT, (void **)&fd) < 0 || !fd)
+        return 0;   /* not the sec2 driver: nothing to claim through */
+    /* the rows uncompressed (deflate never grows data by more than a few
+     * bytes per 16 KB block, zlib's deflateBound) plus room for the chunk
+     * index and object headers */
+    off_t bytes = (off_t)rows * (off_t)(sizeof(mplb_step_row) + (size_t)rf->R * 16 + (size_t)rf->E * 5) + (64 << 10);
+    int e = posix_fallocate(*fd, (off_t)eoa, bytes);
+    if (e == 0 || e == EOPNOTSUPP || e == EINVAL) return 0;
+    rf->broken = 1;
+    return mplb_err_set(err, MPLB_EIO, "%s: %s: no room for rows %lld..%lld (%lld bytes); the %lld rows flushed "
+                        "before stay readable", rf->path, strerror(e), (long long)rf->written,
+                        (long long)(rf->written + rows - 1), (long long)bytes, (long long)rf->written);
+}
+
 int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err) {
     if (rf->nbuf == 0) return 0;
+    if (rf->broken) return mplb_err_set(err, MPLB_EIO, "%s: an earlier write failed; no more rows are written", rf->path);
     int64_t n = rf->nbuf, at = rf->written;
+    int rc = reserve(rf, n, err);
+    if (rc < 0) return rc;
     if (append_rows(rf->steps, rf->row_t, at, n, 0, rf->rows) < 0 ||
         append_rows(rf->rank_load, H5T_NATIVE_DOUBLE, at, n, rf->R, rf->b_rload) < 0 ||
         append_rows(rf->rank_compute, H5T_NATIVE_DOUBLE, at, n, rf->R, rf->b_rcomp) < 0 ||
         append_rows(rf->exp_load, H5T_NATIVE_INT32, at, n, rf->E, rf->b_eload) < 0 ||
         append_rows(rf->exp_prec, rf->prec_t, at, n, rf->E, rf->b_eprec) < 0 ||
         H5Dflush(rf->steps) < 0 || H5Dflush(rf->rank_load) < 0 || H5Dflush(rf->rank_compute) < 0 ||
-        H5Dflush(rf->exp_load) < 0 || H5Dflush(rf->exp_prec) < 0 || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
-        return mplb_err_set(err, MPLB_EIO, "%s: cannot append rows %lld..%lld", rf->path,
+        H5Dflush(rf->exp_load) < 0 || H5Dflush(rf->exp_prec) < 0 || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) {
+        rf->broken = 1;
+        return mplb_err_set(err, MPLB_EIO, "%s: cannot append rows %lld..%lld (disk full or I/O error)", rf->path,
                             (long long)at, (long long)(at + n - 1));
+    }
     rf->written += n;
     rf->nbuf = 0;
     rf->last_flush = mono_s();
@@ -252,7 +305,10 @@ int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double
 }
 
 int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err) {
-    int rc = mplb_runfile_flush(rf, err);
+    /* after a failed write the buffered rows are dropped, not retried: the
+     * error already says which rows the file keeps */
+    int rc = rf->broken ? 0 : mplb_runfile_flush(rf, err);
+    if (rf->broken && !strcmp(status, "complete")) status = "failed";
     char path[sizeof rf->path];
     memcpy(path, rf->path, sizeof path);
     rf_free(rf);  /* ends the SWMR session: the file is now complete and consistent */
@@ -273,6 +329,19 @@ int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, 
 
 static int known_status(const char *s) {
     return !strcmp(s, "running") || !strcmp(s, "complete") || !strcmp(s, "failed") || !strcmp(s, "interrupted");
+}
+
+/* Text that inspect prints, with terminal control characters escaped. */
+static char *display(char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s), cap = 4 * n + 1;
+    char *out = malloc(cap);
+    if (out) {
+        memcpy(out, s, n + 1);
+        mplb_escape_controls(out, cap);
+    }
+    free(s);
+    return out;
 }
 
 static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
@@ -300,11 +369,19 @@ static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
         if (!known) return mplb_err_set(err, MPLB_EFORMAT, "%s: attribute status must be running, complete, failed or interrupted", path);
     }
     if ((rc = mplb_h5_attr_str(h, f, "mplb_version", &s, err)) < 0) return rc;
-    if (rc == 0) { snprintf(info->mplb_version, sizeof info->mplb_version, "%s", s); free(s); }
+    if (rc == 0) {
+        snprintf(info->mplb_version, sizeof info->mplb_version, "%s", s);
+        mplb_escape_controls(info->mplb_version, sizeof info->mplb_version);
+        free(s);
+    }
     if ((rc = mplb_h5_attr_str(h, f, "error", &info->error, err)) < 0) return rc;
     if ((rc = mplb_h5_attr_str(h, f, "command", &info->command, err)) < 0) return rc;
     if ((rc = mplb_h5_attr_str(h, f, "times_source", &info->times_source, err)) < 0) return rc;
     if ((rc = mplb_h5_attr_str(h, f, "host", &info->host, err)) < 0) return rc;
+    info->error = display(info->error);
+    info->command = display(info->command);
+    info->times_source = display(info->times_source);
+    info->host = display(info->host);
     if ((rc = mplb_h5_attr_u64(h, f, "seed", &info->seed, err)) < 0) return rc;
     int64_t v;
     const char *wn[2] = {"ranks", "experts"};

@@ -46,6 +46,11 @@ int mplb_err_set(mplb_err *err, int code, const char *fmt, ...)
 #endif
     ;
 
+/* Escape terminal control characters (C0 but newline and tab, DEL, C1) in
+ * the NUL-terminated s (buffer of cap bytes) as \xNN; returns the length.
+ * mplb_err_set and mplb_err_wrap apply it to every message. */
+size_t mplb_escape_controls(char *s, size_t cap);
+
 /* Prepend "prefix: " to an existing message (adds context on the way up). */
 int mplb_err_wrap(mplb_err *err, const char *fmt, ...)
 #if defined(__GNUC__)
