@@ -373,6 +373,26 @@ static int ep_compute(ep_state *s, mplb_err *err) {
 }
 
 /* Add the received records into acc[id] (n_ids rows of d), ranks in order. */
+/* a[0..d) += the d floats at p (unaligned bytes), eight at a time as one
+ * vector (GCC/Clang vector extension: SSE pairs on baseline x86-64) */
+typedef float v8f __attribute__((vector_size(32)));
+
+static void add_row(float *a, const uint8_t *p, int d) {
+    int c = 0;
+    for (; c + 8 <= d; c += 8) {
+        v8f x, y;
+        memcpy(&x, p + 4 * (size_t)c, sizeof x);
+        memcpy(&y, a + c, sizeof y);
+        y += x;
+        memcpy(a + c, &y, sizeof y);
+    }
+    for (; c < d; c++) {
+        float v;
+        memcpy(&v, p + 4 * (size_t)c, 4);
+        a[c] += v;
+    }
+}
+
 static int add_records(const ep_state *s, float *acc, int64_t n_ids, mplb_err *err) {
     int d = s->d;
     size_t out_rb = rec_bytes(d);
@@ -382,12 +402,7 @@ static int add_records(const ep_state *s, float *acc, int64_t n_ids, mplb_err *e
             int32_t id;
             memcpy(&id, rec, 4);
             if (id < 0 || id >= n_ids) return mplb_err_set(err, MPLB_EIO, "dispatch: rank %d returned row %d of %lld", r, id, (long long)n_ids);
-            float *a = acc + (size_t)id * d;
-            for (int c = 0; c < d; c++) {
-                float v;
-                memcpy(&v, rec + 4 + 4 * (size_t)c, 4);
-                a[c] += v;
-            }
+            add_row(acc + (size_t)id * d, rec + 4, d);
         }
     return 0;
 }
