@@ -229,6 +229,18 @@ hid_t mplb_h5_dset_open(const mplb_h5_file *h, const char *name, H5T_class_t cls
         rc = mplb_err_set(err, MPLB_EFORMAT, "%s: /%s claims %s elements but stores only %llu bytes "
                           "(truncated or crafted)", h->path, name, has, (unsigned long long)stored);
     }
+    if (rc == 0 && n > 0) {
+        /* a compact dataset keeps its bytes in the header: their count must be
+         * what the shape and type say (libhdf5 1.10 copies the shape's worth
+         * out of a shorter damaged block) */
+        hid_t dcpl = H5Dget_create_plist(d);
+        H5D_layout_t lay = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+        if (dcpl >= 0) H5Pclose(dcpl);
+        size_t tsz = t >= 0 ? H5Tget_size(t) : 0;
+        if (lay == H5D_COMPACT && stored != (hsize_t)n * tsz)
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s: /%s stores %llu bytes for %lld elements of %zu bytes (damaged)",
+                              h->path, name, (unsigned long long)stored, (long long)n, tsz);
+    }
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     if (rc < 0) { H5Dclose(d); return -1; }
