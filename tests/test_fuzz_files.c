@@ -388,7 +388,97 @@ static void test_fuzz(void **st) {
     assert_int_equal(run.crashes + run.hangs + tr.crashes + tr.hangs, 0);
 }
 
+/* The red team's crafted files (issue #18, findings 1 and 9), one by one:
+ * each is refused with an error naming the file and object. */
+static void set_attr(const char *path, const char *name, hid_t type, int rank, const hsize_t *dims, const void *v) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    if (H5Aexists(f, name) > 0) H5Adelete(f, name);
+    hid_t s = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, type, s, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Awrite(a, type, v) >= 0);
+    H5Aclose(a); H5Sclose(s); H5Fclose(f);
+}
+
+static void set_dset(const char *path, const char *name, hid_t type, int rank, const hsize_t *dims, const void *v,
+                     const hsize_t *chunk) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0) H5Ldelete(f, name, H5P_DEFAULT);
+    hid_t s = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t p = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk) H5Pset_chunk(p, rank, chunk);
+    hid_t d = H5Dcreate2(f, name, type, s, H5P_DEFAULT, p, H5P_DEFAULT);
+    assert_true(d >= 0);
+    if (v) assert_true(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(d); H5Pclose(p); H5Sclose(s); H5Fclose(f);
+}
+
+static void expect_run_error(const char *path, const char *needle) {
+    mplb_runfile_info info;
+    mplb_err err = {0};
+    assert_int_equal(mplb_runfile_read_arrays(path, &info, &err), MPLB_EFORMAT);
+    printf("# %s\n", err.msg);
+    assert_contains(err.msg, path);
+    assert_contains(err.msg, needle);
+}
+
+static void test_red_team_files(void **st) {
+    (void)st;
+    uint64_t big[16] = {0};
+    hsize_t d2[2] = {2, 3}, d1[1] = {5}, d10[10] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 2};
+    const char *attrs[] = {"seed", "ranks", "status", "schema_version"};
+    for (int i = 0; i < 4; i++) {
+        make_run("rt.h5");
+        set_attr("rt.h5", attrs[i], H5T_NATIVE_UINT64, 2, d2, big);
+        expect_run_error("rt.h5", attrs[i]);
+    }
+    make_run("rt.h5");
+    set_dset("rt.h5", "config", H5T_NATIVE_UINT64, 1, d1, big, NULL);
+    expect_run_error("rt.h5", "/config");
+    make_run("rt.h5");
+    double z[2] = {0};
+    set_dset("rt.h5", "ranks/load", H5T_NATIVE_DOUBLE, 10, d10, z, NULL);
+    expect_run_error("rt.h5", "/ranks/load is [1 x 1 x 1 x 1 x 1 x 1 x 1 x 1 x 1 x 2], expected [N x 4]");
+    make_run("rt.h5");
+    hid_t vs = H5Tcopy(H5T_C_S1);
+    H5Tset_size(vs, H5T_VARIABLE);
+    const char *srcs[5] = {"a", "b", "c", "d", "e"};
+    set_dset("rt.h5", "policy/sources", vs, 1, d1, srcs, NULL);
+    expect_run_error("rt.h5", "/policy/sources is [5], expected [2]");
+    H5Tclose(vs);
+    make_run("rt.h5");
+    hid_t f = H5Fopen("rt.h5", H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "steps", H5P_DEFAULT);
+    hid_t m = H5Tcreate(H5T_COMPOUND, sizeof(int32_t));
+    H5Tinsert(m, "policy", 0, H5T_NATIVE_INT32);
+    hid_t fs = H5Dget_space(d);
+    hsize_t one = 1, at = 3;
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &at, NULL, &one, NULL);
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    int32_t pol = 1000000;
+    assert_true(H5Dwrite(d, m, ms, fs, H5P_DEFAULT, &pol) >= 0);
+    H5Sclose(ms); H5Sclose(fs); H5Tclose(m); H5Dclose(d); H5Fclose(f);
+    expect_run_error("rt.h5", "/steps row 3: policy 1000000 (of 2)");
+    /* traces: an array top_k; a 1.5 KB file whose chunked /counts claims
+     * 1 x 1 x (2^31 - 2) (8.5 GB once read) */
+    mplb_trace t;
+    mplb_err err = {0};
+    make_trace("rtt.h5", 0);
+    int32_t ks[5] = {2, 2, 2, 2, 2};
+    set_attr("rtt.h5", "top_k", H5T_NATIVE_INT32, 1, d1, ks);
+    assert_int_equal(mplb_trace_read("rtt.h5", &t, &err), MPLB_EFORMAT);
+    assert_contains(err.msg, "attribute top_k must be one integer");
+    make_trace("rtt.h5", 0);
+    hsize_t huge[3] = {1, 1, ((hsize_t)1 << 31) - 2}, chunk[3] = {1, 1, 1024};
+    set_dset("rtt.h5", "counts", H5T_NATIVE_INT32, 3, huge, NULL, chunk);
+    assert_int_equal(mplb_trace_read("rtt.h5", &t, &err), MPLB_EFORMAT);
+    printf("# %s\n", err.msg);
+    assert_contains(err.msg, "/counts claims [1 x 1 x 2147483646] elements but stores only 0 bytes");
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_fuzz)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_red_team_files), cmocka_unit_test(test_fuzz)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
