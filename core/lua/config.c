@@ -705,7 +705,10 @@ static int read_policies(cfg *c, int i, const char *base_dir, mplb_exp *e) {
         }
         if (rc == 0) {
             const char *slash = strrchr(pname, '/');
-            snprintf(p->name, sizeof p->name, "%s", slash ? slash + 1 : pname);
+            const char *base = slash ? slash + 1 : pname;   /* the short name: cut to fit */
+            size_t bl = strnlen(base, sizeof p->name - 1);
+            memcpy(p->name, base, bl);
+            p->name[bl] = 0;
             char *dot = strstr(p->name, ".lua");
             if (dot) *dot = 0;
             /* open the policy once: its P.params check the names given and
