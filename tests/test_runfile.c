@@ -165,12 +165,62 @@ static void test_schema_and_truncation(void **st) {
     assert_contains(err.msg, "schema version 2.0 is not readable by this mplb (reads 1.0.x)");
 }
 
+/* Finding 8: resume compares config, every policy's source and params, and
+ * the widths -- not only /config. Finding 5: a second writer is refused while
+ * FILE.part exists, and the first one's file is left as it was. */
+static void test_resumable_and_exclusive(void **st) {
+    (void)st;
+    const char *names[] = {"a", "b"}, *srcs[] = {"return A", "return B"}, *params[] = {"{}", "{t=1}"};
+    mplb_runfile_meta meta;
+    meta_init(&meta, names, srcs, params);
+    mplb_runfile *rf;
+    mplb_err err = {0};
+    remove("res.h5");
+    assert_int_equal(mplb_runfile_create("res.h5", &meta, 2, 3, 1, 0, 0, &rf, &err), 0);
+    assert_int_equal(mplb_runfile_close(rf, "failed", "", &err), 0);
+    mplb_runfile_info old;
+    assert_int_equal(mplb_runfile_read_arrays("res.h5", &old, &err), 0);
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &meta, 2, 3, &err), 0);
+    const char *srcs2[] = {"return A", "return B -- edited"}, *params2[] = {"{}", "{t=2}"}, *names2[] = {"a", "c"};
+    mplb_runfile_meta m2 = meta;
+    m2.policy_sources = srcs2;
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &m2, 2, 3, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "/policy/sources[1] (policy b) differs from this run's (the policy file changed)");
+    m2 = meta;
+    m2.policy_params = params2;
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &m2, 2, 3, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "/policy/params[1]");
+    m2 = meta;
+    m2.policy_names = names2;
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &m2, 2, 3, &err), MPLB_ECONFIG);
+    m2 = meta;
+    m2.config = "{x=2}";
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &m2, 2, 3, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "/config differs");
+    m2 = meta;
+    m2.n_policies = 1;
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &m2, 2, 3, &err), MPLB_ECONFIG);
+    assert_int_equal(mplb_runfile_resumable("res.h5", &old, &meta, 4, 3, &err), MPLB_ECONFIG);
+    mplb_runfile_info_free(&old);
+    /* exclusive FILE.part: even --force does not touch a writer's header */
+    write_text("ex.h5.part", "a writer's half-written header");
+    assert_int_equal(mplb_runfile_create("ex.h5", &meta, 2, 3, 1, 0, 0, &rf, &err), MPLB_EEXISTS);
+    assert_contains(err.msg, "another mplb run is writing it");
+    FILE *f = fopen("ex.h5.part", "r");
+    char buf[64] = {0};
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    assert_string_equal(buf, "a writer's half-written header");
+    remove("ex.h5.part");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_no_silent_overwrite),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_schema_and_truncation),
+        cmocka_unit_test(test_resumable_and_exclusive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

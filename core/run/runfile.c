@@ -492,6 +492,37 @@ int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err
     return read_file(path, 1, info, err);
 }
 
+/* First index where two string lists differ, or -1. */
+static int first_diff(int n, char *const *a, const char *const *b) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(a && a[i] ? a[i] : "", b && b[i] ? b[i] : "") != 0) return i;
+    return -1;
+}
+
+int mplb_runfile_resumable(const char *path, const mplb_runfile_info *old, const mplb_runfile_meta *meta, int R, int E,
+                           mplb_err *err) {
+    static const char tail[] = "resume needs the same experiment, --set values, policy files and parameters "
+                               "(or --force to start over)";
+    if (old->R != R || old->E != E)
+        return mplb_err_set(err, MPLB_ECONFIG, "%s: written for %d ranks and %d experts, this run has %d and %d; %s",
+                            path, old->R, old->E, R, E, tail);
+    if (!old->config || strcmp(old->config, meta->config ? meta->config : "") != 0)
+        return mplb_err_set(err, MPLB_ECONFIG, "%s: written by a different experiment (its /config differs); %s", path, tail);
+    if (old->n_policies != meta->n_policies)
+        return mplb_err_set(err, MPLB_ECONFIG, "%s: written with %d policies, this run has %d; %s", path,
+                            old->n_policies, meta->n_policies, tail);
+    static const char *const what[3] = {"names", "sources", "params"};
+    char *const *had[3] = {old->policy_names, old->policy_sources, old->policy_params};
+    const char *const *now[3] = {meta->policy_names, meta->policy_sources, meta->policy_params};
+    for (int k = 0; k < 3; k++) {
+        int i = first_diff(old->n_policies, had[k], now[k]);
+        if (i >= 0)
+            return mplb_err_set(err, MPLB_ECONFIG, "%s: /policy/%s[%d] (policy %s) differs from this run's%s; %s", path,
+                                what[k], i, meta->policy_names[i], k == 1 ? " (the policy file changed)" : "", tail);
+    }
+    return 0;
+}
+
 void mplb_runfile_info_free(mplb_runfile_info *info) {
     free(info->error); free(info->config); free(info->command); free(info->rows);
     for (int i = 0; i < info->n_policies; i++) {

@@ -82,5 +82,13 @@ int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
 /* mplb_runfile_read plus the per-rank and per-expert arrays and policy texts. */
 int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err);
 void mplb_runfile_info_free(mplb_runfile_info *info);
+/* May a run described by meta (R ranks, E experts) continue the file read
+ * into old (with mplb_runfile_read_arrays)? Only if /config, every policy's
+ * name, source and params, and the widths are all the same: otherwise the
+ * kept rows would come from other inputs than the new ones (and
+ * /policy/sources would describe only the new). 0, or MPLB_ECONFIG naming
+ * the first difference. */
+int mplb_runfile_resumable(const char *path, const mplb_runfile_info *old, const mplb_runfile_meta *meta, int R, int E,
+                           mplb_err *err);
 
 #endif
