@@ -246,7 +246,8 @@ def _pareto_panel(ax, df, colors, title):
     series = _series(df)
     for name in dict.fromkeys(series):
         g = df[series.to_numpy() == name]
-        ax.scatter(g["error_proxy"], g["speedup"], color=colors[name], s=28, zorder=3, label=name)
+        ax.scatter(g["error_proxy"], g["speedup"], color=colors[name], s=30, zorder=3, label=name,
+                   marker=MARKERS[list(colors).index(name) % len(MARKERS)])   # coinciding points stay apart
     idx = pareto_front(df["error_proxy"], df["speedup"])
     fx, fy = df["error_proxy"].to_numpy()[idx], df["speedup"].to_numpy()[idx]
     ax.step(fx, fy, where="post", label=f"Pareto front ({len(idx)} points)", **FRONT_STYLE)
@@ -283,7 +284,7 @@ def pareto(summary: pd.DataFrame, ax=None, title="speedup vs error proxy", sourc
     fig.suptitle(title + (f": one panel and front per condition ({', '.join(cond)})" if cond else "")
                  + (f"\n({source})" if source else ""), fontsize=10)
     names = list(colors)
-    handles = [Line2D([], [], ls="", marker="o", color=colors[n]) for n in names]
+    handles = [Line2D([], [], ls="", marker=MARKERS[k % len(MARKERS)], color=colors[n]) for k, n in enumerate(names)]
     handles.append(Line2D([], [], **FRONT_STYLE))
     _legend(fig, (handles, names + ["Pareto front (per panel)"]), ncol=4)
     return fig
