@@ -144,8 +144,8 @@ def test_ctrl_c_stops_and_resume_continues(tmp_path):
     import time
     out = tmp_path / "i.h5"
     settings = dict(workload={"steps": 40}, model={"layers": 8})
-    def interrupt():   # as soon as the run has created its file
-        while not out.exists():
+    def interrupt():   # as soon as the run has created its file (or the FILE.part it links in place)
+        while not (out.exists() or out.with_name(out.name + ".part").exists()):
             time.sleep(0.002)
         os.kill(os.getpid(), signal.SIGINT)
     timer = threading.Thread(target=interrupt)
