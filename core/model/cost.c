@@ -155,6 +155,19 @@ static void route(rank_acc *ra, int R, int gpn, int s, int d, double n, double *
     }
 }
 
+/* Tokens a policy moves are routed to the target in the dispatch itself
+ * (HarMoEny decides on counts every rank shares, before the all-to-all):
+ * the target receives them instead of the source, over NVLink inside the
+ * node, over the NIC from another node. Their senders are spread over the
+ * ranks, so only the receivers' counts change. */
+static void moved_traffic(rank_acc *ra, int gpn, const mplb_move *mv) {
+    double n = mv->n, *nv = &ra[mv->from].l[L_RECV_NV], *net = &ra[mv->from].l[L_RECV_NET];
+    double a = n < *nv ? n : *nv;
+    *nv -= a;
+    *net -= n - a < *net ? n - a : *net;
+    ra[mv->to].l[mv->from / gpn == mv->to / gpn ? L_RECV_NV : L_RECV_NET] += n;
+}
+
 /* Token traffic of the dispatch: deduplicated per destination rank and node
  * when per-token choices are known, else one copy per (token, expert). */
 static int dispatch_traffic(const mplb_routing *rt, const mplb_plan *plan, int gpn, rank_acc *ra,
@@ -265,10 +278,9 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
         }
     }
     /* tokens moved to a rank without a copy: computed there after it
-     * prefetches the weights from host memory; the tokens cross the link */
+     * prefetches the weights from host memory */
     for (int i = 0; i < plan->n_moves; i++) {
         const mplb_move *mv = &plan->moves[i];
-        route(ra, R, gpn, mv->from, mv->to, mv->n, NULL);
         if (pl->has[(size_t)mv->e * R + mv->to]) continue;
         int first = 1;
         for (int j = 0; j < i; j++)
@@ -295,6 +307,7 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     double intra_tok = 0, inter_tok = 0;
     int rc = dispatch_traffic(rt, plan, gpn, ra, &intra_tok, &inter_tok, err);
     if (rc < 0) return rc;
+    for (int i = 0; i < plan->n_moves; i++) moved_traffic(ra, gpn, &plan->moves[i]);
     res->bytes_migrate = 0;
     if (plan->prev_placement) migration(plan, m, gpn, ra, &res->bytes_migrate);
     double tb = mplb_cost_token_bytes(m, plan->dispatch_prec), cb = mplb_cost_token_bytes(m, MPLB_PREC_BF16);

@@ -14,8 +14,8 @@
  * A replicated expert's tokens split evenly over its copies; tokens a policy
  * moves (HarMoEny) are computed on the target, which prefetches the weights
  * from host memory over PCIe (host_gbps), overlapped with the dispatch and
- * its own work (only the excess is exposed); the moved tokens also cross the
- * link from the source rank to the target and back.
+ * its own work (only the excess is exposed); the dispatch routes the moved
+ * tokens to the target (it receives them instead of the source).
  * Communication, per rank: max(bytes sent, bytes received) over
  * (link efficiency x bandwidth), NVLink inside a node and the NIC across
  * (each token once per destination rank or node, DeepEP's dedup; a token
