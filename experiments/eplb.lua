@@ -6,6 +6,7 @@ return {
   model = { preset = "deepseek-v3", layers = 8 },
   cluster = { nodes = 4, gpus_per_node = 8, profile = "h100", expert_memory_gb = 60 },
   workload = { steps = 6, tokens = 16384, zipf = 1.0, layer_corr = 0.5, vision_frac = 0.0 },
-  policies = { "baseline", { "eplb", redundant = { 32, 64 }, groups = 8 } },
+  -- one rebalance, at step 4 (EPLB's declared period): its migration is charged then
+  policies = { "baseline", { "eplb", redundant = { 32, 64 }, groups = 8, period = 3 } },
   seed = 2,
 }

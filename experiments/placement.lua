@@ -9,6 +9,8 @@ return {
   cluster = { nodes = 4, gpus_per_node = 8, profile = "h100" },
   workload = { steps = 8, tokens = 8192, zipf = 1.0, families = 4, src_affinity = { 0.3, 0.7 },
                layer_corr = 0.5, vision_frac = 0.0 },
-  policies = { "baseline", "locality", "eplb" },
+  -- one rebalance, at step 5 (the period each placement policy declares): the
+  -- cost model charges its weight migration in that step
+  policies = { "baseline", { "locality", period = 4 }, { "eplb", period = 4 } },
   seed = 3,
 }

@@ -224,7 +224,7 @@ static void test_dispatch_two_nodes(void **st) {
     hw.nvlink_gbps = 1;
     f.plan.dispatch_prec = MPLB_PREC_BF16;
     mplb_routing_clear(&f.rt);
-    int one[1] = {2};
+    int one[2] = {2, 3};   /* rank 3 is the gateway itself, rank 2 is forwarded to */
     mplb_routing_add_token(&f.rt, &f.pl, 2, 1, 0, one, NULL);
     assert_int_equal(mplb_cost_eval(&hw, &m, 2, &f.rt, &f.plan, &f.res, &err), 0);
     assert_close(f.res.t_dispatch, 2048 / 1e3 + 10, 1e-12);
