@@ -14,7 +14,7 @@ const char *mplb_usage_text =
     "\n"
     "commands:\n"
     "  run EXP.lua [-o FILE.h5] [--set key=value]... [--policy NAME[,k=v...]]... [--force | --resume]\n"
-    "              [--backend model|cpu|cuda] [--transport mpi]\n"
+    "              [--backend model|cpu|cuda] [--transport mpi] [--sensitivity]\n"
     "              run an experiment (cost model by default; cpu/cuda: real expert FFNs, timed);\n"
     "              writes one HDF5 run file\n"
     "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
@@ -41,7 +41,8 @@ const char *mplb_usage_text =
     "\n"
     "Policies and profiles are looked up beside the experiment, in ./policies,\n"
     "./profiles, $MPLB_DATA_DIR and the install's data directory.\n"
-    "Exit status: 0 ok, 1 error (bad experiment or policy, failed run, missing file), 2 usage error.\n";
+    "Exit status: 0 ok, 1 error (bad experiment or policy, failed run, missing file), 2 usage error,\n"
+    "130 interrupted (run, sweep: Ctrl-C keeps every row and prints the command that resumes).\n";
 
 static int dispatch(int argc, char **argv);
 

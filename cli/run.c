@@ -125,7 +125,7 @@ static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
 
 static const char run_usage[] =
     "usage: mplb run EXP.lua [-o FILE.h5] [--set key=value]... [--policy NAME[,k=v...]]... [--force | --resume]\n"
-    "                [--backend model|cpu|cuda] [--transport mpi]\n"
+    "                [--backend model|cpu|cuda] [--transport mpi] [--sensitivity]\n"
     "Run an experiment: every policy on the same routing, one HDF5 run file.\n"
     "  -o, --output FILE.h5   the run file (default runs/NAME-DATE.h5; folders are created)\n"
     "  --set key=value        override a key: workload.tokens=4096, cluster.profile=b200,\n"

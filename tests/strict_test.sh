@@ -174,7 +174,7 @@ check pc-warning 0 "params.min_tokens = 2048 is above every batch (workload.toke
 check_stdout version "mplb 0." "$MPLB" --version
 check_stdout help-backend "--backend model|cpu|cuda" "$MPLB" --help
 check_stdout help-exit "Exit status: 0 ok, 1 error" "$MPLB" --help
-for cmd in "run" "sweep" "inspect" "policy check" "policy" "trace" "trace import" "trace stats" "calibrate"; do
+for cmd in "run" "sweep" "inspect" "policy check" "policy" "trace" "trace import" "trace stats" "calibrate" "validate" "report"; do
   # shellcheck disable=SC2086
   check_stdout "help-$cmd" "usage: mplb ${cmd%% *}" "$MPLB" $cmd --help
 done
