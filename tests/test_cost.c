@@ -443,6 +443,29 @@ static void test_move_tokens_prefetch(void **st) {
     fx_free(&f);
 }
 
+/* Moved tokens are routed to the target by the dispatch: ranks 2 and 3 send
+ * 50 tokens each to expert 0 (rank 0), which receives 100; moving 60 of them
+ * to rank 1 leaves rank 0 receiving 40 and rank 1 60 (senders unchanged). */
+static void test_moved_tokens_traffic(void **st) {
+    (void)st;
+    mplb_profile hw = flat_profile();
+    mplb_model m = small_model(4, 1);
+    fixture f;
+    fx_init(&f, 4, 4, 1, 1);
+    add_tokens(&f, 4, 2, 50, 0);
+    add_tokens(&f, 4, 3, 50, 0);
+    mplb_err err;
+    assert_int_equal(mplb_cost_eval(&hw, &m, 4, &f.rt, &f.plan, &f.res, &err), 0);
+    assert_close(f.res.t_dispatch, 100 * 2048 / 100e3 + 2, 1e-12);
+    assert_int_equal(mplb_plan_add_move(&f.plan, 0, 0, 1, 60, &err), 0);
+    assert_int_equal(mplb_cost_eval(&hw, &m, 4, &f.rt, &f.plan, &f.res, &err), 0);
+    assert_close(f.res.t_dispatch, 60 * 2048 / 100e3 + 2, 1e-12);
+    assert_close(f.res.t_combine, 60 * 2048 / 100e3 + 2, 1e-12);
+    assert_close(f.res.rank_load[0], 40, 0);
+    assert_close(f.res.rank_load[1], 60, 0);
+    fx_free(&f);
+}
+
 /* Shared experts run on each rank's own tokens, in bf16. */
 static void test_shared_experts(void **st) {
     (void)st;
@@ -506,6 +529,7 @@ int main(void) {
         cmocka_unit_test(test_monotonic_random),
         cmocka_unit_test(test_conversion_modes_and_memory),
         cmocka_unit_test(test_move_tokens_prefetch),
+        cmocka_unit_test(test_moved_tokens_traffic),
         cmocka_unit_test(test_shared_experts),
         cmocka_unit_test(test_migration),
     };
