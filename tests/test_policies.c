@@ -203,7 +203,7 @@ static void test_learned_converges_on_drift(void **st) {
             decide(&w, pol);
             int low = 0;
             for (int e = 0; e < 8; e++) low += w.plan.expert_prec[e] != MPLB_PREC_BF16;
-            mplb_feedback fb = {it, 0, 1, 1, 1, 0.01 * low};
+            mplb_feedback fb = {it, 0, 1, 1, 1, 0.01 * low, 0, 0};
             mplb_err err;
             assert_int_equal(mplb_policy_feedback(pol, &fb, &err), 0);
             if (it >= 400) { sum += 0.01 * low; n++; }

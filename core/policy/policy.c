@@ -744,6 +744,7 @@ int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *er
     lua_pushnumber(L, fb->t_layer > 0 ? fb->t_baseline / fb->t_layer : 1.0); lua_setfield(L, -2, "speedup");
     lua_pushnumber(L, fb->imbalance); lua_setfield(L, -2, "imbalance");
     lua_pushnumber(L, fb->error_proxy); lua_setfield(L, -2, "error_proxy");
+    if (fb->has_kl) { lua_pushnumber(L, fb->kl); lua_setfield(L, -2, "kl"); }   /* measured, else nil */
     int rc = mplb_lsb_pcall(&pol->sb, 1, 0, "feedback", err);
     if (rc < 0) mplb_err_wrap(err, "policy %s, step %d, layer %d", pol->path, fb->step + 1, fb->layer + 1);
     return rc;

@@ -443,7 +443,8 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                     .bytes_intra = s.res.bytes_intra, .bytes_inter = s.res.bytes_inter,
                     .kl = acc_kl, .top1_agree = acc_top1, .ppl_delta = acc_ppl,
                 };
-                mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy};
+                mplb_feedback fb = {step, layer, row.t_layer_us, row.t_baseline_us, row.imbalance, row.error_proxy,
+                                    !isnan(row.kl), row.kl};
                 if (replaying) {
                     rc = mplb_policy_feedback(s.pols[i], &fb, err);
                     continue;

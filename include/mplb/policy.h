@@ -50,6 +50,8 @@ typedef struct mplb_obs {
 typedef struct mplb_feedback {
     int step, layer;
     double t_layer, t_baseline, imbalance, error_proxy;
+    int has_kl;        /* the step's output KL was measured (workload kind "lm", last layer): Lua res.kl */
+    double kl;
 } mplb_feedback;
 
 int mplb_policy_open(const char *path, const char *params, const mplb_policy_limits *lim,

@@ -58,3 +58,22 @@ def test_lm_workload_errors(tmp_path):
     assert "workload.text.code" in fails('workload.text={code="missing.txt"}')
     assert "unknown acts 'w4'" in fails('workload.acts="w4"')
     assert "leave tokens out" in fails("workload.tokens=100")
+
+
+def test_learned_targets_a_kl_budget(tmp_path):
+    """learned(metric = "kl") moves its thresholds on the measured KL: a tighter
+    budget gives a smaller KL, and each settles near its budget."""
+    got = {}
+    for budget in (0.002, 0.008):
+        out = tmp_path / f"l{budget}.h5"
+        subprocess.run([BIN, "run", EXP, "-o", str(out), "--set", "workload.steps=10", "--set",
+                        f"policies={{'baseline',{{'learned',metric='kl',budget={budget},low='nvfp4',tau0=1.2,lr=0.2}}}}"],
+                       check=True, capture_output=True)
+        st = mplb.load(out).steps
+        kl = st[(st["policy"] == 1) & st["kl"].notna()].sort_values("step")["kl"].to_numpy()
+        got[budget] = kl[-5:].mean()
+        assert 0.3 * budget < got[budget] < 3 * budget, (budget, kl)
+    assert got[0.002] < got[0.008]
+    p = subprocess.run([BIN, "run", os.path.join(ROOT, "experiments", "execute_small.lua"), "-o", str(tmp_path / "x.h5"),
+                        "--set", "policies={{'learned',metric='kl'}}"], capture_output=True, text=True)
+    assert p.returncode != 0 and "needs measured accuracy" in p.stderr
