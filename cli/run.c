@@ -36,13 +36,24 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
     int measured = 0;
     for (int i = 0; i < sum->n_policies; i++) measured |= sum->pol[i].acc_rows > 0;
     if (measured) {   /* workload.kind = "lm": accuracy measured on the model's output */
-        printf("\n%-*s %12s %12s %12s %12s\n", w, "policy", "kl", "top1_agree", "ppl_delta", "error_proxy");
+        int wd = w + (sum->n_domains > 1 ? 10 : 0);   /* room for " [domain]" */
+        printf("\n%-*s %12s %12s %12s %12s\n", wd, "policy", "kl", "top1_agree", "ppl_delta", "error_proxy");
         for (int i = 0; i < sum->n_policies; i++) {
             const mplb_policy_summary *p = &sum->pol[i];
             if (p->acc_rows == 0) continue;
             double n = (double)p->acc_rows;
-            printf("%-*s %12.3e %12.4f %12.4f %12.4f\n", w, p->name, p->sum_kl / n, p->sum_top1 / n, p->sum_ppl_delta / n,
+            printf("%-*s %12.3e %12.4f %12.4f %12.4f\n", wd, p->name, p->sum_kl / n, p->sum_top1 / n, p->sum_ppl_delta / n,
                    p->rows ? p->sum_error_proxy / (double)p->rows : 0.0);
+        }
+        for (int g = 0; g < sum->n_domains && sum->n_domains > 1; g++) {   /* the split by text domain */
+            char label[sizeof sum->pol[0].name + sizeof sum->domains[0] + 4];
+            for (int i = 0; i < sum->n_policies; i++) {
+                const mplb_policy_summary *p = &sum->pol[i];
+                if (p->dom_rows == 0) continue;
+                double n = (double)p->dom_rows;
+                snprintf(label, sizeof label, "%s [%s]", p->name, sum->domains[g]);
+                printf("%-*s %12.3e %12.4f %12.4f\n", wd, label, p->dom_kl[g] / n, p->dom_top1[g] / n, p->dom_ppl_delta[g] / n);
+            }
         }
         printf("(accuracy: measured, %s on %d x %d tokens of text per step against its bf16 run: mean KL in nats per "
                "token, top-1 agreement, perplexity change; error_proxy is the proxy)\n", x->workload.lm,

@@ -223,6 +223,9 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
         if ((rc = mplb_accrun_open(&x->workload, &x->model, P, &s.acc, err)) < 0) goto out;
         s.met = calloc((size_t)mplb_accrun_domains(s.acc) + 1, sizeof *s.met);
         if (x->workload.lm_ablation) s.ablation = calloc((size_t)E, sizeof *s.ablation);
+        sum->n_domains = mplb_accrun_domains(s.acc);
+        for (int g = 0; g < sum->n_domains && g < 8; g++)
+            snprintf(sum->domains[g], sizeof sum->domains[g], "%s", mplb_accrun_domain(s.acc, g));
         if (!s.met || (x->workload.lm_ablation && !s.ablation)) { rc = mplb_err_set(err, MPLB_ENOMEM, "run: out of memory"); goto out; }
     }
     mplb_error_table(s.relerr);
@@ -407,6 +410,13 @@ int mplb_run(const mplb_exp *x, const mplb_run_opts *opts, mplb_run_summary *sum
                         acc_kl = all->kl;
                         acc_top1 = all->top1;
                         acc_ppl = all->ppl_q - all->ppl_ref;
+                        mplb_policy_summary *ps = &sum->pol[i];
+                        for (int g = 0; g < sum->n_domains && g < 8 && !replaying; g++) {
+                            ps->dom_kl[g] += s.met[g].kl;
+                            ps->dom_top1[g] += s.met[g].top1;
+                            ps->dom_ppl_delta[g] += s.met[g].ppl_q - s.met[g].ppl_ref;
+                        }
+                        if (!replaying) ps->dom_rows++;
                     }
                 }
                 double measured_err = -1;

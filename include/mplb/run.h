@@ -43,11 +43,15 @@ typedef struct mplb_policy_summary {
     double sum_t_layer, sum_t_baseline, sum_imbalance, sum_error_proxy, sum_decide_us;
     long acc_rows;              /* steps whose accuracy was measured (workload.kind = "lm") */
     double sum_kl, sum_top1, sum_ppl_delta;
+    double dom_kl[8], dom_top1[8], dom_ppl_delta[8];  /* per text domain, over the steps run here (not resumed) */
+    long dom_rows;
 } mplb_policy_summary;
 
 typedef struct mplb_run_summary {
     int n_policies;
     int resumed_steps;          /* steps taken from an earlier file by resume */
+    int n_domains;              /* workload.kind = "lm": its text domains (per-domain sums in pol[]) */
+    char domains[8][64];
     mplb_policy_summary *pol;   /* malloc'd */
 } mplb_run_summary;
 

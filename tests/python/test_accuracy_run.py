@@ -77,3 +77,13 @@ def test_learned_targets_a_kl_budget(tmp_path):
     p = subprocess.run([BIN, "run", os.path.join(ROOT, "experiments", "execute_small.lua"), "-o", str(tmp_path / "x.h5"),
                         "--set", "policies={{'learned',metric='kl'}}"], capture_output=True, text=True)
     assert p.returncode != 0 and "needs measured accuracy" in p.stderr
+
+
+def test_split_by_domain_printed(tmp_path):
+    out = subprocess.run([BIN, "run", EXP, "-o", str(tmp_path / "d.h5")], check=True, capture_output=True,
+                         text=True).stdout
+    rows = {l.split()[0] + " " + l.split()[1]: [float(v) for v in l.split()[2:5]]
+            for l in out.splitlines() if "[code]" in l or "[prose]" in l}
+    assert rows["baseline [code]"] == [0, 1, 0] and rows["baseline [prose]"] == [0, 1, 0]
+    for dom in ("code", "prose"):
+        assert 0 < rows[f"fp8-everywhere [{dom}]"][0] < rows[f"nvfp4-everywhere [{dom}]"][0]
