@@ -1,6 +1,7 @@
 """experiments/accuracy_small.lua on the shipped tiny MoE: accuracy measured
 on the model's output (workload.kind = "lm"), written beside the proxy."""
 import os
+import re
 import subprocess
 
 import h5py
@@ -82,8 +83,11 @@ def test_learned_targets_a_kl_budget(tmp_path):
 def test_split_by_domain_printed(tmp_path):
     out = subprocess.run([BIN, "run", EXP, "-o", str(tmp_path / "d.h5")], check=True, capture_output=True,
                          text=True).stdout
-    rows = {l.split()[0] + " " + l.split()[1]: [float(v) for v in l.split()[2:5]]
-            for l in out.splitlines() if "[code]" in l or "[prose]" in l}
+    rows = {}
+    for l in out.splitlines():
+        m = re.match(r"^(.*\[(code|prose)\])\s+(\S+)\s+(\S+)\s+(\S+)\s*$", l)
+        if m:
+            rows[m.group(1)] = [float(m.group(i)) for i in (3, 4, 5)]
     assert rows["baseline [code]"] == [0, 1, 0] and rows["baseline [prose]"] == [0, 1, 0]
     for dom in ("code", "prose"):
         assert 0 < rows[f"fp8-everywhere [{dom}]"][0] < rows[f"nvfp4-everywhere [{dom}]"][0]
