@@ -62,7 +62,7 @@ static int point_state(const char *dir, int p) {
 }
 
 /* Child: run one point; its process exits with 0 (complete) or 1. */
-static int run_point(const char *dir, const char *base_dir, int p) {
+static int run_point(const char *dir, const char *base_dir, int p, int sensitivity) {
     char pt[MPLB_PATH_MAX], h5[MPLB_PATH_MAX], er[MPLB_PATH_MAX];
     snprintf(pt, sizeof pt, "%s/points/p%04d.lua", dir, p);
     run_path(dir, p, "h5", h5, sizeof h5);
@@ -76,6 +76,14 @@ static int run_point(const char *dir, const char *base_dir, int p) {
         mplb_run_opts o = {.out_path = h5, .resume = 1, .command = cmd, .stop = &sweep_stop};
         mplb_run_summary sum;
         rc = mplb_run(&x, &o, &sum, &err);
+        /* --sensitivity: each point's bands into its run file's /sensitivity */
+        if (rc == 0 && sensitivity && !sweep_stop && !strcmp(x.backend, "model")) {
+            mplb_sens sens;
+            if ((rc = mplb_sensitivity(&x, &o, &sum, &sens, &err)) == 0) {
+                rc = mplb_sens_write(h5, &sens, &err);
+                mplb_sens_free(&sens);
+            }
+        }
         mplb_run_summary_free(&sum);
         mplb_exp_free(&x);
         if (rc == 0 && sweep_stop) return EXIT_INTERRUPTED;
@@ -157,6 +165,7 @@ static int write_index(const char *dir, const mplb_sweep *sw, const int *state) 
 
 static const char sweep_usage[] =
     "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--zip a,b]... [--point-timeout S] [--resume]\n"
+    "                  [--sensitivity]\n"
     "Run every point of the experiment's sweep axes: each list-valued key (cluster.profile = {\"h100\",\n"
     "\"b200\"}), policy parameter ({\"threshold\", tau = {1.1, 1.5}}) or --set value (--set\n"
     "'workload.tokens={2048,8192}'). Axes combine as a cross product, except axes tied together\n"
@@ -166,6 +175,8 @@ static const char sweep_usage[] =
     "  -j N       N worker processes on this machine (under mpirun the points are divided across ranks)\n"
     "  --point-timeout S  a point running longer than S seconds is stopped and marked failed (default 3600)\n"
     "  --resume   continue DIR: complete points are kept, failed and unfinished ones rerun\n"
+    "  --sensitivity  after each point, every profile assumption at both ends of its range: the\n"
+    "             speedups' bands into the point's run file (/sensitivity; see mplb run --help)\n"
     "Ctrl-C stops the workers, writes index.csv (pending points marked) and prints the resume command.\n"
     "Exit status: 0 every point complete, 1 some point failed (index.csv says which) or an error,\n"
     "2 usage error.\n";
@@ -212,7 +223,7 @@ static int check_points(const char *exp, const mplb_sweep *sw, int verbose, mplb
 int mplb_cmd_sweep(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
-    int jobs = 1, resume = 0, n_sets = 0;
+    int jobs = 1, resume = 0, n_sets = 0, sensitivity = 0;
     double point_timeout = 3600;   /* a last line behind the sandbox's limits: no point hangs a sweep */
     char zipset[2048] = "", zipline[2100];
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -234,6 +245,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
             snprintf(zipset + n, sizeof zipset - n, "\"}");
         }
         else if (!strcmp(argv[i], "--resume")) resume = 1;
+        else if (!strcmp(argv[i], "--sensitivity")) sensitivity = 1;
         else if (!strcmp(argv[i], "--point-timeout") && i + 1 < argc) {
             char *end;
             point_timeout = strtod(argv[++i], &end);
@@ -357,7 +369,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
             if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed sweep takes its workers with it */
                 alarm((unsigned)point_timeout);   /* SIGALRM ends a point that runs too long */
-                _exit(run_point(dir, base_dir, next));
+                _exit(run_point(dir, base_dir, next, sensitivity));
             }
             if (pid < 0) { fprintf(stderr, "mplb: fork failed: %s\n", strerror(errno)); break; }
             pids[slot] = pid;

@@ -143,3 +143,16 @@ def test_report_shows_sensitivity_band(tmp_path):
     report(str(out), str(tmp_path / "rep"))
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "Sensitivity to the profile's assumptions" in page and f"{band[1, 1]:.3f}x" in page
+
+
+def test_sweep_sensitivity_in_every_point(tmp_path):
+    exp = tmp_path / "sw.lua"
+    exp.write_text('return { model = { layers = 2, experts = 16, top_k = 2, hidden = 512, ffn = 256 },\n'
+                   '  cluster = { gpus_per_node = 4, profile = "h100" }, workload = { steps = 2, tokens = { 2048, 4096 } },\n'
+                   '  policies = { "baseline", { "static", prec = "fp8_e4m3" } } }\n')
+    subprocess.run([BIN, "sweep", str(exp), "-o", str(tmp_path / "sw"), "--sensitivity"], check=True, capture_output=True)
+    for p in (0, 1):
+        with h5py.File(tmp_path / "sw" / "runs" / f"p{p:04d}.h5", "r") as f:
+            band = f["sensitivity/band"][:]
+            assert band.shape == (2, 3) and np.allclose(band[0], 1.0)   # the baseline against itself
+            assert band[1, 1] <= band[1, 0] <= band[1, 2]
