@@ -27,6 +27,7 @@ extern "C" {
 #include "mplb/quant.h"
 #include "mplb/calibrate.h"
 #include "mplb/trace.h"
+#include "mplb/wlfit.h"
 #include "mplb/sweep.h"
 #include "mplb/ffn.h"
 #include "mplb/safetensors.h"

@@ -86,6 +86,12 @@ check trace-import-exists 1 "exists" "$MPLB" trace import counts.csv -o tr.h5 --
 printf 'step,layer,expert,count\n0,0,0,30\n0,zero,1,10\n' > bad.csv
 check trace-import-bad 1 "bad.csv:3: field 'layer': 'zero' is not an integer" "$MPLB" trace import bad.csv -o bad.h5 --top-k 1
 check trace-stats-imported 0 "2 steps x 2 layers x 4 experts" "$MPLB" trace stats tr.h5 --ranks 2
+check trace-fit 0 "regime_rate" "$MPLB" trace fit tr.h5 -o trw.lua --ranks 2
+check trace-fit-exists 1 "exists" "$MPLB" trace fit tr.h5 -o trw.lua
+check trace-fit-usage 2 "mplb trace fit: needs TRACE.h5" "$MPLB" trace fit tr.h5
+check trace-gen 0 "wrote trg.h5: 3 steps x 2 layers x 4 experts, top-1" "$MPLB" trace gen trw.lua -o trg.h5 --layers 2 --experts 4 --top-k 1 --steps 3
+check trace-gen-mismatch 1 "workload.popularity: rows have 4 experts, the model has 8" "$MPLB" trace gen trw.lua -o trg2.h5 --layers 2 --experts 8 --top-k 1
+check trace-stats-workload 0 "fit goal (medians within 10%)" "$MPLB" trace stats tr.h5 --ranks 2 --workload trw.lua --steps 8
 cat > trexp.lua <<LUA
 return {
   model = { layers = 2, experts = 4, top_k = 1, hidden = 256, ffn = 128 },

@@ -185,7 +185,7 @@ static void test_reference_defaults(void **st) {
     FILE *f = open_memstream(&doc, &n);
     assert_int_equal(mplb_exp_reference(f), 0);
     fclose(f);
-    assert_contains(doc, "| `zipf` | number | `1.0` | 0 .. 10 |");
+    assert_contains(doc, "| `zipf` | number | (unset: the data-fitted log-normal model) | 0 .. 10 |");
     assert_close(x.workload.zipf, 1.2, 0);
     assert_contains(doc, "| `vision_zipf` | number | `1.5` |");
     assert_close(x.workload.vision_zipf, 1.5, 0);

@@ -1,9 +1,11 @@
 /* Experiments and profiles from Lua: see include/mplb/config.h. */
 #include "mplb/config.h"
 #include "mplb/policy.h"
+#include "mplb/workload.h"
 #include "lsandbox.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -177,12 +179,138 @@ int mplb_model_preset(const char *name, mplb_model *out) {
     return MPLB_EINVAL;
 }
 
+/* workload = "W.lua" (a file returning a workload table, as `mplb trace fit`
+ * writes) or { from = "W.lua", steps = ... } (the file's table with these
+ * fields on top): replace experiment.workload by the loaded table, so the
+ * resolved experiment a run file keeps holds the numbers, not a path. */
+static int load_workload_file(cfg *c, int top, const char *base_dir, char *path, char **keep_src) {
+    lua_State *L = c->L;
+    int t = lua_getfield(L, top, "workload"), over = 0;
+    if (t == LUA_TTABLE) {
+        over = lua_gettop(L);
+        if (lua_getfield(L, over, "from") != LUA_TSTRING) { lua_pop(L, 2); return 0; }
+    } else if (t != LUA_TSTRING) { lua_pop(L, 1); return 0; }
+    char name[MPLB_PATH_MAX];
+    snprintf(name, sizeof name, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    const char *field = over ? "workload.from" : "workload";
+    if (mplb_find_data_ext("workloads", name, ".lua", base_dir, path, c->err) < 0) {
+        if (over) lua_pop(L, 1);
+        return cfg_fail(c, field, "%s", c->err->msg);
+    }
+    char *src = NULL;
+    size_t n = 0;
+    int rc = mplb_read_file(path, &src, &n, c->err);
+    char chunk[MPLB_PATH_MAX + 1];
+    snprintf(chunk, sizeof chunk, "@%s", path);
+    if (rc == 0 && (luaL_loadbufferx(L, src, n, chunk, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)) {
+        rc = mplb_err_set(c->err, MPLB_ECONFIG, "%s (the workload file of %s)", lua_tostring(L, -1), c->file);
+        lua_pop(L, 1);
+    } else if (rc == 0 && !lua_istable(L, -1)) {
+        rc = mplb_err_set(c->err, MPLB_ECONFIG, "%s: a workload file must return a table, got %s", path,
+                          luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    if (rc == 0 && !over) *keep_src = src;   /* messages about its fields quote it */
+    else free(src);
+    if (rc < 0) { if (over) lua_pop(L, 1); return rc; }
+    if (over) {   /* the experiment's own fields win over the file's */
+        int wt = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, over)) {
+            if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "from") == 0) { lua_pop(L, 1); continue; }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, wt);
+        }
+        lua_remove(L, over);
+    }
+    lua_setfield(L, top, "workload");
+    return 0;
+}
+
+/* A list of n numbers in [lo, hi] into out (malloc'd). */
+static int cfg_num_list(cfg *c, int idx, const char *path, int n, double lo, double hi, double **out) {
+    lua_State *L = c->L;
+    char d[160];
+    if (!lua_istable(L, idx) || (int)luaL_len(L, idx) != n) {
+        snprintf(d, sizeof d, "expected a list of %d numbers", n);
+        return cfg_fail(c, path, "%s", d);
+    }
+    *out = malloc((size_t)n * sizeof **out);
+    if (!*out) return mplb_err_set(c->err, MPLB_ENOMEM, "out of memory");
+    for (int j = 0; j < n; j++) {
+        int isnum = lua_geti(L, idx, j + 1) == LUA_TNUMBER;
+        double x = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if (!isnum || !(x >= lo && x <= hi)) {
+            snprintf(d, sizeof d, "element %d is %s, expected a number in [%g, %g]", j + 1,
+                     isnum ? "out of range" : "not a number", lo, hi);
+            free(*out);
+            *out = NULL;
+            return cfg_fail(c, path, "%s", d);
+        }
+        (*out)[j] = x;
+    }
+    return 0;
+}
+
+/* workload.popularity = { {share, ...} per layer } (rows normalised to sum
+ * 1) and workload.layer_sigma = { per layer }: what `mplb trace fit` writes
+ * (type FIT in exp_keys.h). The value is on the stack top. */
+static int read_fit_key(cfg *c, const char *key, int wt, mplb_workload_cfg *w) {
+    lua_State *L = c->L;
+    int p = lua_gettop(L), rc = 0;
+    if (!strcmp(key, "layer_sigma")) {
+        lua_getfield(L, wt, "popularity");
+        int has_pop = lua_istable(L, -1);
+        lua_pop(L, 1);
+        if (!has_pop) return cfg_fail(c, "workload.layer_sigma", "%s", "needs workload.popularity (one value per row)");
+        int rows = w->pop_layers;   /* popularity is read first (its key comes first) */
+        free(w->layer_sigma);
+        w->layer_sigma = NULL;
+        return cfg_num_list(c, p, "workload.layer_sigma", rows, 0, 10, &w->layer_sigma);
+    }
+    int rows = lua_istable(L, p) ? (int)luaL_len(L, p) : 0, E = 0;
+    if (rows >= 1) { lua_geti(L, p, 1); E = lua_istable(L, -1) ? (int)luaL_len(L, -1) : 0; lua_pop(L, 1); }
+    if (rows < 1 || E < 1)
+        return cfg_fail(c, "workload.popularity", "%s", "expected a list of per-layer lists of expert shares");
+    free(w->popularity);
+    w->popularity = malloc((size_t)rows * E * sizeof *w->popularity);
+    if (!w->popularity) return mplb_err_set(c->err, MPLB_ENOMEM, "out of memory");
+    w->pop_layers = rows;
+    w->pop_experts = E;
+    for (int l = 0; l < rows && rc == 0; l++) {
+        char path[64];
+        snprintf(path, sizeof path, "workload.popularity[%d]", l + 1);
+        double *row = NULL, sum = 0;
+        lua_geti(L, p, l + 1);
+        rc = cfg_num_list(c, lua_gettop(L), path, E, 0, 1e300, &row);
+        lua_pop(L, 1);
+        if (rc < 0) break;
+        for (int e = 0; e < E; e++) sum += row[e];
+        if (!(sum > 0)) rc = cfg_fail(c, path, "%s", "all shares are zero");
+        for (int e = 0; e < E && rc == 0; e++) w->popularity[(size_t)l * E + e] = row[e] / sum;
+        free(row);
+    }
+    return rc;
+}
+
+/* Defaults that depend on zipf being unset (the data-fitted model): the
+ * time structure of include/mplb/workload.h unless given. */
+static void workload_defaults(mplb_workload_cfg *w, int has_sigma, int has_rate, int has_wander) {
+    if (!isnan(w->zipf) || w->popularity) return;
+    if (!has_sigma) w->step_sigma = MPLB_WL_STEP_SIGMA;
+    if (!has_rate) w->regime_rate = MPLB_WL_REGIME_RATE;
+    if (!has_wander) w->wander_period = MPLB_WL_WANDER_PERIOD;
+}
+
 /* ---- the key table -------------------------------------------------------- */
 
 #include "exp_keys.h"
 
 typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES, T_ZIP,
-               T_BOOL, T_LMDIR, T_TEXTS } key_type;
+               T_BOOL, T_LMDIR, T_TEXTS, T_FIT } key_type;
 enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8, REQ_LM = 16 };
 enum {
 #define X(s, key, doc) S_##s,
@@ -223,7 +351,7 @@ static const key_def keys[] = {
 static const char *type_name(key_type t) {
     static const char *const n[] = {"string", "integer", "integer", "integer", "number", "string", "string",
                                     "trace name", "file name", "table", "preset or table", "list", "list of lists",
-                                    "boolean", "checkpoint directory", "table of domain = file"};
+                                    "boolean", "checkpoint directory", "table of domain = file", "list (per layer)"};
     return n[t];
 }
 
@@ -439,7 +567,7 @@ static void apply_defaults(mplb_exp *out) {
         case T_INT: case T_BOOL: *(int *)dst = (int)strtol(k->def, NULL, 10); break;
         case T_I64: *(int64_t *)dst = strtoll(k->def, NULL, 10); break;
         case T_U64: *(uint64_t *)dst = strtoull(k->def, NULL, 10); break;
-        case T_NUM: *(double *)dst = strtod(k->def, NULL); break;
+        case T_NUM: *(double *)dst = k->def[0] == '(' ? NAN : strtod(k->def, NULL); break;   /* "(...)": unset */
         case T_STR: case T_ENUM:
             if (k->def[0] != '(') snprintf(dst, k->size, "%s", k->def);
             break;
@@ -498,6 +626,8 @@ static int read_section(cfg *c, int idx, int s, const char *base_dir, mplb_exp *
                 /* mplb sweep reads it (core/lua/sweep.c); a point file never has it */
                 rc = t != LUA_TTABLE ? cfg_fail(c, path, "expected a list of lists of axis names, got %s", lua_typename(L, t)) : 0;
                 if (rc == 0) warn(out, "%s: zip has no effect outside mplb sweep (it ties sweep axes)", out->path);
+            } else if (k->type == T_FIT) {
+                rc = read_fit_key(c, k->name, idx, &out->workload);
             } else if (k->type == T_POLICIES) {
                 rc = t != LUA_TTABLE ? cfg_fail(c, path, "expected a list, got %s", lua_typename(L, t))
                                      : read_policies(c, top, base_dir, out);
@@ -536,7 +666,7 @@ static void warn(mplb_exp *x, const char *fmt, ...) {
 /* Checks across keys, after every key is read: errors where a combination
  * cannot run, warnings where one setting makes another a no-op. */
 static int cross_checks(cfg *c, mplb_exp *x, const int *present) {
-    const mplb_workload_cfg *w = &x->workload;
+    mplb_workload_cfg *w = &x->workload;
     if (x->model.top_k > x->model.experts) {
         char d[128];
         snprintf(d, sizeof d, "%d is more than model.experts = %d", x->model.top_k, x->model.experts);
@@ -558,6 +688,7 @@ static int cross_checks(cfg *c, mplb_exp *x, const int *present) {
     if (P(WORKLOAD, decode_tokens) && w->prefill_every == 1)
         warn(x, "%s: workload.decode_tokens has no effect with workload.prefill_every = 1 (every step is a prefill)",
              x->path);
+    workload_defaults(&x->workload, P(WORKLOAD, step_sigma), P(WORKLOAD, regime_rate), P(WORKLOAD, wander_period));
     if (P(WORKLOAD, skew_from) && trace)
         warn(x, "%s: workload.skew_from has no effect with workload.kind = \"trace\" (the trace's routing is used)", x->path);
     int lm = !strcmp(w->kind, "lm");
@@ -789,7 +920,19 @@ int mplb_exp_load_text(const char *text, const char *path, const char *lines_src
     if (dot) *dot = 0;
     apply_defaults(out);
     int present[N_KEYS] = {0};
-    if ((rc = read_section(&c, top, S_TOP, base_dir, out, present)) < 0) goto fail;
+    char wpath[MPLB_PATH_MAX] = "";
+    char *wsrc = NULL;
+    if ((rc = load_workload_file(&c, top, base_dir, wpath, &wsrc)) < 0) goto fail;
+    free(wsrc);
+    if ((rc = mplb_lsb_check_plain(&sb, top, 1, path, err)) < 0) goto fail;
+    if ((rc = read_section(&c, top, S_TOP, base_dir, out, present)) < 0) {
+        if (wpath[0] && strstr(err->msg, "workload")) {   /* the field came from the workload file */
+            size_t n = strlen(err->msg);
+            if (n + 32 < sizeof err->msg)
+                snprintf(err->msg + n, sizeof err->msg - n, " (workload from %.*s)", (int)(sizeof err->msg - n - 24), wpath);
+        }
+        goto fail;
+    }
     if ((rc = cross_checks(&c, out, present)) < 0) goto fail;
     out->resolved = mplb_lua_serialize(L, top);
     if (!out->resolved) {
@@ -806,6 +949,7 @@ fail:
 }
 
 void mplb_exp_free(mplb_exp *exp) {
+    mplb_workload_cfg_free(&exp->workload);
     for (int i = 0; i < exp->n_policies; i++) free(exp->policies[i].params);
     free(exp->policies);
     free(exp->source);
@@ -814,6 +958,50 @@ void mplb_exp_free(mplb_exp *exp) {
     exp->policies = NULL;
     exp->source = exp->resolved = exp->warnings = NULL;
     exp->n_policies = 0;
+}
+
+int mplb_workload_load(const char *path, mplb_workload_cfg *w, mplb_err *err) {
+    memset(w, 0, sizeof *w);
+    mplb_exp *x = calloc(1, sizeof *x);
+    if (!x) return mplb_err_set(err, MPLB_ENOMEM, "out of memory");
+    mplb_lsb sb;
+    int rc = mplb_lsb_open(&sb, CFG_MEM_LIMIT, CFG_INSTR_LIMIT, err);
+    if (rc < 0) { free(x); return rc; }
+    snprintf(x->path, sizeof x->path, "%s", path);
+    lua_newtable(sb.L);
+    lua_pushstring(sb.L, path);
+    lua_setfield(sb.L, -2, "workload");
+    cfg c = {sb.L, path, NULL, err};
+    char dir[MPLB_PATH_MAX], wpath[MPLB_PATH_MAX] = "";
+    char *wsrc = NULL;
+    dir_of(path, dir, sizeof dir);
+    apply_defaults(x);
+    int present[N_KEYS] = {0};
+    int top = lua_gettop(sb.L);
+    if ((rc = load_workload_file(&c, top, dir, wpath, &wsrc)) == 0) {
+        c.src = wsrc;
+        lua_getfield(sb.L, top, "workload");
+        rc = read_section(&c, lua_gettop(sb.L), S_WORKLOAD, dir, x, present);
+        lua_pop(sb.L, 1);
+    }
+    if (rc == 0 && x->workload.prefill_every > 1 && x->workload.decode_tokens == 0)
+        rc = cfg_fail(&c, "workload.decode_tokens", "%s", "needed when prefill_every > 1 (tokens per decode step)");
+#define P(k) present[key_index(S_WORKLOAD, #k)]
+    if (rc == 0) workload_defaults(&x->workload, P(step_sigma), P(regime_rate), P(wander_period));
+#undef P
+    free(wsrc);
+    mplb_lsb_close(&sb);
+    *w = x->workload;
+    free(x->warnings);
+    free(x);
+    if (rc < 0) mplb_workload_cfg_free(w);
+    return rc;
+}
+
+void mplb_workload_cfg_free(mplb_workload_cfg *w) {
+    free(w->popularity);
+    free(w->layer_sigma);
+    w->popularity = w->layer_sigma = NULL;
 }
 
 /* ---- the reference ------------------------------------------------------- */

@@ -11,7 +11,7 @@
  *            ZIP (groups of sweep axes, read by mplb sweep), TRACE (a file in traces/, resolved to its path), DATA (a file in
  *            profiles/, resolved), TABLE (a block), MODEL, POLICIES (own readers),
  *            BOOL (int 0/1), LMDIR (a checkpoint directory in models/, resolved),
- *            TEXTS (workload.text: {domain = file in models/, ...})
+ *            TEXTS (workload.text: {domain = file in models/, ...}), FIT (per-layer fitted lists)
  *   field    the mplb_exp member it fills (ignored for TABLE/MODEL/POLICIES)
  *   flags    0, REQ (required), REQ_NOPRESET (required unless model.preset),
  *            REQ_SYNTH / REQ_TRACE / REQ_LM (required for workload.kind synthetic / trace / lm)
@@ -71,7 +71,8 @@
     X(WORKLOAD, steps, INT, workload.steps, REQ, "", 1, 100000000, "", "forward steps (batches)")              \
     X(WORKLOAD, tokens, I64, workload.tokens, REQ_SYNTH, "0", 0, 2147483648.0, "tokens",                       \
       "tokens per (prefill) step over all ranks; with a trace, 0 keeps the trace's")                           \
-    X(WORKLOAD, zipf, NUM, workload.zipf, 0, "1.0", 0, 10, "", "Zipf exponent of text routing skew")           \
+    X(WORKLOAD, zipf, NUM, workload.zipf, 0, "(unset: the data-fitted log-normal model)", 0, 10, "",          \
+      "Zipf exponent of text routing skew (stationary); unset: log-normal popularity fitted to traces/")       \
     X(WORKLOAD, vision_frac, NUM, workload.vision_frac, 0, "0.0", 0, 1, "share",                               \
       "share of vision tokens in prefill steps")                                                               \
     X(WORKLOAD, vision_zipf, NUM, workload.vision_zipf, 0, "1.5", 0, 10, "",                                   \
@@ -102,6 +103,17 @@
     X(WORKLOAD, acts, ENUM, workload.lm_acts, 0, "matched", 0, 0, "matched|bf16",                              \
       "kind = \"lm\": activations in the expert's format (W8A8, W4A4) or bf16 (weight-only)")                  \
     X(WORKLOAD, ablation, BOOL, workload.lm_ablation, 0, "0", 0, 1, "",                                        \
-      "kind = \"lm\": measure each expert's importance by ablation every (step, layer): obs.expert_ablation")
+      "kind = \"lm\": measure each expert's importance by ablation every (step, layer): obs.expert_ablation")      \
+    X(WORKLOAD, pop_sigma, NUM, workload.pop_sigma, 0, "0.22", 0, 10, "",                                      \
+      "zipf unset: spread (sd of the log) of the base expert popularity (docs/trace-file.md)")                 \
+    X(WORKLOAD, step_sigma, NUM, workload.step_sigma, 0, "0 (0.45 with zipf unset)", 0, 10, "",                 \
+      "sd of a step's log-popularity fluctuation around the base")                                             \
+    X(WORKLOAD, regime_rate, NUM, workload.regime_rate, 0, "0 (0.02 with zipf unset)", 0, 1, "per step",        \
+      "probability a step starts a new regime (fresh fluctuation, all layers)")                                \
+    X(WORKLOAD, wander_period, INT, workload.wander_period, 0, "0 (40 with zipf unset)", 0, 100000000, "steps", \
+      "steps over which the fluctuation rotates to a fresh one inside a regime (0: never)")                    \
+    X(WORKLOAD, popularity, FIT, name, 0, "", 0, 0, "",                                                        \
+      "per-layer lists of base expert shares (mplb trace fit); rows map to the model's layers by nearest index") \
+    X(WORKLOAD, layer_sigma, FIT, name, 0, "", 0, 0, "", "per-layer step_sigma, one per popularity row (mplb trace fit)")
 
 #endif

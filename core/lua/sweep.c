@@ -46,6 +46,8 @@ static const char *expand_lua =
     "          end\n"
     "        end\n"
     "      end\n"
+    "    elseif n == 'workload.popularity' or n == 'workload.layer_sigma' then\n"
+    "      -- per-layer fitted lists (mplb trace fit), data rather than sweep axes\n"
     "    elseif is_list(v) then\n"
     "      axes[#axes + 1] = { path = p, name = n, values = v }\n"
     "    elseif type(v) == 'table' then\n"

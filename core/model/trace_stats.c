@@ -96,3 +96,28 @@ double mplb_trace_phase_correlation(const mplb_trace *t) {
     free(dec);
     return r;
 }
+
+void mplb_trace_layer_stats(const mplb_trace *t, int layer, int R, int n, double out[3]) {
+    int E = t->experts;
+    double lis = 0, ri = 0, pers = 0;
+    uint8_t *a = malloc((size_t)E), *b = malloc((size_t)E);
+    for (int s = 0; s < t->steps; s++) {
+        const int32_t *c = t->counts + ((size_t)s * t->layers + layer) * E;
+        mplb_trace_stats st;
+        mplb_stats_counts(c, E, t->top_k, R, &st);
+        lis += st.lis;
+        ri += st.rank_imbalance;
+        if (s + 1 < t->steps && a && b) {
+            top_n(c, E, n, a);
+            top_n(c + (size_t)t->layers * E, E, n, b);
+            int keep = 0;
+            for (int e = 0; e < E; e++) keep += a[e] && b[e];
+            pers += (double)keep / (n < E ? n : E);
+        }
+    }
+    free(a);
+    free(b);
+    out[0] = lis / t->steps;
+    out[1] = ri / t->steps;
+    out[2] = t->steps > 1 && n >= 1 ? pers / (t->steps - 1) : NAN;
+}

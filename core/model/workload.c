@@ -76,6 +76,31 @@ static int trace_shape(const mplb_trace *t, int layer, int layers, int E, double
     return 0;
 }
 
+/* A standard normal (Box-Muller; one of the pair). */
+static double normal(mplb_rng *rng) {
+    double u = 1.0 - mplb_rng_uniform(rng), v = mplb_rng_uniform(rng);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* Log-normal base popularity (the data-fitted default): log-shares
+ * sigma * g with g standard normal, carried from layer to layer with
+ * correlation layer_corr (g_l = c g_{l-1} + sqrt(1 - c^2) e). */
+static void lognormal_pop(double *pop, double *g, int first, double c, double sigma, int E, mplb_rng *rng) {
+    double sum = 0, keep = first ? 0 : c, fresh = sqrt(1 - keep * keep);
+    for (int e = 0; e < E; e++) {
+        g[e] = keep * g[e] + fresh * normal(rng);
+        pop[e] = exp(sigma * g[e]);
+        sum += pop[e];
+    }
+    for (int e = 0; e < E; e++) pop[e] /= sum;
+}
+
+/* Fitted base shares (workload.popularity): row of the nearest fitted layer. */
+static void fitted_pop(double *pop, const mplb_workload_cfg *c, int layer, int layers, int E) {
+    int r = layers > 1 ? (int)lround((double)layer * (c->pop_layers - 1) / (layers - 1)) : 0;
+    for (int e = 0; e < E; e++) pop[e] = c->popularity[(size_t)r * E + e] + 1e-12; /* every expert reachable */
+}
+
 static void fill_pop(double *pop, const int *perm, const double *shape, int E, double s) {
     double sum = 0;
     for (int i = 0; i < E; i++) { pop[perm[i]] = shape ? shape[i] : pow(i + 1.0, -s); sum += pop[perm[i]]; }
@@ -110,23 +135,37 @@ int mplb_wl_init(mplb_wl *wl, const mplb_workload_cfg *cfg, const mplb_model *m,
         return 0;
     }
     int F = wl->F, L = m->layers, E = m->experts;
+    if (cfg->popularity && cfg->pop_experts != E)
+        return mplb_err_set(err, MPLB_ECONFIG, "workload.popularity: rows have %d experts, the model has %d",
+                            cfg->pop_experts, E);
+    if (cfg->step_sigma > 0 || cfg->layer_sigma) {
+        if (!(wl->layer_sigma = malloc((size_t)L * sizeof *wl->layer_sigma)))
+            return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
+        for (int l = 0; l < L; l++) {
+            int r = cfg->layer_sigma && L > 1 ? (int)lround((double)l * (cfg->pop_layers - 1) / (L - 1)) : 0;
+            wl->layer_sigma[l] = cfg->layer_sigma ? cfg->layer_sigma[r] : cfg->step_sigma;
+        }
+    }
+    wl->cfg.popularity = NULL;   /* owned by the experiment: used here only */
+    wl->cfg.layer_sigma = NULL;
     size_t n = (size_t)(F + 1) * L * E;
     wl->pop = malloc(n * sizeof(double));
     wl->prob = malloc(n * sizeof(double));
     wl->alias = malloc(n * sizeof(int32_t));
     int *perm = malloc((size_t)E * sizeof *perm), *work = malloc(2 * (size_t)E * sizeof *work);
-    double *shape = NULL;
+    double *shape = NULL, *g = calloc((size_t)E, sizeof *g);
+    int lognormal = isnan(cfg->zipf) && !cfg->popularity && !cfg->skew_from[0];
     mplb_trace skew;
     memset(&skew, 0, sizeof skew);
     if (cfg->skew_from[0]) {
         if ((rc = mplb_trace_read(cfg->skew_from, &skew, err)) < 0) {
-            free(perm); free(work); mplb_wl_free(wl);
+            free(perm); free(work); free(g); mplb_wl_free(wl);
             return mplb_err_set(err, rc, "workload.skew_from: %s", err->msg);
         }
         shape = malloc((size_t)E * sizeof *shape);
     }
-    if (!wl->pop || !wl->prob || !wl->alias || !perm || !work || (cfg->skew_from[0] && !shape)) {
-        free(perm); free(work); free(shape); mplb_trace_free(&skew); mplb_wl_free(wl);
+    if (!wl->pop || !wl->prob || !wl->alias || !perm || !work || !g || (cfg->skew_from[0] && !shape)) {
+        free(perm); free(work); free(shape); free(g); mplb_trace_free(&skew); mplb_wl_free(wl);
         return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
     }
     mplb_rng rng;
@@ -148,17 +187,19 @@ int mplb_wl_init(mplb_wl *wl, const mplb_workload_cfg *cfg, const mplb_model *m,
             }
             size_t o = ((size_t)f * L + l) * E;
             if (shape && f < F) trace_shape(&skew, l, L, E, shape);
-            fill_pop(wl->pop + o, perm, f < F ? shape : NULL, E, f < F ? wl->cfg.zipf : wl->cfg.vision_zipf);
+            if (f < F && cfg->popularity) fitted_pop(wl->pop + o, cfg, l, L, E);
+            else if (f < F && lognormal) lognormal_pop(wl->pop + o, g, l == 0, cfg->layer_corr, cfg->pop_sigma, E, &rng);
+            else fill_pop(wl->pop + o, perm, f < F ? shape : NULL, E, f < F ? wl->cfg.zipf : wl->cfg.vision_zipf);
             build_alias(wl->pop + o, E, wl->prob + o, wl->alias + o, work);
         }
     }
-    free(perm); free(work); free(shape);
+    free(perm); free(work); free(shape); free(g);
     mplb_trace_free(&skew);
     return 0;
 }
 
 void mplb_wl_free(mplb_wl *wl) {
-    free(wl->pop); free(wl->prob); free(wl->alias);
+    free(wl->pop); free(wl->prob); free(wl->alias); free(wl->layer_sigma);
     if (wl->trace) { mplb_trace_free(wl->trace); free(wl->trace); }
     memset(wl, 0, sizeof *wl);
 }
@@ -202,6 +243,27 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
         tot += w > 0 ? w : 0;
         cum[f] = tot;
     }
+    /* tables of this layer: static, or the step's fluctuated text
+     * popularity (families 0..F-1; vision stays static) built here */
+    const double *tab_pop = wl->pop, *tab_prob = wl->prob;
+    const int32_t *tab_alias = wl->alias;
+    size_t fstride = (size_t)L * E, loff = (size_t)layer * E;
+    double *cell = NULL;
+    if (wl->layer_sigma) {
+        cell = malloc((size_t)(F + 1) * E * (2 * sizeof(double) + sizeof(int32_t)) + 2 * (size_t)E * sizeof(int));
+        if (!cell) return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
+        double *cprob = cell + (size_t)(F + 1) * E;
+        int32_t *calias = (int32_t *)(cprob + (size_t)(F + 1) * E);
+        int *work = (int *)(calias + (size_t)(F + 1) * E);
+        for (int f = 0; f <= F; f++) {
+            double *cp = cell + (size_t)f * E;
+            if (f < F) mplb_wl_cell_pop(wl, step, layer, f, cp);
+            else memcpy(cp, wl->pop + (size_t)F * fstride + loff, (size_t)E * sizeof *cp);
+            build_alias(cp, E, cprob + (size_t)f * E, calias + (size_t)f * E, work);
+        }
+        tab_pop = cell; tab_prob = cprob; tab_alias = calias;
+        fstride = (size_t)E; loff = 0;
+    }
     int ids[64];
     float w[64];
     /* experts already chosen for this token, one bit each (cleared after
@@ -209,7 +271,7 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
      * scan of the earlier choices */
     uint64_t chosen[(MPLB_MAX_EXPERTS_BITS + 63) / 64] = {0};
     uint64_t *big = E > MPLB_MAX_EXPERTS_BITS ? calloc(((size_t)E + 63) / 64, sizeof *big) : NULL;
-    if (E > MPLB_MAX_EXPERTS_BITS && !big) return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
+    if (E > MPLB_MAX_EXPERTS_BITS && !big) { free(cell); return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory"); }
     uint64_t *bits = big ? big : chosen;
     for (int64_t t = 0; t < T; t++) {
         int src = (int)(t * wl->R / T);
@@ -224,9 +286,9 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
                 for (f = 0; f < F - 1 && cum[f] <= u; f++) {}
             }
         }
-        size_t o = ((size_t)f * L + layer) * E;
-        const double *pop = wl->pop + o, *prob = wl->prob + o;
-        const int32_t *alias = wl->alias + o;
+        size_t o = (size_t)f * fstride + loff;
+        const double *pop = tab_pop + o, *prob = tab_prob + o;
+        const int32_t *alias = tab_alias + o;
         double mass = 0;
         for (int j = 0; j < k; j++) {
             /* k distinct experts by rejection: redraw a chosen one (the
@@ -256,5 +318,6 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
         mplb_routing_add_token(rt, pl, wl->gpus_per_node, src, vision, ids, w);
     }
     free(big);
+    free(cell);
     return 0;
 }

@@ -61,6 +61,19 @@ typedef struct mplb_workload_cfg {
     int n_text;                   /* text domains, each a file */
     char text_name[8][MPLB_NAME_MAX];
     char text_path[8][MPLB_PATH_MAX];
+    /* Step-to-step time structure (docs/trace-file.md, "Fitted workloads"):
+     * a step's log-popularity is the base's plus step_sigma * z, where z is
+     * redrawn at regime changes (probability regime_rate a step) and
+     * rotates smoothly to a fresh draw every wander_period steps (0: never).
+     * Unset zipf (NAN) selects the data-fitted default: log-normal base
+     * popularity of spread pop_sigma. */
+    double pop_sigma, step_sigma, regime_rate;
+    int wander_period;
+    /* Per-layer fitted values (mplb trace fit), owned by the mplb_exp and
+     * freed by mplb_exp_free; NULL when absent. */
+    int pop_layers, pop_experts;
+    double *popularity;           /* [pop_layers * pop_experts] base shares, rows sum to 1 */
+    double *layer_sigma;          /* [pop_layers] step_sigma per layer */
 } mplb_workload_cfg;
 
 typedef struct mplb_policy_ref {
@@ -194,6 +207,10 @@ int mplb_exp_load_text(const char *text, const char *path, const char *lines_src
 void mplb_exp_free(mplb_exp *exp);
 /* Write docs/experiment-reference.md (markdown) from the table of keys. */
 int mplb_exp_reference(FILE *f);
+/* Load a workload file (a Lua file returning a workload table, as `mplb
+ * trace fit` writes) on its own; free with mplb_workload_cfg_free. */
+int mplb_workload_load(const char *path, mplb_workload_cfg *w, mplb_err *err);
+void mplb_workload_cfg_free(mplb_workload_cfg *w);
 
 /* Load profiles/NAME.lua (or a path). A profile may say inherit = "h100". */
 int mplb_profile_load(const char *name_or_path, const char *base_dir,

@@ -66,6 +66,9 @@ void mplb_stats_counts(const int32_t *counts, int E, int top_k, int R, mplb_trac
 /* Share of the top-n experts of step s still in the top-n at step s+1,
  * averaged over steps and layers (1 = persistent). */
 double mplb_trace_persistence(const mplb_trace *t, int n);
+/* Per-layer means over steps: out[0] LIS, out[1] rank max/mean on R
+ * contiguous ranks, out[2] top-n persistence of this layer (NAN with one step). */
+void mplb_trace_layer_stats(const mplb_trace *t, int layer, int R, int n, double out[3]);
 /* Pearson correlation of per-expert loads between prefill and decode steps
  * (summed per phase, over layers); NAN when the trace has no phases. */
 double mplb_trace_phase_correlation(const mplb_trace *t);

@@ -53,7 +53,7 @@ def test_prefill_decode_mix(tmp_path):
 def test_drift_moves_popularity(tmp_path):
     """With drift the per-expert load profile changes across steps; without, it stays."""
     def profile_change(drift):
-        steps, load, _ = run(tmp_path, f"{{ steps = 20, tokens = 4096, families = 4, drift = {drift}, drift_period = 20 }}",
+        steps, load, _ = run(tmp_path, f"{{ steps = 20, tokens = 4096, families = 4, drift = {drift}, drift_period = 20, step_sigma = 0 }}",
                              f"drift{drift}")
         layer0 = load[steps["layer"] == 0].astype(float)
         p = layer0 / layer0.sum(axis=1, keepdims=True)
