@@ -130,22 +130,26 @@ else echo "ok   progress quiet off a terminal"; pass=$((pass + 1)); fi
 if command -v script >/dev/null; then
   check progress-tty 0 "step 1/3, layer 1/48" script -qec "$MPLB run $SRC/experiments/demo.lua -o tty.h5 --set workload.steps=3 >/dev/null" /dev/null
 fi
-# Ctrl-C: the file closes with every row (status interrupted), the resume command is printed and works
-"$MPLB" run "$SRC/experiments/demo.lua" -o int.h5 --set workload.steps=12 >int.out 2>int.err & pid=$!
-sleep 1.5; kill -INT $pid; wait $pid; rc=$?
-if [ $rc -eq 130 ] && grep -qF "status: interrupted" int.err && grep -qF -- "-o int.h5 --set workload.steps=12 --resume" int.err &&
+# Ctrl-C: the file closes with every row (status interrupted), the resume command is printed and works.
+# A policy that spins ~1M Lua iterations per decide makes the run seconds long however fast mplb gets.
+printf 'local P = { params = { spin = 1000000 } }\nP.stateless = true\nfunction P.decide(obs, act)\n  local x = 0\n  for i = 1, P.params.spin do x = x + i end\nend\nreturn P\n' > spin.lua
+sed 's/steps = 2,/steps = 200,/' small.lua > slow.lua
+wait_for() { for _ in $(seq 1 200); do for f in "$@"; do [ -e "$f" ] && return 0; done; sleep 0.05; done; }
+"$MPLB" run slow.lua -o int.h5 --policy ./spin.lua >int.out 2>int.err & pid=$!
+wait_for int.h5 int.h5.part; sleep 0.5; kill -INT $pid; wait $pid; rc=$?
+if [ $rc -eq 130 ] && grep -qF "status: interrupted" int.err && grep -qF -- "-o int.h5 --policy ./spin.lua --resume" int.err &&
    "$MPLB" inspect int.h5 | grep -qF "status:   interrupted"; then
   echo "ok   run-interrupt"; pass=$((pass + 1))
 else echo "FAIL run-interrupt: exit $rc"; cat int.err; fail=$((fail + 1)); fi
-check run-interrupt-resume 0 "run file: int.h5" "$MPLB" run "$SRC/experiments/demo.lua" -o int.h5 --set workload.steps=12 --resume
-check run-interrupt-complete 0 "rows: 1728" "$MPLB" inspect int.h5
-"$MPLB" sweep "$SRC/experiments/demo.lua" -o swint -j 2 --set 'workload.steps={4,5,6,7}' >swint.out 2>swint.err & pid=$!
-sleep 2.5; kill -INT $pid; wait $pid; rc=$?
-if [ $rc -eq 130 ] && grep -qF -- "-o swint -j 2 --set 'workload.steps={4,5,6,7}' --resume" swint.err &&
+check run-interrupt-resume 0 "run file: int.h5" "$MPLB" run slow.lua -o int.h5 --policy ./spin.lua --resume
+check run-interrupt-complete 0 "rows: 400" "$MPLB" inspect int.h5
+"$MPLB" sweep slow.lua -o swint -j 2 --set 'workload.steps={100,101,102,103}' --set 'policies={"./spin.lua"}' >swint.out 2>swint.err & pid=$!
+wait_for swint/runs/p0000.h5 swint/runs/p0000.h5.part; sleep 0.5; kill -INT $pid; wait $pid; rc=$?
+if [ $rc -eq 130 ] && grep -qF -- "-o swint -j 2 --set 'workload.steps={100,101,102,103}' --set 'policies={\"./spin.lua\"}' --resume" swint.err &&
    grep -q ",pending," swint/index.csv; then
   echo "ok   sweep-interrupt"; pass=$((pass + 1))
 else echo "FAIL sweep-interrupt: exit $rc"; cat swint.err swint/index.csv; fail=$((fail + 1)); fi
-check sweep-interrupt-resume 0 "4 points, 4 complete, 0 failed" "$MPLB" sweep "$SRC/experiments/demo.lua" -o swint -j 2 --set 'workload.steps={4,5,6,7}' --resume
+check sweep-interrupt-resume 0 "4 points, 4 complete, 0 failed" "$MPLB" sweep slow.lua -o swint -j 2 --set 'workload.steps={100,101,102,103}' --set 'policies={"./spin.lua"}' --resume
 
 # policy check: what the policy chose, per rank; errors of later steps; the user's experiment
 check pc-precisions 0 "bf16" "$MPLB" policy check "$SRC/policies/threshold.lua" --param min_tokens=0
