@@ -18,6 +18,6 @@ BIN=$(realpath "$BIN")
   echo "# bench/fuzz.sh $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $BIN, N=$N per kind"
   for bytes in 0 1; do
     echo "## structural mutations$([ $bytes = 1 ] && echo ' + byte flips')"
-    (cd "$work" && ASAN_OPTIONS=detect_leaks=0 MPLB_FUZZ_N=$N MPLB_FUZZ_BYTES=$bytes "$BIN" | grep '^# ' || true)
+    (cd "$work" && ASAN_OPTIONS=detect_leaks=0 MPLB_FUZZ_N=$N MPLB_FUZZ_BYTES=$bytes "$BIN" | grep -E '^# (fuzz|MPLB_TEST_SEED|fz_bad)' || true)
   done
 } | tee "$out"
