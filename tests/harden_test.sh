@@ -122,6 +122,18 @@ printf 'local P = {}\nfunction P.decide(obs, act) error("\\27[31mred\\27]0;title
 "$MPLB" run exp.lua --set 'policies={"esc.lua"}' -o esc.h5 > esc.txt 2>&1
 ! LC_ALL=C grep -q $'\x1b' esc.txt && grep -q 'x1b' esc.txt && ok "control characters escaped in errors" \
   || bad "control characters escaped" esc.txt
+cp r.h5 escf.h5
+"$PY" - escf.h5 <<'EOF'
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], "r+") as f:
+    n = f["policy/names"][()]
+    del f["policy/names"]
+    f["policy/names"] = np.array([b"\x1b[31mevil"] + list(n[1:]), dtype=h5py.string_dtype())
+    f.attrs["command"] = "run \x1b]0;title\x07"
+EOF
+"$MPLB" inspect escf.h5 > escf.txt 2>&1
+! LC_ALL=C grep -q $'\x1b' escf.txt && grep -qF 'x1b[31mevil' escf.txt && ok "control characters from a file escaped by inspect" \
+  || bad "inspect escapes control characters" escf.txt
 deep=$work/$(printf 'd%.0s' $(seq 40))/$(printf 'e%.0s' $(seq 40))
 mkdir -p "$deep"
 cp "$SRC/policies/threshold.lua" "$deep/threshold_with_a_rather_long_file_name.lua"

@@ -336,10 +336,9 @@ static char *display(char *s) {
     if (!s) return NULL;
     size_t n = strlen(s), cap = 4 * n + 1;
     char *out = malloc(cap);
-    if (out) {
-        memcpy(out, s, n + 1);
-        mplb_escape_controls(out, cap);
-    }
+    if (!out) return s;   /* unescaped rather than lost */
+    memcpy(out, s, n + 1);
+    mplb_escape_controls(out, cap);
     free(s);
     return out;
 }
@@ -401,6 +400,7 @@ static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
                             MAX_POLICIES);
     }
     info->n_policies = (int)np;
+    for (int64_t i = 0; i < np; i++) info->policy_names[i] = display(info->policy_names[i]);
     hsize_t dims[1];
     hid_t d = mplb_h5_dset_open(h, "steps", H5T_COMPOUND, 1, NULL, sizeof(mplb_step_row), dims, err);
     if (d == 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /steps", path);
