@@ -14,9 +14,11 @@ const char *mplb_usage_text =
     "\n"
     "commands:\n"
     "  run EXP.lua [-o FILE.h5] [--set key=value]... [--policy NAME[,k=v...]]... [--force | --resume]\n"
-    "              [--backend model|cpu|cuda] [--transport mpi] [--sensitivity]\n"
-    "              run an experiment (cost model by default; cpu/cuda: real expert FFNs, timed);\n"
-    "              writes one HDF5 run file\n"
+    "              [--backend model|cpu|cuda|ep] [--transport mpi] [--sensitivity]\n"
+    "              run an experiment; writes one HDF5 run file. Backends (where times and errors\n"
+    "              come from): model = cost model; cpu = every expert's FFN run and timed on this\n"
+    "              CPU; cuda = on a GPU; ep = real EP layers across mpirun processes (--transport mpi;\n"
+    "              --backend cpu --transport mpi means the same)\n"
     "  inspect FILE.h5 [--json] summarise a run file (also a running or killed one)\n"
     "  sweep EXP.lua -o DIR [-j N] [--set key=value]... [--resume]\n"
     "              run every point of the experiment's list-valued fields (sweep axes);\n"
@@ -94,6 +96,7 @@ int main(int argc, char **argv) {
     /* every file is closed explicitly; libhdf5's own exit handler would only
      * retry closing one whose write failed (a full disk), and crash doing so */
     H5dont_atexit();
+    mplb_init(MPLB_INIT_ALL);   /* the library changes no process-wide state by itself */
     if (argc < 2) { fputs(mplb_usage_text, stderr); return 2; }
     return dispatch(argc - 1, argv + 1);
 }

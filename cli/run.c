@@ -59,19 +59,9 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
                "token, top-1 agreement, perplexity change; error_proxy is the proxy)\n", x->workload.lm,
                x->workload.lm_batch, x->workload.lm_seq);
     }
-    if (!strcmp(x->backend, "cpu") && x->transport_used)
-        printf("(times: measured, every EP layer run for real across %d MPI processes on this machine (dispatch, "
-               "experts, combine; online conversion beside the dispatch); error_proxy from the weight-error table;",
-               x->cluster.nodes * x->cluster.gpus_per_node);
-    else if (!strcmp(x->backend, "cpu"))
-        printf("(times: expert compute and weight conversion measured on this CPU (ranks run in turn), "
-               "dispatch/combine from the cost model with profile %s; error_proxy = measured relative error "
-               "vs bf16 experts;", x->cluster.profile);
-    else if (!strcmp(x->backend, "cuda"))
-        printf("(times: expert FFNs (cuBLASLt; nvfp4/mxfp4 weight-only: dequantize + BF16 GEMM) and online conversion "
-               "measured on %s (ranks run in turn), dispatch/combine from the cost model with profile %s; error_proxy "
-               "= measured relative error vs bf16 experts on the device;", device, x->cluster.profile);
-    else printf("(times: cost model, profile %s;", x->cluster.profile);
+    printf("(times: %s; error_proxy column: %s%s;", sum->times_source, sum->error_metric,
+           !strcmp(sum->error_metric, "weight_error_proxy") ? " (a proxy, not a measurement)" : " (measured against bf16)");
+    if (device[0]) printf(" device: %s;", device);
     printf(" %d ranks on %d node(s), %s, %d steps x %d layers; decide_us measured on this machine)\n", x->cluster.nodes * x->cluster.gpus_per_node, x->cluster.nodes, x->model.name,
            x->workload.steps, x->model.layers);
     printf("run file: %s\n", out);
@@ -172,12 +162,16 @@ int mplb_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--transport") && i + 1 < argc) transport = argv[++i];
         else if (!strcmp(a, "--backend") && i + 1 < argc) {
             i++;
-            if (strcmp(argv[i], "model") && strcmp(argv[i], "cpu") && strcmp(argv[i], "cuda")) {
-                fprintf(stderr, "mplb run: unknown backend '%s' (known: model, cpu, cuda)\n", argv[i]);
+            mplb_backend_id id;
+            mplb_err berr;
+            if (mplb_backend_find(argv[i], &id, &berr) < 0) {
+                fprintf(stderr, "mplb run: %s\n", berr.msg);
                 free(sets); free(pols);
                 return 2;
             }
-            sets[n_sets++] = !strcmp(argv[i], "cpu") ? "backend=\"cpu\"" : !strcmp(argv[i], "cuda") ? "backend=\"cuda\"" : "backend=\"model\"";
+            static char bset[64];
+            snprintf(bset, sizeof bset, "backend=\"%s\"", mplb_backend_name(id));
+            sets[n_sets++] = bset;
         }
         else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
@@ -253,11 +247,14 @@ int mplb_cmd_run(int argc, char **argv) {
     mplb_ep_mpi mctx;
     mplb_ep_transport tp;
 #endif
-    if (transport && strcmp(x.backend, "cpu") != 0) {
-        fprintf(stderr, "mplb run: --transport runs real EP layers on the cpu backend (this run's backend: %s)\n", x.backend);
+    /* a transport runs real EP layers: backend "ep" ("cpu" names the same
+     * experts run on this CPU, so --backend cpu --transport mpi means ep) */
+    if (transport && strcmp(x.backend, "cpu") != 0 && strcmp(x.backend, "ep") != 0) {
+        fprintf(stderr, "mplb run: --transport runs real EP layers (backend ep, or cpu); this run's backend: %s\n", x.backend);
         mplb_exp_free(&x);
         return 2;
     }
+    if (transport) snprintf(x.backend, sizeof x.backend, "ep");
     if (transport) {
 #ifdef MPLB_HAVE_MPI
         if (strcmp(transport, "mpi") != 0) {
@@ -300,7 +297,6 @@ int mplb_cmd_run(int argc, char **argv) {
     }
 #endif
     mplb_run_summary sum;
-    x.transport_used = transport != NULL;
     /* the progress line and Ctrl-C: on one process only (MPI ranks must stop together) */
     run_progress prog = {.first = -1};
     struct sigaction sa_old, sa = {0};

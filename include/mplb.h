@@ -13,6 +13,7 @@
 extern "C" {
 #endif
 #include "mplb/version.h"
+#include "mplb/init.h"
 #include "mplb/err.h"
 #include "mplb/prec.h"
 #include "mplb/config.h"
@@ -34,6 +35,10 @@ extern "C" {
 #include "mplb/execute.h"
 #include "mplb/dispatch.h"
 #include "mplb/ep_run.h"
+#include "mplb/split.h"
+#include "mplb/weights.h"
+#include "mplb/backend.h"
+#include "mplb/observe.h"
 #ifdef __cplusplus
 }
 #endif

@@ -110,13 +110,13 @@ check skew-olmoe 0 "run file: so.h5" "$MPLB" run "$SRC/experiments/skew_olmoe.lu
 check ep-nodes-model 0 "run file: epn.h5" "$MPLB" run "$SRC/experiments/ep_nodes.lua" -o epn.h5 --backend model --set workload.steps=1
 check set-preset-field 0 "3 layers" "$MPLB" run "$SRC/experiments/demo.lua" -o preset.h5 --set model.layers=3 --set workload.steps=1
 check calibrate 0 "wrote profile prof.lua" "$MPLB" calibrate --backend cpu --quick -o prof.lua
-check calibrate-profile 0 "profile prof.lua" "$MPLB" run small.lua -o cal.h5 --set cluster.profile=prof.lua
+check calibrate-profile 0 "cost model, profile prof" "$MPLB" run small.lua -o cal.h5 --set cluster.profile=prof.lua
 check calibrate-accuracy 0 "wrote accuracy table acc.lua" "$MPLB" calibrate --accuracy --quick -o acc.lua
 check accuracy-run 0 "run file: accrun.h5" "$MPLB" run small.lua -o accrun.h5 --set 'accuracy="acc.lua"'
 check accuracy-missing 1 "field accuracy: profiles 'nope.lua' not found" "$MPLB" run small.lua -o accrun2.h5 --set 'accuracy="nope.lua"'
-check execute-cpu 0 "measured on this CPU" "$MPLB" run "$SRC/experiments/execute_small.lua" -o exec.h5 --backend cpu --set workload.steps=1
-check execute-bad-backend 2 "unknown backend 'gpu' (known: model, cpu, cuda)" "$MPLB" run small.lua --backend gpu
-check config-bad-backend 1 "field backend: unknown backend 'tpu' (known: model, cpu, cuda)" "$MPLB" run small.lua --set 'backend="tpu"'
+check execute-cpu 0 "expert compute measured on the CPU of" "$MPLB" run "$SRC/experiments/execute_small.lua" -o exec.h5 --backend cpu --set workload.steps=1
+check execute-bad-backend 2 "unknown backend 'gpu' (known: model, cpu, cuda, ep)" "$MPLB" run small.lua --backend gpu
+check config-bad-backend 1 "field backend: unknown backend 'tpu' (known: model, cpu, cuda, ep)" "$MPLB" run small.lua --set 'backend="tpu"'
 # backend cuda: refused without a device (or without CUDA in this build), writing no run file
 out=$("$MPLB" run small.lua --backend cuda -o cudarun.h5 2>&1); rc=$?
 if { [ $rc -eq 1 ] && grep -qF "backend cuda: cuda: this machine has no CUDA device" <<<"$out"; } ||

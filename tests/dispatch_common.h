@@ -12,6 +12,7 @@ typedef struct ep_case {
     int64_t *tokens;          /* [R] */
     float **x, **gates, **y;  /* [R] */
     int32_t **ids;
+    int32_t **dests;          /* [R] per-slot ranks by the split rule (mplb_split_dests) */
     mplb_expert_w *experts;   /* [E] */
     mplb_placement pl;
 } ep_case;
@@ -21,6 +22,36 @@ static void ep_heavy(mplb_rng *g, float *w, size_t n, double s) {
         double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
         w[i] = (float)(s * sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2));
     }
+}
+
+/* Per-slot ranks as the run loop gives them: every rank's tokens in rank
+ * order form the step's routing log, split by mplb_split_dests. */
+static int ep_case_dests(ep_case *c) {
+    mplb_err err;
+    mplb_routing rt;
+    mplb_plan plan;
+    if (mplb_routing_alloc(&rt, c->R, c->E, 1, c->k, &err) < 0) return -1;
+    if (mplb_plan_init(&plan, &c->pl, &err) < 0) { mplb_routing_free(&rt); return -1; }
+    for (int r = 0; r < c->R; r++)
+        for (int64_t t = 0; t < c->tokens[r]; t++) {
+            int ids[64];
+            for (int j = 0; j < c->k; j++) ids[j] = c->ids[r][t * c->k + j];
+            mplb_routing_add_token(&rt, &c->pl, c->R, r, 0, ids, NULL);
+        }
+    int32_t *all = malloc(((size_t)rt.tokens * c->k + 1) * sizeof *all);
+    int rc = all ? mplb_split_dests(&rt, &plan, all, &err) : -1;
+    c->dests = calloc((size_t)c->R, sizeof *c->dests);
+    size_t off = 0;
+    for (int r = 0; r < c->R && rc == 0 && c->dests; r++) {
+        size_t n = (size_t)c->tokens[r] * c->k;
+        c->dests[r] = malloc((n + 1) * sizeof **c->dests);
+        if (c->dests[r]) memcpy(c->dests[r], all + off, n * sizeof *all);
+        off += n;
+    }
+    free(all);
+    mplb_plan_free(&plan);
+    mplb_routing_free(&rt);
+    return rc;
 }
 
 /* empty_rank >= 0 gets no tokens; replica >= 0 adds a copy of expert 0 there */
@@ -71,17 +102,22 @@ static int ep_case_init(ep_case *c, int R, int E, int k, uint64_t seed, int empt
             for (int j = 0; j < k; j++) c->gates[r][t * k + j] /= sum;
         }
     }
-    return 0;
+    return ep_case_dests(c);
 }
 
 static void ep_case_ranks(const ep_case *c, mplb_ep_rank *ranks) {
     for (int r = 0; r < c->R; r++)
-        ranks[r] = (mplb_ep_rank){.tokens = c->tokens[r], .x = c->x[r], .ids = c->ids[r], .gates = c->gates[r], .y = c->y[r]};
+        ranks[r] = (mplb_ep_rank){.tokens = c->tokens[r], .x = c->x[r], .ids = c->ids[r], .gates = c->gates[r], .y = c->y[r],
+                                  .dests = c->dests ? c->dests[r] : NULL};
 }
 
 static void ep_case_free(ep_case *c) {
     for (int e = 0; e < c->E; e++) mplb_expert_free(&c->experts[e]);
-    for (int r = 0; r < c->R; r++) { free(c->x[r]); free(c->y[r]); free(c->gates[r]); free(c->ids[r]); }
+    for (int r = 0; r < c->R; r++) {
+        free(c->x[r]); free(c->y[r]); free(c->gates[r]); free(c->ids[r]);
+        if (c->dests) free(c->dests[r]);
+    }
+    free(c->dests);
     free(c->experts); free(c->x); free(c->y); free(c->gates); free(c->ids); free(c->tokens);
     mplb_placement_free(&c->pl);
 }

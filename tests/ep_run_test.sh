@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# mplb run --backend cpu --transport mpi: real EP layers across mpirun
-# processes, one run file written by rank 0. Checks: the run completes for
-# np = 1, 2, 4; its routing-derived columns equal the cost-model run of the
-# same experiment; measured times are positive; a process count that is not
+# mplb run --backend cpu --transport mpi (backend ep): real EP layers across
+# mpirun processes, one run file written by rank 0. Checks: the run completes
+# for np = 1, 2, 4; its routing-derived columns equal the cost-model run of
+# the same experiment; its error column (output_rel_rms, one weight source
+# and one split rule) equals the single-process --backend cpu run's;
+# measured times are positive; a process count that is not
 # the cluster's rank count is refused. On 2 nodes x 2 ranks (node dedup
 # through proxies) the rows that crossed nodes, counted from the measured
 # bytes, equal the cost model's per-node dedup for every policy, replicas
@@ -21,17 +23,24 @@ bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 for np in 1 2 4; do
   sets=(--set workload.steps=2 --set cluster.gpus_per_node=$np)
   if mpirun --oversubscribe -np $np "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
-       -o ep$np.h5 "${sets[@]}" > run$np.txt 2>&1 && grep -q "run for real across $np MPI processes" run$np.txt; then
+       -o ep$np.h5 "${sets[@]}" > run$np.txt 2>&1 && grep -q "real EP layers (dispatch, experts on CPU, combine) across $np processes" run$np.txt; then
     ok "np=$np: EP run completes"
   else bad "np=$np"; cat run$np.txt; fi
   "$MPLB" run "$SRC/experiments/execute_small.lua" -o model$np.h5 "${sets[@]}" > /dev/null 2>&1
-  if "$PY" - ep$np.h5 model$np.h5 <<'PY'
+  "$MPLB" run "$SRC/experiments/execute_small.lua" -o cpu$np.h5 --backend cpu "${sets[@]}" > /dev/null 2>&1
+  if "$PY" - ep$np.h5 model$np.h5 cpu$np.h5 $np <<'PY'
 import sys, h5py, numpy as np
-a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
-sa, sb = a["steps"][()], b["steps"][()]
+a, b, c = (h5py.File(p, "r") for p in sys.argv[1:4])
+np_ = int(sys.argv[4])
+sa, sb, sc = a["steps"][()], b["steps"][()], c["steps"][()]
 assert a.attrs["status"] == "complete"
-for c in ("policy", "step", "layer", "tokens", "lis", "imbalance", "error_proxy"):
-    assert np.array_equal(sa[c], sb[c]), c            # same routing and plans
+for col in ("policy", "step", "layer", "tokens", "lis", "imbalance"):
+    assert np.array_equal(sa[col], sb[col]), col        # same routing and plans
+# one error definition: the EP layers' measured output error is the cpu backend's
+assert a.attrs["error_metric"] == c.attrs["error_metric"] == "output_rel_rms"
+assert b.attrs["error_metric"] == "weight_error_proxy"
+np.testing.assert_array_equal(sa["error_proxy"], sc["error_proxy"])   # bit for bit: same floats, same sums
+assert np_ == 1 or (sa["error_proxy"][sa["policy"] > 0] > 0).any()   # one rank: nothing to balance
 np.testing.assert_array_equal(a["experts/load"][()], b["experts/load"][()])
 assert (sa["t_layer_us"] > 0).all() and (sa["t_dispatch_us"] >= 0).all()
 comp = a["ranks/compute_us"][()]
@@ -99,7 +108,7 @@ if mpirun --oversubscribe -np 2 "$MPLB" run "$SRC/experiments/execute_small.lua"
 elif grep -q "2 processes, but the cluster has 4 ranks" bad.txt; then ok "np != ranks refused"
 else bad "np mismatch message"; cat bad.txt; fi
 if "$MPLB" run "$SRC/experiments/execute_small.lua" --transport mpi -o nb.h5 > nb.txt 2>&1; then bad "transport without cpu backend"
-elif grep -q -- '--transport runs real EP layers on the cpu backend' nb.txt; then ok "transport needs the cpu backend"
+elif grep -q -- '--transport runs real EP layers (backend ep, or cpu)' nb.txt; then ok "transport needs the cpu (ep) backend"
 else bad "transport/backend message"; cat nb.txt; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

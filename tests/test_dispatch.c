@@ -4,7 +4,7 @@
  * rank with no tokens, an expert no token picks, E not divisible by R, a
  * replicated expert, bf16 and fp8 activations (quantized during the pack).
  * The rows sent across and inside nodes are counted against the cost
- * model's dedup (mplb_routing_dedup) and an independent count. */
+ * model's dedup (mplb_split_dedup) and an independent count. */
 #include <math.h>
 #include <time.h>
 #include "testutil.h"
@@ -95,20 +95,15 @@ static void test_local_against_reference(void **st) {
 }
 
 /* Rows across nodes equal the cost model's per-node dedup (replicas split
- * by the same keys); rows inside nodes equal an independent count of what
- * the proxies must forward. */
+ * by the same rule); rows inside nodes equal an independent count of what
+ * the proxies must forward, with replicas assigned here independently: the
+ * q-th slot of the step choosing an expert goes to its copy q mod copies. */
 static void check_counts(int R, int gpn, int direct, int E, int k, uint64_t seed) {
     ep_case c;
     assert_int_equal(ep_case_init(&c, R, E, k, seed, -1, R - 1), 0);   /* expert 0 also on the last rank */
     mplb_ep_rank ranks[8];
     ep_case_ranks(&c, ranks);
-    /* replica keys: the step-wide token index, as the routing log numbers them */
-    int64_t *keys[8], next = 0;
-    for (int r = 0; r < R; r++) {
-        keys[r] = malloc((size_t)(c.tokens[r] + 1) * sizeof **keys);
-        for (int64_t t = 0; t < c.tokens[r]; t++) keys[r][t] = next++;
-        ranks[r].keys = keys[r];
-    }
+    int occ[64] = {0};   /* slots of each expert so far, step order */
     mplb_ep_stats st = {0};
     mplb_err err = {0};
     mplb_ep_topo topo = {gpn, direct};
@@ -125,7 +120,7 @@ static void check_counts(int R, int gpn, int direct, int E, int k, uint64_t seed
             mplb_routing_add_token(&rt, &c.pl, g, s, 0, idv, NULL);
             /* ranks reached, as a bit set; on two hops a node's rows start at the proxy */
             uint64_t reach = 0;
-            for (int j = 0; j < k; j++) reach |= 1ull << c.pl.ranks[ids[j] * R + (keys[s][t] + j) % c.pl.copies[ids[j]]];
+            for (int j = 0; j < k; j++) reach |= 1ull << c.pl.ranks[ids[j] * R + occ[ids[j]]++ % c.pl.copies[ids[j]]];
             for (int d = 0; d < R; d++) {
                 if (!(reach >> d & 1)) continue;
                 int from = g > 1 && g < R && !direct ? mplb_ep_proxy(R, g, s, d / g) : s;   /* who hands d its row */
@@ -133,7 +128,13 @@ static void check_counts(int R, int gpn, int direct, int E, int k, uint64_t seed
             }
         }
     int32_t *to_rank = calloc((size_t)R * R, sizeof *to_rank), *to_node = calloc((size_t)R * nodes, sizeof *to_node);
-    mplb_routing_dedup(&rt, &c.pl, g, to_rank, to_node);
+    mplb_plan plan;
+    assert_int_equal(mplb_plan_init(&plan, &c.pl, &err), 0);
+    int32_t *dest = malloc(((size_t)rt.tokens * k + 1) * sizeof *dest);
+    assert_int_equal(mplb_split_dests(&rt, &plan, dest, &err), 0);
+    mplb_split_dedup(&rt, dest, g, to_rank, to_node);
+    free(dest);
+    mplb_plan_free(&plan);
     /* across nodes: once per node (the model's to_node), or with direct
      * sends once per rank of another node (to_rank) */
     size_t inter = 0, inter_direct = 0;
@@ -151,7 +152,6 @@ static void check_counts(int R, int gpn, int direct, int E, int k, uint64_t seed
     assert_int_equal(st.rows_sent, st.rows_inter + st.rows_intra);
     free(to_rank);
     free(to_node);
-    for (int r = 0; r < R; r++) free(keys[r]);
     mplb_routing_free(&rt);
     ep_case_free(&c);
 }

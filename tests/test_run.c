@@ -254,8 +254,8 @@ static void test_execute_moves(void **st) {
     int e0 = 0;
     for (int t = 0; t < 40; t++) mplb_routing_add_token(&rt, &pl, 2, t % 2, 0, &e0, NULL);   /* every token to expert 0 */
     assert_int_equal(mplb_plan_init(&plan, &pl, &err), 0);
-    mplb_exec ex;
-    assert_int_equal(mplb_exec_init(&ex, &m, 11, &err), 0);
+    mplb_exec *ex;
+    assert_int_equal(mplb_exec_open(&m, 11, NULL, &ex, &err), 0);
     double rank_us[2], conv_us[2];
     mplb_exec_result res = {rank_us, conv_us, 0};
     for (int moved = 0; moved <= 40; moved += 20) {
@@ -263,7 +263,7 @@ static void test_execute_moves(void **st) {
         plan.expert_prec[0] = MPLB_PREC_FP8_E4M3;
         plan.expert_mode[0] = MPLB_CONV_STORED;
         if (moved) assert_int_equal(mplb_plan_add_move(&plan, 0, 0, 1, moved, &err), 0);
-        assert_int_equal(mplb_exec_layer(&ex, 0, 0, &rt, &plan, &res, &err), 0);
+        assert_int_equal(mplb_exec_layer(ex, 0, 0, &rt, &plan, &res, &err), 0);
         if (moved < 40) assert_true(rank_us[0] > 0); else assert_true(rank_us[0] == 0);
         if (moved > 0) assert_true(rank_us[1] > 0); else assert_true(rank_us[1] == 0);
         static double first;
@@ -271,7 +271,7 @@ static void test_execute_moves(void **st) {
         assert_true(res.error > 0);
         assert_close(res.error, first, 1e-6);
     }
-    mplb_exec_free(&ex);
+    mplb_exec_close(ex);
     mplb_plan_free(&plan);
     mplb_routing_free(&rt);
     mplb_placement_free(&pl);
@@ -322,13 +322,13 @@ static void test_execute_device(void **st) {
     assert_int_equal(mplb_plan_init(&plan, &pl, &err), 0);
     mock_dev md = {0};
     mplb_exec_device dev = {.ctx = &md, .name = "mock", .forward = mock_forward, .convert = mock_convert, .forget = mock_forget};
-    mplb_exec ex;
-    assert_int_equal(mplb_exec_init_device(&ex, &m, 5, &dev, &err), 0);
+    mplb_exec *ex;
+    assert_int_equal(mplb_exec_open(&m, 5, &dev, &ex, &err), 0);
     double rank_us[2], conv_us[2];
     mplb_exec_result res = {rank_us, conv_us, 0};
     mplb_plan_reset(&plan, &pl);
     plan.expert_prec[2] = MPLB_PREC_NVFP4;   /* online on rank 1 */
-    assert_int_equal(mplb_exec_layer(&ex, 0, 0, &rt, &plan, &res, &err), 0);
+    assert_int_equal(mplb_exec_layer(ex, 0, 0, &rt, &plan, &res, &err), 0);
     /* token copies per rank, expert 0's split over its two copies as the executor splits them */
     double want[2] = {0, 0};
     for (int e = 0; e < 4; e++) {
@@ -343,9 +343,9 @@ static void test_execute_device(void **st) {
     assert_true(res.error > 0);
     assert_int_equal(md.converts, rt.expert_counts[2] > 0);
     int f0 = md.forgets;
-    assert_int_equal(mplb_exec_layer(&ex, 0, 1, &rt, &plan, &res, &err), 0);   /* another layer */
+    assert_int_equal(mplb_exec_layer(ex, 0, 1, &rt, &plan, &res, &err), 0);   /* another layer */
     assert_true(md.forgets > f0);
-    mplb_exec_free(&ex);
+    mplb_exec_close(ex);
     mplb_ffn_ws_free(&md.ws);
     mplb_plan_free(&plan);
     mplb_routing_free(&rt);

@@ -21,7 +21,6 @@ int mplb_h5_open(const char *path, mplb_h5_file *h, mplb_err *err) {
     memset(h, 0, sizeof *h);
     h->id = -1;
     h->path = path;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     struct stat st;
     if (stat(path, &st) != 0)
         return mplb_err_set(err, MPLB_EIO, "%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));

@@ -121,10 +121,6 @@ typedef int (*ep_phase)(ep_state *s, mplb_err *err);
 
 static int oom(mplb_err *err) { return mplb_err_set(err, MPLB_ENOMEM, "dispatch: out of memory"); }
 
-static int dest_of(const mplb_placement *pl, int64_t t, int j, int e) {
-    return pl->ranks[(size_t)e * pl->R + (int)((t + j) % pl->copies[e])];
-}
-
 int mplb_ep_proxy(int R, int gpn, int s, int n) {
     int first = n * gpn, size = R - first < gpn ? R - first : gpn;
     return first + s % gpn % size;
@@ -162,16 +158,18 @@ static void count_sent(ep_state *s, int dst, size_t rows, size_t bytes) {
     else { st->rows_intra += rows; st->bytes_intra += bytes; }
 }
 
-/* The ranks that compute token t's slots (the caller's, or the placement's)
- * and where this rank sends each: that rank, or on two hops its node's
+/* The ranks that compute token t's slots (the caller's per-slot ranks, or
+ * the home of a single-copy expert) and where this rank sends each: that rank, or on two hops its node's
  * proxy. */
 static int token_route(const ep_state *s, int64_t t, int32_t *rank, int *hop, mplb_err *err) {
     const mplb_ep_rank *me = s->me;
-    int64_t key = me->keys ? me->keys[t] : t;
     for (int j = 0; j < s->k; j++) {
         int e = me->ids[t * s->k + j];
         if (e < 0 || e >= s->pl->E) return mplb_err_set(err, MPLB_EINVAL, "dispatch: token %lld slot %d: expert %d of %d", (long long)t, j, e, s->pl->E);
-        int r = me->dests ? me->dests[t * s->k + j] : dest_of(s->pl, key, j, e);
+        if (!me->dests && s->pl->copies[e] > 1)
+            return mplb_err_set(err, MPLB_EINVAL, "dispatch: expert %d has %d copies: pass per-slot ranks (mplb_split_dests)",
+                                e, s->pl->copies[e]);
+        int r = me->dests ? me->dests[t * s->k + j] : s->pl->home[e];
         if (r < 0 || r >= s->R) return mplb_err_set(err, MPLB_EINVAL, "dispatch: token %lld slot %d: rank %d of %d", (long long)t, j, r, s->R);
         rank[j] = r;
         hop[j] = s->two_hop ? mplb_ep_proxy(s->R, s->gpn, s->rank, r / s->gpn) : r;
@@ -539,21 +537,25 @@ int mplb_ep_layer_local(int R, const mplb_ep_topo *topo, const mplb_placement *p
     return rc;
 }
 
+int mplb_dispatch_round(const float *x, int d, mplb_prec p, float *xq, mplb_err *err) {
+    mplb_qopts qo = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
+    /* fp8: a tensor scale per GROUP channels, as the dispatch sends them */
+    int glen = p == MPLB_PREC_FP8_E4M3 ? GROUP : d;
+    for (int c0 = 0; c0 < d; c0 += glen) {
+        int len = d - c0 < glen ? d - c0 : glen, rc = mplb_quant_fake(x + c0, xq + c0, 1, len, p, &qo, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
 int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32_t *ids, const float *gates,
                        const mplb_expert_w *experts, mplb_prec act_prec, float *y, mplb_err *err) {
     float *xq = malloc((size_t)d * sizeof *xq), *out = malloc((size_t)d * sizeof *out);
     if (!xq || !out) { free(xq); free(out); return mplb_err_set(err, MPLB_ENOMEM, "reference: out of memory"); }
     mplb_ffn_ws ws = {0};
-    mplb_qopts qo = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR};
     int rc = 0;
-    /* fp8: a tensor scale per GROUP channels, as the dispatch sends them */
-    int glen = act_prec == MPLB_PREC_FP8_E4M3 ? GROUP : d;
     for (int64_t t = 0; t < tokens && rc == 0; t++) {
-        for (int c0 = 0; c0 < d && rc == 0; c0 += glen) {
-            int len = d - c0 < glen ? d - c0 : glen;
-            rc = mplb_quant_fake(x + (size_t)t * d + c0, xq + c0, 1, len, act_prec, &qo, err);
-        }
-        if (rc < 0) break;
+        if ((rc = mplb_dispatch_round(x + (size_t)t * d, d, act_prec, xq, err)) < 0) break;
         float *yt = y + (size_t)t * d;
         memset(yt, 0, (size_t)d * sizeof *yt);
         for (int j = 0; j < k && rc == 0; j++) {

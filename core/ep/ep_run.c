@@ -1,6 +1,7 @@
 /* One EP layer for real on this rank: see include/mplb/ep_run.h. */
 #include "mplb/ep_run.h"
-#include "mplb/workload.h"
+#include "mplb/split.h"
+#include "mplb/weights.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -12,14 +13,14 @@ struct mplb_ep_run {
     mplb_model m;
     uint64_t seed;
     const mplb_ep_transport *tp;
-    int layer;
-    float *w;                 /* [E][3][d*f] master weights of `layer` (only this rank's are filled) */
-    mplb_expert_w *q;         /* [E * PREC] stored copies */
-    uint8_t *have;
-    mplb_expert_w *cur;       /* [E] the weights the layer runs with (views of q or converted) */
+    mplb_weights *w;
+    mplb_expert_w *cur;       /* [E] the weights the layer runs with (views of the cache or converted) */
     mplb_expert_w *conv;      /* [E] converted online this layer */
     uint8_t *conv_used;
     uint8_t *runs;            /* [E] experts this rank computes in the current plan */
+    int ref_step, ref_layer;  /* whose all-bf16 outputs of this rank's tokens are in ref */
+    float *ref;
+    int64_t ref_cap;
 };
 
 static double now_s(void) {
@@ -28,72 +29,37 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void heavy(mplb_rng *g, float *w, size_t n, double scale) {
-    for (size_t i = 0; i < n; i++) {
-        double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
-        w[i] = (float)(scale * sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2));
-    }
-}
-
 int mplb_ep_run_open(const mplb_model *m, uint64_t seed, const mplb_ep_transport *tp, mplb_ep_run **out, mplb_err *err) {
     *out = NULL;
-    size_t per = (size_t)3 * m->hidden * m->ffn, E = (size_t)m->experts;
-    if ((double)per * E * 4 > 4e9)
-        return mplb_err_set(err, MPLB_ECONFIG, "transport: %d experts of %dx%d are too large to run for real here", m->experts,
-                            m->hidden, m->ffn);
     mplb_ep_run *ep = calloc(1, sizeof *ep);
     if (!ep) return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
     ep->m = *m;
     ep->seed = seed;
     ep->tp = tp;
-    ep->layer = -1;
-    ep->w = malloc(per * E * sizeof(float));
-    ep->q = calloc(E * MPLB_PREC_COUNT, sizeof *ep->q);
-    ep->have = calloc(E * MPLB_PREC_COUNT, 1);
+    ep->ref_layer = -1;
+    size_t E = (size_t)m->experts;
     ep->cur = calloc(E, sizeof *ep->cur);
     ep->conv = calloc(E, sizeof *ep->conv);
     ep->conv_used = calloc(E, 1);
     ep->runs = calloc(E, 1);
-    if (!ep->w || !ep->q || !ep->have || !ep->cur || !ep->conv || !ep->conv_used || !ep->runs) {
-        mplb_ep_run_close(ep);
-        return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
-    }
+    int rc = ep->cur && ep->conv && ep->conv_used && ep->runs ? mplb_weights_open(m, seed, &ep->w, err)
+                                                                : mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
+    if (rc < 0) { mplb_ep_run_close(ep); return rc; }
     *out = ep;
     return 0;
 }
 
-static void drop(mplb_ep_run *ep) {
-    for (size_t i = 0; i < (size_t)ep->m.experts * MPLB_PREC_COUNT; i++)
-        if (ep->have[i]) { mplb_expert_free(&ep->q[i]); ep->have[i] = 0; }
-}
-
 void mplb_ep_run_close(mplb_ep_run *ep) {
     if (!ep) return;
-    if (ep->have) drop(ep);
-    free(ep->w); free(ep->q); free(ep->have); free(ep->cur); free(ep->conv); free(ep->conv_used); free(ep->runs);
+    mplb_weights_close(ep->w);
+    free(ep->cur); free(ep->conv); free(ep->conv_used); free(ep->runs); free(ep->ref);
     free(ep);
-}
-
-static const float *master(mplb_ep_run *ep, int e) {
-    return ep->w + (size_t)e * 3 * ep->m.hidden * ep->m.ffn;
-}
-
-static void load_layer(mplb_ep_run *ep, int layer) {
-    if (ep->layer == layer) return;
-    drop(ep);
-    size_t per = (size_t)3 * ep->m.hidden * ep->m.ffn;
-    for (int e = 0; e < ep->m.experts; e++) {
-        mplb_rng g;
-        mplb_rng_seed(&g, ep->seed ^ 0x77656967ULL ^ ((uint64_t)(layer + 1) << 32) ^ (uint64_t)(e + 1) * 0x9e3779b97f4a7c15ULL);
-        heavy(&g, ep->w + (size_t)e * per, per, 0.5 / sqrt((double)ep->m.hidden));
-    }
-    ep->layer = layer;
 }
 
 typedef struct conv_job {
     mplb_ep_run *ep;
     const mplb_plan *plan;
-    int rank;
+    int rank, layer;
     double t_conv;
     int rc;
     pthread_t th;
@@ -112,7 +78,7 @@ static void *convert_all(void *arg) {
         mplb_prec p = j->plan->expert_prec[e];
         if (!ep->runs[e] || p == MPLB_PREC_BF16 ||
             j->plan->expert_mode[e] != MPLB_CONV_ONLINE) continue;
-        const float *w = master(ep, e);
+        const float *w = mplb_weights_master(ep->w, j->layer, e);   /* loaded before the thread started */
         if (mplb_expert_quantize(w, w + df, w + 2 * df, d, f, p, NULL, &ep->conv[e], &err) < 0) j->rc = -1;
         else ep->conv_used[e] = 1;
     }
@@ -129,92 +95,59 @@ static int wait_conv(void *arg) {
     return j->rc;
 }
 
-/* Token moves as real routing: move (e, from, to, n) sends the first n (in
- * step order) of e's slots that `from` would compute to `to` instead; every
- * rank derives the same choice from the step's routing log. Returns this
- * rank's slots' ranks [tokens x k], or NULL when out of memory. */
-static int32_t *route_moves(const mplb_routing *rt, const mplb_plan *plan, int me) {
-    int k = rt->top_k, R = plan->R;
-    const mplb_placement *pl = &plan->placement;
-    size_t nk = (size_t)rt->tokens * k;
-    int32_t *all = malloc((nk + 1) * sizeof *all);
-    if (!all) return NULL;
-    for (int64_t t = 0; t < rt->tokens; t++)
-        for (int j = 0; j < k; j++) {
-            int e = rt->tok_ids[t * k + j];
-            all[t * k + j] = pl->ranks[(size_t)e * R + (int)((t + j) % pl->copies[e])];
-        }
-    for (int i = 0; i < plan->n_moves; i++) {
-        const mplb_move *mv = &plan->moves[i];
-        int64_t left = (int64_t)(mv->n + 0.5);
-        for (size_t q = 0; q < nk && left > 0; q++)
-            if (rt->tok_ids[q] == mv->e && all[q] == mv->from) { all[q] = mv->to; left--; }
-    }
-    size_t m = 0;   /* this rank's tokens, compacted in place */
-    for (int64_t t = 0; t < rt->tokens; t++)
-        if (rt->tok_src[t] == me) { memmove(all + m, all + (size_t)t * k, (size_t)k * sizeof *all); m += (size_t)k; }
-    return all;
-}
-
-int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
-                      mplb_ep_times *all, mplb_err *err) {
+/* One layer under plan, collectively: this rank's tokens (those the routing
+ * log starts on it) through the dispatch, the experts and the combine; y
+ * [n x d] its outputs, *t its times. Slots go where the split rule sends
+ * them (mplb_split_dests: replicas and moves alike on every process). */
+static int run_once(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan, float *y,
+                    mplb_ep_times *t, mplb_err *err) {
     const mplb_ep_transport *tp = ep->tp;
-    int R = tp->size, me = tp->rank, d = ep->m.hidden, f = ep->m.ffn, k = rt->top_k, E = ep->m.experts;
-    if (!rt->has_dedup) return mplb_err_set(err, MPLB_EUNSUPP, "transport: the workload has no per-token choices to dispatch");
-    if (plan->R != R) return mplb_err_set(err, MPLB_ECONFIG, "transport: %d processes, the cluster has %d ranks", R, plan->R);
-    load_layer(ep, layer);
-    /* this rank's tokens: those the routing log gives its source rank */
+    int R = tp->size, me = tp->rank, d = ep->m.hidden, k = rt->top_k, E = ep->m.experts;
+    size_t nk = (size_t)rt->tokens * k;
     int64_t n = 0;
-    for (int64_t t = 0; t < rt->tokens; t++) n += rt->tok_src[t] == me;
-    float *x = malloc((size_t)(n + 1) * d * sizeof *x), *y = malloc((size_t)(n + 1) * d * sizeof *y);
-    float *gates = malloc((size_t)(n + 1) * k * sizeof *gates);
-    int32_t *ids = malloc((size_t)(n + 1) * k * sizeof *ids);
-    int64_t *keys = malloc((size_t)(n + 1) * sizeof *keys);
-    int32_t *dests = NULL;
-    if (plan->n_moves && (dests = route_moves(rt, plan, me)) == NULL) {
-        free(x); free(y); free(gates); free(ids); free(keys);
+    for (int64_t i = 0; i < rt->tokens; i++) n += rt->tok_src[i] == me;
+    float *x = malloc((size_t)(n + 1) * d * sizeof *x), *gates = malloc((size_t)(n + 1) * k * sizeof *gates);
+    int32_t *ids = malloc((size_t)(n + 1) * k * sizeof *ids), *dests = malloc((nk + 1) * sizeof *dests);
+    if (!x || !gates || !ids || !dests) {
+        free(x); free(gates); free(ids); free(dests);
         return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
     }
-    if (!x || !y || !gates || !ids || !keys) { free(x); free(y); free(gates); free(ids); free(keys); free(dests); return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory"); }
-    mplb_rng g;
-    mplb_rng_seed(&g, ep->seed ^ ((uint64_t)step << 40) ^ ((uint64_t)(layer + 1) << 20) ^ (uint64_t)(me + 1) * 0x2545f4914f6cdd1dULL);
-    heavy(&g, x, (size_t)n * d, 1.0);
+    int rc = mplb_split_dests(rt, plan, dests, err);
     int64_t i = 0;
-    for (int64_t t = 0; t < rt->tokens; t++) {
-        if (rt->tok_src[t] != me) continue;
-        for (int j = 0; j < k; j++) { ids[i * k + j] = rt->tok_ids[t * k + j]; gates[i * k + j] = 1.0f / k; }
-        keys[i++] = t;   /* replicas split as the cost model splits them */
+    for (int64_t tk = 0; tk < rt->tokens && rc == 0; tk++) {
+        if (rt->tok_src[tk] != me) continue;
+        mplb_weights_acts(ep->seed, step, layer, tk, d, x + (size_t)i * d);
+        for (int j = 0; j < k; j++) {
+            ids[i * k + j] = rt->tok_ids[tk * k + j];
+            gates[i * k + j] = 1.0f / k;
+            dests[i * k + j] = dests[tk * k + j];   /* compacted in place: i <= tk */
+        }
+        i++;
     }
-    /* stored formats come from the cache; online ones are converted beside the dispatch */
-    size_t df = (size_t)d * f;
-    int rc = 0;
+    /* the experts this rank computes: its copies and what moves bring it */
+    memset(ep->runs, 0, (size_t)E);
     for (int e = 0; e < E; e++) ep->runs[e] = plan->placement.has[(size_t)e * R + me];
-    for (int i = 0; i < plan->n_moves; i++)
-        if (plan->moves[i].to == me && plan->moves[i].n >= 0.5) ep->runs[plan->moves[i].e] = 1;
+    for (int m = 0; m < plan->n_moves; m++)
+        if (plan->moves[m].to == me) ep->runs[plan->moves[m].e] = 1;
+    /* stored formats come from the cache; online ones are converted beside the dispatch */
     for (int e = 0; e < E && rc == 0; e++) {
         if (!ep->runs[e]) { memset(&ep->cur[e], 0, sizeof ep->cur[e]); continue; }
         mplb_prec p = plan->expert_prec[e];
         int online = p != MPLB_PREC_BF16 && plan->expert_mode[e] == MPLB_CONV_ONLINE;
-        mplb_prec stored = online ? MPLB_PREC_BF16 : p;
-        size_t qi = (size_t)e * MPLB_PREC_COUNT + stored;
-        if (!ep->have[qi]) {
-            const float *w = master(ep, e);
-            if ((rc = mplb_expert_quantize(w, w + df, w + 2 * df, d, f, stored, NULL, &ep->q[qi], err)) < 0) break;
-            ep->have[qi] = 1;
-        }
-        ep->cur[e] = ep->q[qi];
+        const mplb_expert_w *w;
+        if ((rc = mplb_weights_get(ep->w, layer, e, online ? MPLB_PREC_BF16 : p, &w, err)) == 0) ep->cur[e] = *w;
     }
-    /* the clock starts here: generating master weights and filling the
-     * stored-format cache are set-up, not the layer */
+    /* the clock starts here: generating weights and the stored-format cache are set-up, not the layer */
     double t_start = now_s();
     conv_job job;
     memset(&job, 0, sizeof job);
     job.ep = ep;
     job.plan = plan;
     job.rank = me;
+    job.layer = layer;
     if (rc == 0 && pthread_create(&job.th, NULL, convert_all, &job) == 0) job.started = 1;
     else if (rc == 0) convert_all(&job);
-    mplb_ep_rank mine = {.tokens = n, .x = x, .ids = ids, .gates = gates, .y = y, .keys = keys, .dests = dests,
+    mplb_ep_rank mine = {.tokens = n, .x = x, .ids = ids, .gates = gates, .y = y, .dests = dests,
                          .ready = wait_conv, .ready_arg = &job};
     mplb_ep_stats st = {0};
     /* the experts read ep->cur; online ones switch to their converted copy in ready() */
@@ -222,12 +155,61 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
     if (job.started) wait_conv(&job);
     for (int e = 0; e < E; e++)
         if (ep->conv_used[e]) { mplb_expert_free(&ep->conv[e]); ep->conv_used[e] = 0; }
-    free(x); free(y); free(gates); free(ids); free(keys); free(dests);
+    free(x); free(gates); free(ids); free(dests);
     if (rc < 0) return rc;
-    mplb_ep_times t = {
+    *t = (mplb_ep_times){
         .ffn = st.t_ffn_s * 1e6, .exposed = st.t_ready_s * 1e6, .dispatch = (st.t_pack_s + st.t_dispatch_xchg_s) * 1e6,
         .combine = (st.t_alltoall_s - st.t_dispatch_xchg_s + st.t_combine_s) * 1e6, .total = (now_s() - t_start) * 1e6,
         .conv = job.t_conv * 1e6, .bytes_intra = (double)st.bytes_intra, .bytes_inter = (double)st.bytes_inter};
+    return 0;
+}
+
+static int is_reference(const mplb_plan *plan) {
+    if (plan->dispatch_prec != MPLB_PREC_BF16) return 0;
+    for (int e = 0; e < plan->E; e++)
+        if (plan->expert_prec[e] != MPLB_PREC_BF16) return 0;
+    return 1;
+}
+
+int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
+                      mplb_ep_times *all, mplb_err *err) {
+    const mplb_ep_transport *tp = ep->tp;
+    int R = tp->size, me = tp->rank, d = ep->m.hidden;
+    if (!rt->has_dedup) return mplb_err_set(err, MPLB_EUNSUPP, "transport: the workload has no per-token choices to dispatch");
+    if (plan->R != R) return mplb_err_set(err, MPLB_ECONFIG, "transport: %d processes, the cluster has %d ranks", R, plan->R);
+    int64_t n = 0;
+    for (int64_t i = 0; i < rt->tokens; i++) n += rt->tok_src[i] == me;
+    if (n + 1 > ep->ref_cap) {
+        float *r2 = realloc(ep->ref, (size_t)(n + 1) * d * sizeof *r2);
+        if (!r2) return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
+        ep->ref = r2;
+        ep->ref_cap = n + 1;
+        ep->ref_layer = -1;
+    }
+    mplb_ep_times t;
+    int ref = is_reference(plan), rc = 0;
+    if (!ref && (ep->ref_step != step || ep->ref_layer != layer)) {
+        /* no all-bf16 plan ran on this layer yet: run one for the reference
+         * (every process takes this branch together: same calls, same state) */
+        mplb_plan bp;
+        if ((rc = mplb_plan_init(&bp, &plan->placement, err)) < 0) return rc;
+        rc = run_once(ep, step, layer, rt, &bp, ep->ref, &t, err);
+        mplb_plan_free(&bp);
+        if (rc < 0) return rc;
+        ep->ref_step = step;
+        ep->ref_layer = layer;
+    }
+    float *y = ref ? ep->ref : malloc((size_t)(n + 1) * d * sizeof *y);
+    if (!y) return mplb_err_set(err, MPLB_ENOMEM, "transport: out of memory");
+    rc = run_once(ep, step, layer, rt, plan, y, &t, err);
+    if (rc == 0 && ref) { ep->ref_step = step; ep->ref_layer = layer; }
+    for (size_t i = 0; rc == 0 && !ref && i < (size_t)n * d; i++) {
+        double df = (double)y[i] - ep->ref[i];
+        t.err_num += df * df;
+        t.err_den += (double)ep->ref[i] * ep->ref[i];
+    }
+    if (!ref) free(y);
+    if (rc < 0) return rc;
     /* gather to rank 0 through the same transport */
     uint8_t **send = calloc((size_t)R, sizeof *send), **recv = calloc((size_t)R, sizeof *recv);
     size_t *sn = calloc((size_t)R, sizeof *sn), *rn = calloc((size_t)R, sizeof *rn);

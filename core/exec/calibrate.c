@@ -3,7 +3,7 @@
 #include "mplb/quant.h"
 #include "mplb/ffn.h"
 #include "mplb/safetensors.h"
-#include "mplb/workload.h"
+#include "mplb/weights.h"
 
 #include <math.h>
 #include "mplb/version.h"
@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* OpenBLAS' own thread control; declared here since cblas.h need not. */
-void openblas_set_num_threads(int num_threads);
 
 static double now(void) {
     struct timespec ts;
@@ -41,7 +39,6 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     int nmax = o && o->max_tokens ? o->max_tokens : 2048;
     double min_s = o && o->min_seconds > 0 ? o->min_seconds : 0.05;
     const char *name = o && o->name ? o->name : "cpu";
-    openblas_set_num_threads(1);
     size_t xs = (size_t)nmax * d, ws = (size_t)d * 2 * f;
     float *x = malloc(xs * sizeof(float)), *w1 = malloc(ws * sizeof(float)), *w2 = malloc((size_t)f * d * sizeof(float));
     float *h = malloc((size_t)nmax * 2 * f * sizeof(float)), *y = malloc(xs * sizeof(float));
@@ -192,37 +189,30 @@ static int load_expert(const mplb_acc_opts *o, float **g, float **u, float **dn,
     return rc;
 }
 
-static void heavy_fill(mplb_rng *g, float *w, size_t n, double scale) {
-    for (size_t i = 0; i < n; i++) {
-        double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
-        double z = sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2);
-        w[i] = (float)(scale * z * (mplb_rng_uniform(g) < 0.01 ? 8 : 1));
-    }
-}
-
 int mplb_calibrate_accuracy(const mplb_acc_opts *o, FILE *out, mplb_err *err) {
     int d = 1024, f = 512, n = o && o->tokens > 0 ? o->tokens : 64, rc = 0;
     float *g = NULL, *u = NULL, *dn = NULL;
     char src[1400];
-    mplb_rng rng;
-    mplb_rng_seed(&rng, o && o->seed ? o->seed : 1);
+    uint64_t seed = o && o->seed ? o->seed : 1;
     if (o && o->weights) {
         if ((rc = load_expert(o, &g, &u, &dn, &d, &f, src, sizeof src, err)) < 0) { free(g); free(u); free(dn); return rc; }
     } else {
+        /* the run's own weight source: expert 0 of layer 0 */
         size_t nw = (size_t)d * f;
-        g = malloc(nw * sizeof *g); u = malloc(nw * sizeof *u); dn = malloc(nw * sizeof *dn);
-        if (!g || !u || !dn) { free(g); free(u); free(dn); return mplb_err_set(err, MPLB_ENOMEM, "calibrate: out of memory"); }
-        heavy_fill(&rng, g, nw, 0.02);
-        heavy_fill(&rng, u, nw, 0.02);
-        heavy_fill(&rng, dn, nw, 0.02);
-        snprintf(src, sizeof src, "synthetic heavy-tailed weights (Gaussian, 1%% outliers at 8x), d=%d, f=%d", d, f);
+        g = malloc(3 * nw * sizeof *g);
+        if (!g) return mplb_err_set(err, MPLB_ENOMEM, "calibrate: out of memory");
+        mplb_weights_fill(seed, 0, 0, d, f, g);
+        u = g + nw;
+        dn = g + 2 * nw;
+        snprintf(src, sizeof src, "mplb_weights (Gaussian std 0.5/sqrt(d), 1%% outliers at 8x), seed %llu, d=%d, f=%d",
+                 (unsigned long long)seed, d, f);
     }
     float *x = malloc((size_t)n * d * sizeof *x), *y = malloc((size_t)n * d * sizeof *y);
     double *ref = malloc((size_t)n * d * sizeof *ref);
     if (!x || !y || !ref) rc = mplb_err_set(err, MPLB_ENOMEM, "calibrate: out of memory");
     double e[MPLB_PREC_COUNT] = {0}, cs[MPLB_PREC_COUNT] = {0};
     if (rc == 0) {
-        heavy_fill(&rng, x, (size_t)n * d, 1.0);
+        for (int t = 0; t < n; t++) mplb_weights_acts(seed, 0, 0, t, d, x + (size_t)t * d);
         mplb_ffn_ref_f64(g, u, dn, d, f, x, n, ref);
         for (int p = 0; p < MPLB_PREC_COUNT && rc == 0; p++) {
             mplb_expert_w w;
@@ -247,6 +237,8 @@ int mplb_calibrate_accuracy(const mplb_acc_opts *o, FILE *out, mplb_err *err) {
         for (int p = 0; p < MPLB_PREC_COUNT; p++) fprintf(out, " %s = %.8g,", mplb_prec_name(p), cs[p]);
         fprintf(out, " },\n}\n");
     }
-    free(g); free(u); free(dn); free(x); free(y); free(ref);
+    free(g);
+    if (o && o->weights) { free(u); free(dn); }
+    free(x); free(y); free(ref);
     return rc;
 }

@@ -39,8 +39,10 @@
     X(TOP, policies, POLICIES, name, REQ, "", 0, 0, "",                                                        \
       "the compared policies: names or {\"name\", param = value, label = \"...\"}; params are checked "        \
       "against the policy's P.params")                                                                         \
-    X(TOP, backend, ENUM, backend, 0, "model", 0, 0, "model|cpu|cuda",                                         \
-      "model: cost model; cpu/cuda: run every expert's FFN for real, timed")                                  \
+    X(TOP, backend, ENUM, backend, 0, "model", 0, 0, "model|cpu|cuda|ep",                                      \
+      "where times and the error column come from (mplb/backend.h): model = cost model + weight-error proxy; " \
+      "cpu/cuda = every expert's FFN run and timed on this CPU / a GPU, output error measured; ep = real EP "  \
+      "layers across mpirun processes (--transport mpi)")                                                       \
     X(TOP, accuracy, DATA, accuracy, 0, "", 0, 0, "",                                                          \
       "an accuracy table (mplb calibrate --accuracy) for the error proxy; looked up in profiles/")             \
     X(TOP, seed, U64, seed, 0, "1", 0, 9223372036854775807.0, "", "seed of every random draw")                \

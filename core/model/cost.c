@@ -1,5 +1,6 @@
 /* The analytic layer-time model: see include/mplb/cost.h. */
 #include "mplb/cost.h"
+#include "mplb/split.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ typedef struct rank_acc { ffn_acc ffn[MPLB_PREC_COUNT], shared; double l[L_COUNT
 
 int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err) {
     memset(res, 0, sizeof *res);
+    res->R = R;
     res->rank_load = calloc((size_t)R, sizeof(double));
     res->rank_compute = calloc((size_t)R, sizeof(double));
     res->scratch = calloc((size_t)R, sizeof(rank_acc));
@@ -84,6 +86,18 @@ int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err) {
         return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
     }
     return 0;
+}
+
+void mplb_cost_result_copy(mplb_cost_result *dst, const mplb_cost_result *src) {
+    double *load = dst->rank_load, *comp = dst->rank_compute;
+    void *scratch = dst->scratch;
+    int R = dst->R < src->R ? dst->R : src->R;
+    *dst = *src;
+    dst->rank_load = load;
+    dst->rank_compute = comp;
+    dst->scratch = scratch;
+    memcpy(load, src->rank_load, (size_t)R * sizeof *load);
+    memcpy(comp, src->rank_compute, (size_t)R * sizeof *comp);
 }
 
 void mplb_cost_result_free(mplb_cost_result *res) {
@@ -119,19 +133,6 @@ double mplb_cost_expert_us(const mplb_profile *hw, const mplb_model *m, mplb_pre
     memset(&a, 0, sizeof a);
     ffn_add(&a, hw, m, p, n, mplb_cost_act_bytes(MPLB_PREC_BF16));
     return ffn_us(&a, hw);
-}
-
-/* Tokens of expert e computed on rank r, after moves (moves are few, so a
- * linear scan over them is cheaper than a per-(e, r) table). */
-static double moved_delta(const mplb_plan *pl, int e, int r) {
-    double d = 0;
-    for (int i = 0; i < pl->n_moves; i++) {
-        const mplb_move *mv = &pl->moves[i];
-        if (mv->e != e) continue;
-        if (mv->from == r) d -= mv->n;
-        if (mv->to == r) d += mv->n;
-    }
-    return d;
 }
 
 /* n tokens from s to d: over NVLink inside a node; across nodes over the NIC
@@ -177,10 +178,16 @@ static int dispatch_traffic(const mplb_routing *rt, const mplb_plan *plan, int g
     if (rt->has_dedup) {
         const int32_t *to_rank = rt->tok_to_rank, *to_node = rt->tok_to_node;
         int32_t *scratch = NULL;
-        if (plan->placement_changed) {
-            scratch = malloc(((size_t)R * R + (size_t)R * rt->nodes) * sizeof *scratch);
+        if (plan->placement_changed || plan->n_moves) {
+            /* the real dispatch's destinations under this plan: the split
+             * rule's per-slot ranks (replicas and moved tokens), deduplicated */
+            size_t nk = (size_t)rt->tokens * rt->top_k;
+            scratch = malloc(((size_t)R * R + (size_t)R * rt->nodes + nk + 1) * sizeof *scratch);
             if (!scratch) return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
-            mplb_routing_dedup(rt, pl, gpn, scratch, scratch + (size_t)R * R);
+            int32_t *dest = scratch + (size_t)R * R + (size_t)R * rt->nodes;
+            int rc = mplb_split_dests(rt, plan, dest, err);
+            if (rc < 0) { free(scratch); return rc; }
+            mplb_split_dedup(rt, dest, gpn, scratch, scratch + (size_t)R * R);
             to_rank = scratch;
             to_node = scratch + (size_t)R * R;
         }
@@ -252,49 +259,43 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     memset(res->rank_compute, 0, (size_t)R * sizeof(double));
     double w_bf16 = 3.0 * m->hidden * m->ffn * 2.0;
     double disp_b = mplb_cost_act_bytes(plan->dispatch_prec);
-    /* one flag per expert touched by a move, so untouched experts skip the scan */
-    uint8_t *touched = NULL;
+    /* Rows per (expert, rank) by the one split rule (mplb/split.h): the
+     * closed form per copy when nothing moves, the full table with moves. */
+    int64_t *rows = NULL;
     if (plan->n_moves) {
-        touched = calloc((size_t)E, 1);
-        if (!touched) return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
-        for (int i = 0; i < plan->n_moves; i++) touched[plan->moves[i].e] = 1;
+        rows = malloc((size_t)E * R * sizeof *rows);
+        if (!rows) return mplb_err_set(err, MPLB_ENOMEM, "cost: out of memory");
+        int rc = mplb_split_rows(plan, rt->expert_counts, rows, err);
+        if (rc < 0) { free(rows); return rc; }
     }
     for (int e = 0; e < E; e++) {
-        double n = (double)rt->expert_counts[e] / pl->copies[e];
         mplb_prec p = plan->expert_prec[e];
         int online = p != MPLB_PREC_BF16 && plan->expert_mode[e] == MPLB_CONV_ONLINE;
         double c = online ? w_bf16 + w_bf16 * mplb_prec_bits(p) / 16.0 : 0; /* read bf16, write p */
+        if (rows) {
+            /* every rank computing rows of e; one without a copy computes them
+             * after it prefetches the weights from host memory (HarMoEny) */
+            for (int r = 0; r < R; r++) {
+                double nr = (double)rows[(size_t)e * R + r];
+                if (nr <= 0) continue;
+                res->rank_load[r] += nr;
+                ffn_add(&ra[r].ffn[p], hw, m, p, nr, disp_b);
+                if (pl->has[(size_t)e * R + r]) ra[r].l[L_CONV] += c;
+                else ra[r].l[L_FETCH] += mplb_expert_bytes(m, p, plan->expert_mode[e] == MPLB_CONV_STORED
+                                                                     ? MPLB_CONV_STORED : MPLB_CONV_ONLINE);
+            }
+            continue;
+        }
         const int *rk = pl->ranks + (size_t)e * R;
         for (int i = 0; i < pl->copies[e]; i++) {
-            int r = rk[i];
-            double nr = n;
-            if (touched && touched[e]) {
-                nr = n + moved_delta(plan, e, r);
-                if (nr < 0) nr = 0;
-            }
-            res->rank_load[r] += nr;
-            ffn_add(&ra[r].ffn[p], hw, m, p, nr, disp_b);
-            if (nr > 0) ra[r].l[L_CONV] += c;
+            double nr = (double)mplb_split_share(rt->expert_counts[e], pl->copies[e], i);
+            if (nr <= 0) continue;
+            res->rank_load[rk[i]] += nr;
+            ffn_add(&ra[rk[i]].ffn[p], hw, m, p, nr, disp_b);
+            ra[rk[i]].l[L_CONV] += c;
         }
     }
-    /* tokens moved to a rank without a copy: computed there after it
-     * prefetches the weights from host memory */
-    for (int i = 0; i < plan->n_moves; i++) {
-        const mplb_move *mv = &plan->moves[i];
-        if (pl->has[(size_t)mv->e * R + mv->to]) continue;
-        int first = 1;
-        for (int j = 0; j < i; j++)
-            if (plan->moves[j].e == mv->e && plan->moves[j].to == mv->to) first = 0;
-        if (!first) continue;
-        double nr = moved_delta(plan, mv->e, mv->to);
-        if (nr <= 0) continue;
-        mplb_prec p = plan->expert_prec[mv->e];
-        res->rank_load[mv->to] += nr;
-        ffn_add(&ra[mv->to].ffn[p], hw, m, p, nr, disp_b);
-        ra[mv->to].l[L_FETCH] += mplb_expert_bytes(m, p, plan->expert_mode[mv->e] == MPLB_CONV_STORED
-                                                              ? MPLB_CONV_STORED : MPLB_CONV_ONLINE);
-    }
-    free(touched);
+    free(rows);
     /* shared experts: every rank runs them on the tokens that start there */
     if (m->shared_experts > 0)
         for (int s = 0; s < R; s++) {
@@ -307,7 +308,10 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     double intra_tok = 0, inter_tok = 0;
     int rc = dispatch_traffic(rt, plan, gpn, ra, &intra_tok, &inter_tok, err);
     if (rc < 0) return rc;
-    for (int i = 0; i < plan->n_moves; i++) moved_traffic(ra, gpn, &plan->moves[i]);
+    /* with the per-token log the dispatch above already sent moved tokens to
+     * their target (the split rule's per-slot ranks); from counts alone the
+     * target receives them instead of the source */
+    for (int i = 0; i < plan->n_moves && !rt->has_dedup; i++) moved_traffic(ra, gpn, &plan->moves[i]);
     res->bytes_migrate = 0;
     if (plan->prev_placement) migration(plan, m, gpn, ra, &res->bytes_migrate);
     double tb = mplb_cost_token_bytes(m, plan->dispatch_prec), cb = mplb_cost_token_bytes(m, MPLB_PREC_BF16);

@@ -157,24 +157,6 @@ void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus
     }
 }
 
-void mplb_routing_dedup(const mplb_routing *rt, const mplb_placement *pl, int gpn,
-                        int32_t *to_rank, int32_t *to_node) {
-    int R = rt->R, k = rt->top_k;
-    memset(to_rank, 0, (size_t)R * R * sizeof *to_rank);
-    memset(to_node, 0, (size_t)R * rt->nodes * sizeof *to_node);
-    for (int64_t t = 0; t < rt->tokens; t++) {
-        int src = rt->tok_src[t], seen_rank[64], seen_node[64], nr = 0, nn = 0;
-        for (int j = 0; j < k; j++) {
-            int e = rt->tok_ids[t * k + j];
-            int d = pl->ranks[(size_t)e * R + (int)((t + j) % pl->copies[e])], node = d / gpn, q;
-            for (q = 0; q < nr && seen_rank[q] != d; q++) {}
-            if (q == nr && nr < 64) { seen_rank[nr++] = d; to_rank[(size_t)src * R + d]++; }
-            for (q = 0; q < nn && seen_node[q] != node; q++) {}
-            if (q == nn && nn < 64) { seen_node[nn++] = node; to_node[(size_t)src * rt->nodes + node]++; }
-        }
-    }
-}
-
 double mplb_lis(const int32_t *expert_counts, int E, int64_t tokens, int top_k) {
     if (tokens <= 0 || top_k <= 0) return 0;
     int32_t mx = 0;

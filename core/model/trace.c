@@ -232,7 +232,6 @@ static int write_str_attr(hid_t f, const char *name, const char *v) {
 int mplb_trace_write(const char *path, const mplb_trace *t, int force, mplb_err *err) {
     int rc = mplb_trace_validate(t, err);
     if (rc < 0) return rc;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fcreate(path, force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
         /* say which: an existing file (needs --force) or a folder that is not there */

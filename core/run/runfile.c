@@ -116,7 +116,6 @@ static double mono_s(void) {
 int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, int E,
                         int force, int flush_rows, double flush_seconds, mplb_runfile **out, mplb_err *err) {
     *out = NULL;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     mplb_runfile *rf = calloc(1, sizeof *rf);
     if (!rf) return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
     rf->R = R; rf->E = E;
@@ -178,6 +177,8 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     bad |= set_str_attr(f, "command", meta->command);
     bad |= set_str_attr(f, "host", meta->host);
     if (meta->times_source) bad |= set_str_attr(f, "times_source", meta->times_source);
+    if (meta->backend) bad |= set_str_attr(f, "backend", meta->backend);
+    if (meta->error_metric) bad |= set_str_attr(f, "error_metric", meta->error_metric);
     bad |= set_str_attr(f, "status", "running");
     bad |= set_str_attr(f, "error", "");
     hid_t s = H5Screate(H5S_SCALAR);
@@ -376,6 +377,8 @@ static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
     if ((rc = mplb_h5_attr_str(h, f, "error", &info->error, err)) < 0) return rc;
     if ((rc = mplb_h5_attr_str(h, f, "command", &info->command, err)) < 0) return rc;
     if ((rc = mplb_h5_attr_str(h, f, "times_source", &info->times_source, err)) < 0) return rc;
+    if ((rc = mplb_h5_attr_str(h, f, "backend", &info->backend, err)) < 0) return rc;
+    if ((rc = mplb_h5_attr_str(h, f, "error_metric", &info->error_metric, err)) < 0) return rc;
     if ((rc = mplb_h5_attr_str(h, f, "host", &info->host, err)) < 0) return rc;
     info->error = display(info->error);
     info->command = display(info->command);
@@ -532,6 +535,6 @@ void mplb_runfile_info_free(mplb_runfile_info *info) {
     }
     free(info->policy_names); free(info->policy_sources); free(info->policy_params);
     free(info->rank_load); free(info->rank_compute); free(info->expert_load); free(info->expert_prec);
-    free(info->hardware); free(info->host); free(info->times_source);
+    free(info->hardware); free(info->host); free(info->times_source); free(info->backend); free(info->error_metric);
     memset(info, 0, sizeof *info);
 }

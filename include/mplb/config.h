@@ -96,7 +96,6 @@ typedef struct mplb_exp {
     mplb_policy_ref *policies;
     char backend[MPLB_NAME_MAX];  /* "model" */
     char accuracy[MPLB_PATH_MAX]; /* an accuracy table (mplb calibrate --accuracy), or "" */
-    int transport_used;           /* set by the CLI: layers ran over a transport (for labels) */
     uint64_t seed;
     char *warnings;               /* "FILE: a.b has no effect with c.d ...\n" lines, or NULL */
 } mplb_exp;

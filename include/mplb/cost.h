@@ -11,11 +11,13 @@
  * SwiGLU pass reads 2f and writes f per token (quantising it for W8A8/W4A4);
  * before GEMM1, a pass converts dispatched activations when their format is
  * not the compute dtype's. Shared experts run on each rank's own tokens.
- * A replicated expert's tokens split evenly over its copies; tokens a policy
- * moves (HarMoEny) are computed on the target, which prefetches the weights
- * from host memory over PCIe (host_gbps), overlapped with the dispatch and
- * its own work (only the excess is exposed); the dispatch routes the moved
- * tokens to the target (it receives them instead of the source).
+ * Rows per (expert, rank) follow the one split rule (mplb/split.h: replicas
+ * round robin, moves of whole rows); tokens a policy moves (HarMoEny) are
+ * computed on the target, which prefetches the weights from host memory over
+ * PCIe (host_gbps), overlapped with the dispatch and its own work (only the
+ * excess is exposed); the dispatch routes the moved tokens to the target
+ * (the split rule's per-slot ranks with the per-token log; from counts alone
+ * the target receives them instead of the source).
  * Communication, per rank: max(bytes sent, bytes received) over
  * (link efficiency x bandwidth), NVLink inside a node and the NIC across
  * (each token once per destination rank or node, DeepEP's dedup; a token
@@ -64,6 +66,7 @@ double mplb_expert_bytes(const mplb_model *m, mplb_prec p, int mode);
 void mplb_plan_memory(const mplb_plan *pl, const mplb_model *m, double *mem);
 
 typedef struct mplb_cost_result {
+    int R;
     double t_layer, t_dispatch, t_combine, t_compute_max, exposed_conv;
     double imbalance;         /* max/mean rank token copies after replicas and moves */
     double bytes_intra, bytes_inter;
@@ -77,6 +80,8 @@ typedef struct mplb_cost_result {
 
 int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err);
 void mplb_cost_result_free(mplb_cost_result *res);
+/* dst = src (same R). */
+void mplb_cost_result_copy(mplb_cost_result *dst, const mplb_cost_result *src);
 
 /* The roofline of a grouped GEMM launch, accumulated expert by expert. The
  * kernel picks its tile (block_m in tile_m/4, tile_m/2, tile_m; block_n in

@@ -64,13 +64,10 @@ typedef struct mplb_ep_rank {
     const int32_t *ids;      /* [tokens x k] */
     const float *gates;      /* [tokens x k] */
     float *y;                /* [tokens x d] out */
-    /* optional [tokens]: the index that picks a replicated expert's copy,
-     * (key + slot) mod copies; the step-wide token index keeps the split
-     * equal to the cost model's (mplb_routing_dedup). NULL: 0..tokens-1 */
-    const int64_t *keys;
-    /* optional [tokens x k]: the rank that computes each slot, overriding
-     * the placement (tokens a policy moved, HarMoEny); it must have been
-     * given the expert's weights. NULL: the placement decides */
+    /* [tokens x k]: the rank that computes each slot, from the one split
+     * rule (mplb_split_dests: replicas and moved tokens); that rank must
+     * have the expert's weights. May be NULL only when every expert has one
+     * copy: each slot then goes to its expert's home. */
     const int32_t *dests;
     /* optional: called after the dispatch exchange, before the experts run
      * (e.g. to wait for weights converted while the dispatch was in flight) */
@@ -105,6 +102,10 @@ int mplb_ep_layer_local(int R, const mplb_ep_topo *topo, const mplb_placement *p
  * n): the rank of n with s's local index, modulo n's size when the last
  * node is smaller. */
 int mplb_ep_proxy(int R, int gpus_per_node, int s, int n);
+
+/* A row x [d] as the dispatch delivers it in precision p (bf16 codes, or
+ * fp8 with a scale per 128 channels): what every backend's experts read. */
+int mplb_dispatch_round(const float *x, int d, mplb_prec p, float *xq, mplb_err *err);
 
 /* The reference: every token through its experts directly, no dispatch. */
 int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32_t *ids, const float *gates,

@@ -6,7 +6,11 @@
  * is in flight; the time the experts then still wait is the exposed part
  * (overlap measured, not assumed). Tokens the plan moves are computed on
  * their target rank, which builds the expert's weights for the layer.
- * Rank 0 receives every rank's timings.
+ * Rank 0 receives every rank's timings. Weights and activations come from
+ * mplb/weights.h and slots go where mplb/split.h sends them, so a layer here
+ * computes what backend "cpu" computes; each rank measures its tokens'
+ * output error against the same layer all in bf16 (run on this layer's
+ * first all-bf16 plan, or for the purpose).
  */
 #ifndef MPLB_EP_RUN_H
 #define MPLB_EP_RUN_H
@@ -15,6 +19,7 @@
 #include "mplb/cost.h"
 #include "mplb/dispatch.h"
 #include "mplb/routing.h"
+#include "mplb/api.h"
 
 typedef struct mplb_ep_run mplb_ep_run;
 
@@ -22,6 +27,7 @@ typedef struct mplb_ep_run mplb_ep_run;
 typedef struct mplb_ep_times {
     double ffn, exposed, dispatch, combine, total, conv;
     double bytes_intra, bytes_inter;   /* dispatch bytes this rank sent (rows with their headers) */
+    double err_num, err_den;           /* sum |y - y*|^2 and |y*|^2 over this rank's tokens (y* all bf16) */
 } mplb_ep_times;
 
 int mplb_ep_run_open(const mplb_model *m, uint64_t seed, const mplb_ep_transport *tp, mplb_ep_run **out, mplb_err *err);

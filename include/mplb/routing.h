@@ -54,12 +54,8 @@ void mplb_routing_free(mplb_routing *rt);
 void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
                             int src, int vision, const int *ids, const float *w);
 
-/* Tokens per (source, destination rank) and (source, destination node),
- * each token counted once per destination, under placement pl. A token's
- * j-th expert with c copies goes to copy (t + j) mod c, which splits an
- * expert's tokens evenly over its replicas. Needs has_dedup. */
-void mplb_routing_dedup(const mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
-                        int32_t *to_rank, int32_t *to_node);
+/* Under another placement or with moved tokens, mplb_split_dests and
+ * mplb_split_dedup (mplb/split.h) give the dispatch's destinations. */
 
 /* LIS (R&Q): E * max_e n_e / (T * k): the busiest expert's tokens over the
  * equal split; 1 = balanced. 0 when T = 0. */

@@ -1,15 +1,19 @@
-/* mplb_run: the step loop of one experiment (backend "model").
+/* mplb_run: the step loop of one experiment, whatever its backend.
  *
- * For each step, layer: generate routing; evaluate the all-bf16 baseline;
- * then for each policy: observe -> decide (Lua, timed) -> validate -> cost
- * model -> one /steps row -> feedback. All policies see the same routing,
- * so their rows compare like for like. A policy error ends the run with
- * status "failed"; every row already appended is flushed first.
+ *   open the backend (mplb/backend.h), open or resume the run file;
+ *   for each step, layer: generate routing; evaluate the all-bf16 baseline;
+ *   then for each policy: observe -> decide (Lua, timed; act validates) ->
+ *   evaluate (the backend) -> one /steps row -> feedback;
+ *   close.
+ * All policies see the same routing, so their rows compare like for like.
+ * A policy error ends the run with status "failed"; every row already
+ * appended is flushed first.
  */
 #ifndef MPLB_RUN_H
 #define MPLB_RUN_H
 
 #include <signal.h>
+#include "mplb/api.h"
 #include "mplb/config.h"
 #include "mplb/policy.h"
 
@@ -53,16 +57,11 @@ typedef struct mplb_run_summary {
     int n_domains;              /* workload.kind = "lm": its text domains (per-domain sums in pol[]) */
     char domains[8][64];
     mplb_policy_summary *pol;   /* malloc'd */
+    char times_source[1024];    /* where the times come from (the backend's words) */
+    const char *backend, *error_metric;   /* static strings */
 } mplb_run_summary;
 
 int mplb_run(const mplb_exp *exp, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err);
 void mplb_run_summary_free(mplb_run_summary *sum);
-
-/* Per-format relative RMS weight error on a seeded synthetic heavy-tailed
- * matrix, through the real quantizers; bf16 (the stored format) counts 0. */
-void mplb_error_table(double relerr[MPLB_PREC_COUNT]);
-/* Error proxy of a plan: each expert's gate mass times its format's relative
- * error, over all gate mass. A proxy for accuracy loss, not a measurement. */
-double mplb_error_proxy(const mplb_routing *rt, const mplb_plan *plan, const double *relerr);
 
 #endif

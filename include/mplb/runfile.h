@@ -9,7 +9,8 @@
  * file rather than reopening the old one for writing.
  *
  * Root attributes: schema_version, mplb_version, git_revision, command,
- * seed, status (running/complete/failed), error. /config: the resolved
+ * seed, status (running/complete/failed), error, times_source, backend,
+ * error_metric (what the error_proxy column holds: mplb/backend.h). /config: the resolved
  * experiment (Lua text). /policy/{names,sources,params}. /hardware: the
  * profile's source. /steps: one compound row per (policy, step, layer);
  * /ranks/{load,compute} [rows x R]; /experts/{load,precision} [rows x E],
@@ -41,6 +42,8 @@ typedef struct mplb_step_row {
 typedef struct mplb_runfile_meta {
     const char *mplb_version, *git_revision, *command, *config, *hardware, *host;
     const char *times_source;   /* where the times come from: "cost model, profile h100", "measured on ..." */
+    const char *backend;        /* model, cpu, cuda, ep */
+    const char *error_metric;   /* what /steps.error_proxy holds (mplb/backend.h) */
     uint64_t seed;
     int n_policies;
     const char *const *policy_names, *const *policy_sources, *const *policy_params;
@@ -76,6 +79,7 @@ typedef struct mplb_runfile_info {
     char **policy_sources, **policy_params; /* malloc'd, n_policies */
     char *hardware, *host;
     char *times_source;   /* NULL in files written before mplb recorded it */
+    char *backend, *error_metric;   /* NULL in files written before mplb recorded them */
 } mplb_runfile_info;
 
 int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);

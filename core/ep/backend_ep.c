@@ -1,0 +1,90 @@
+/* Backend "ep" (mplb/backend.h): each (step, layer, plan) runs as a real EP
+ * layer across the transport's processes (mplb/ep_run.h); rank 0 receives
+ * every rank's measured dispatch, compute and combine times, bytes and
+ * output error, and they replace the cost model's. Every process evaluates
+ * the same plans in the same order (the run loop is deterministic). */
+#include "mplb/backend.h"
+#include "mplb/ep_run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct ep_ctx {
+    const mplb_backend_env *env;
+    mplb_ep_run *ep;
+    mplb_ep_times *t;   /* [R] at rank 0 */
+    char host[256];
+} ep_ctx;
+
+static void ep_close(void *p) {
+    ep_ctx *c = p;
+    if (!c) return;
+    mplb_ep_run_close(c->ep);
+    free(c->t);
+    free(c);
+}
+
+static int ep_open(const mplb_backend_env *env, void **ctx, mplb_err *err) {
+    const mplb_exp *x = env->exp;
+    int R = x->cluster.nodes * x->cluster.gpus_per_node;
+    if (!env->transport)
+        return mplb_err_set(err, MPLB_ECONFIG, "%s: backend = \"ep\" runs real EP layers across processes: "
+                            "start it with mpirun -np %d mplb run ... --transport mpi", x->path, R);
+    if (env->transport->size != R)
+        return mplb_err_set(err, MPLB_ECONFIG, "%s: %d processes, but the cluster has %d ranks (nodes x gpus_per_node)",
+                            x->path, env->transport->size, R);
+    ep_ctx *c = calloc(1, sizeof *c);
+    if (!c) return mplb_err_set(err, MPLB_ENOMEM, "backend ep: out of memory");
+    c->env = env;
+    c->t = calloc((size_t)R, sizeof *c->t);
+    snprintf(c->host, sizeof c->host, "unknown");
+    gethostname(c->host, sizeof c->host - 1);
+    int rc = c->t ? mplb_ep_run_open(&x->model, x->seed, env->transport, &c->ep, err)
+                  : mplb_err_set(err, MPLB_ENOMEM, "backend ep: out of memory");
+    if (rc < 0) { ep_close(c); return rc; }
+    *ctx = c;
+    return 0;
+}
+
+static int ep_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
+                   mplb_err *err) {
+    ep_ctx *c = p;
+    const mplb_exp *x = c->env->exp;
+    /* the model's per-rank loads (the split rule's rows, exact) stay; every time is measured */
+    int rc = mplb_cost_eval(c->env->hw, &x->model, x->cluster.gpus_per_node, in->rt, plan, res, err);
+    if (rc == 0) rc = mplb_ep_run_layer(c->ep, in->step, in->layer, in->rt, plan, c->t, err);
+    if (rc < 0) return rc;
+    double disp = 0, comb = 0, total = 0, cmax = 0, emax = 0, num = 0, den = 0;
+    res->bytes_intra = res->bytes_inter = 0;
+    for (int r = 0; r < plan->R; r++) {
+        const mplb_ep_times *t = &c->t[r];
+        res->bytes_intra += t->bytes_intra;
+        res->bytes_inter += t->bytes_inter;
+        res->rank_compute[r] = t->ffn + t->exposed;
+        if (t->dispatch > disp) disp = t->dispatch;
+        if (t->combine > comb) comb = t->combine;
+        if (t->total > total) total = t->total;
+        if (t->ffn > cmax) cmax = t->ffn;
+        if (t->exposed > emax) emax = t->exposed;
+        num += t->err_num;
+        den += t->err_den;
+    }
+    res->t_dispatch = disp;
+    res->t_combine = comb;
+    res->t_layer = total;
+    res->t_compute_max = cmax;
+    res->exposed_conv = emax;
+    *error = den > 0 ? sqrt(num / den) : 0;
+    return 0;
+}
+
+static void ep_describe(void *p, char *buf, size_t cap) {
+    ep_ctx *c = p;
+    snprintf(buf, cap, "measured: real EP layers (dispatch, experts on CPU, combine) across %d processes on %s",
+             c->env->transport->size, c->host);
+}
+
+const mplb_backend_ops mplb_backend_ep_ops = {"ep", "output_rel_rms", ep_open, ep_eval, ep_describe, ep_close};
