@@ -193,7 +193,7 @@ static void test_reference_defaults(void **st) {
     assert_int_equal(x.workload.drift_period, 50);
     assert_contains(doc, "| `profile` | string | `\"h100\"` |");
     assert_string_equal(x.cluster.profile, "h100");
-    assert_contains(doc, "| `backend` | string | `\"model\"` | model\\|cpu\\|cuda |");
+    assert_contains(doc, "| `backend` | string | `\"model\"` | model\\|cpu\\|cuda\\|ep |");
     assert_string_equal(x.backend, "model");
     assert_int_equal(x.cluster.nodes, 1);
     assert_string_equal(x.name, "good");
