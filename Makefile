@@ -15,12 +15,12 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPLB_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build build -j $(JOBS)
 
 # The sanitizer build skips CUDA: nvcc objects are not instrumented.
 build-asan: setup
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMPLB_SANITIZE=ON -DMPLB_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMPLB_SANITIZE=ON -DMPLB_CUDA=OFF -DMPLB_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-asan -j $(JOBS)
 
 ctest: build

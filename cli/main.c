@@ -4,10 +4,14 @@
 #include "mplb.h"
 #include "cli.h"
 
+#include <limits.h>
 #include <malloc.h>
 #include <hdf5.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char *mplb_usage_text =
     "usage: mplb <command> [options]        (mplb <command> --help: that command's options)\n"
@@ -87,7 +91,25 @@ static const struct { const char *name; int (*fn)(int, char **); } commands[] = 
     {"version", cmd_version},
 };
 
+/* An installed mplb (PREFIX/bin/mplb) finds its policies and profiles in
+ * PREFIX/share/mplb: point the library's data lookup there unless the user
+ * already did (a build-tree binary has no such folder and keeps the source's). */
+static void data_dir_from_exe(void) {
+    char exe[PATH_MAX], dir[PATH_MAX + 32], probe[PATH_MAX + 48];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (getenv("MPLB_DATA_DIR") || n <= 0) return;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    *slash = 0;
+    snprintf(dir, sizeof dir, "%s/../share/mplb", exe);
+    snprintf(probe, sizeof probe, "%s/policies", dir);
+    struct stat st;
+    if (stat(probe, &st) == 0 && S_ISDIR(st.st_mode)) setenv("MPLB_DATA_DIR", dir, 0);
+}
+
 int main(int argc, char **argv) {
+    data_dir_from_exe();
     /* Keep large buffers (dispatch rows, partial sums, activations) on the
      * heap rather than in fresh mmap'ed pages: a layer's exchange otherwise
      * spends most of its time faulting new pages in (bench/dispatch). */

@@ -32,10 +32,14 @@
 #ifndef MPLB_ACCURACY_H
 #define MPLB_ACCURACY_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include "mplb/err.h"
 #include "mplb/ffn.h"
 #include "mplb/prec.h"
+
+MPLB_BEGIN_DECLS
 
 struct mplb_workload_cfg;
 struct mplb_model;
@@ -92,11 +96,11 @@ typedef struct mplb_lm {
 
 /* Load DIR/config.json and DIR/model.safetensors (DIR may also name the
  * .safetensors file, with config.json beside it). */
-int mplb_lm_load(const char *dir, mplb_lm *m, mplb_err *err);
-void mplb_lm_free(mplb_lm *m);
+MPLB_API int mplb_lm_load(const char *dir, mplb_lm *m, mplb_err *err);
+MPLB_API void mplb_lm_free(mplb_lm *m);
 /* Name of a family / the activation format an expert in weight format p runs with. */
-const char *mplb_lm_family_name(mplb_lm_family f);
-mplb_prec mplb_lm_act_prec(mplb_prec p, mplb_lm_acts acts);
+MPLB_API const char *mplb_lm_family_name(mplb_lm_family f);
+MPLB_API mplb_prec mplb_lm_act_prec(mplb_prec p, mplb_lm_acts acts);
 
 /* One forward pass in progress over S sequences of T tokens (N = S*T). */
 typedef struct mplb_lm_run {
@@ -110,24 +114,24 @@ typedef struct mplb_lm_run {
     mplb_ffn_ws ws;
 } mplb_lm_run;
 
-int mplb_lm_run_init(mplb_lm_run *r, mplb_lm *m, int S, int T, mplb_err *err);
-void mplb_lm_run_free(mplb_lm_run *r);
-int mplb_lm_begin(mplb_lm_run *r, const int32_t *tokens, mplb_err *err);
+MPLB_API int mplb_lm_run_init(mplb_lm_run *r, mplb_lm *m, int S, int T, mplb_err *err);
+MPLB_API void mplb_lm_run_free(mplb_lm_run *r);
+MPLB_API int mplb_lm_begin(mplb_lm_run *r, const int32_t *tokens, mplb_err *err);
 /* Attention of layer l, its post-attention norm and router. */
-int mplb_lm_route(mplb_lm_run *r, int l, mplb_err *err);
+MPLB_API int mplb_lm_route(mplb_lm_run *r, int l, mplb_err *err);
 /* The MoE block of layer l (after mplb_lm_route(l)): expert e in prec[e]
  * (NULL: all bf16); skip >= 0 drops that expert (its gate weight with it,
  * the others renormalised as the router would; the ablation). */
-int mplb_lm_experts(mplb_lm_run *r, int l, const mplb_prec *prec, mplb_lm_acts acts, int skip, mplb_err *err);
-int mplb_lm_logits(mplb_lm_run *r, float *logits, mplb_err *err);
+MPLB_API int mplb_lm_experts(mplb_lm_run *r, int l, const mplb_prec *prec, mplb_lm_acts acts, int skip, mplb_err *err);
+MPLB_API int mplb_lm_logits(mplb_lm_run *r, float *logits, mplb_err *err);
 /* The whole pass with per-(layer, expert) precisions prec[l * experts + e]
  * (NULL: bf16). */
-int mplb_lm_forward(mplb_lm_run *r, const int32_t *tokens, const mplb_prec *prec, mplb_lm_acts acts, float *logits,
+MPLB_API int mplb_lm_forward(mplb_lm_run *r, const int32_t *tokens, const mplb_prec *prec, mplb_lm_acts acts, float *logits,
                     mplb_err *err);
 
 /* Load, run once, free: for bindings (analysis/mplb/moe_ref.py's test).
  * prec: int32 [layers * experts] precision ids or NULL; acts 0 matched, 1 bf16. */
-int mplb_lm_eval(const char *dir, const int32_t *tokens, int S, int T, const int32_t *prec, int acts, float *logits,
+MPLB_API int mplb_lm_eval(const char *dir, const int32_t *tokens, int S, int T, const int32_t *prec, int acts, float *logits,
                  mplb_err *err);
 
 /* Output distributions of a quantized run against the reference, over the
@@ -140,7 +144,7 @@ typedef struct mplb_lm_metrics {
     int64_t n;
 } mplb_lm_metrics;
 
-int mplb_lm_compare(const float *ref, const float *q, const int32_t *tokens, const int *dom, int ndom, int S, int T,
+MPLB_API int mplb_lm_compare(const float *ref, const float *q, const int32_t *tokens, const int *dom, int ndom, int S, int T,
                     int V, mplb_lm_metrics *out, mplb_err *err);
 
 /* ---- mplb_accrun: the "lm" workload of a run (workload.kind = "lm").
@@ -155,23 +159,25 @@ int mplb_lm_compare(const float *ref, const float *q, const int32_t *tokens, con
  * domain. A domain named "vision" counts as vision tokens. */
 typedef struct mplb_accrun mplb_accrun;
 
-int mplb_accrun_open(const struct mplb_workload_cfg *w, const struct mplb_model *model, int n_policies,
+MPLB_API int mplb_accrun_open(const struct mplb_workload_cfg *w, const struct mplb_model *model, int n_policies,
                      mplb_accrun **out, mplb_err *err);
-void mplb_accrun_close(mplb_accrun *a);
+MPLB_API void mplb_accrun_close(mplb_accrun *a);
 /* The bf16 pass of a step. */
-int mplb_accrun_step(mplb_accrun *a, int step, mplb_err *err);
+MPLB_API int mplb_accrun_step(mplb_accrun *a, int step, mplb_err *err);
 /* rt (cleared first) <- the routing of `layer` in the step's bf16 pass. */
-int mplb_accrun_routing(const mplb_accrun *a, int layer, const struct mplb_placement *pl, int gpus_per_node,
+MPLB_API int mplb_accrun_routing(const mplb_accrun *a, int layer, const struct mplb_placement *pl, int gpus_per_node,
                         struct mplb_routing *rt, mplb_err *err);
 /* Policy i chose prec[e] for the experts of `layer`. */
-void mplb_accrun_plan(mplb_accrun *a, int policy, int layer, const mplb_prec *prec);
+MPLB_API void mplb_accrun_plan(mplb_accrun *a, int policy, int layer, const mplb_prec *prec);
 /* Run policy i's plan of the step; out[ndom + 1] (the last: all domains). */
-int mplb_accrun_measure(mplb_accrun *a, int policy, mplb_lm_metrics *out, mplb_err *err);
-int mplb_accrun_domains(const mplb_accrun *a);
-const char *mplb_accrun_domain(const mplb_accrun *a, int i);
+MPLB_API int mplb_accrun_measure(mplb_accrun *a, int policy, mplb_lm_metrics *out, mplb_err *err);
+MPLB_API int mplb_accrun_domains(const mplb_accrun *a);
+MPLB_API const char *mplb_accrun_domain(const mplb_accrun *a, int i);
 /* Importance of each expert of `layer` by ablation (the step's batch,
  * bf16 elsewhere): mean KL of the output when that expert is dropped and
  * its tokens renormalised over their other experts. imp[experts]. */
-int mplb_accrun_importance(mplb_accrun *a, int layer, double *imp, mplb_err *err);
+MPLB_API int mplb_accrun_importance(mplb_accrun *a, int layer, double *imp, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

@@ -82,7 +82,7 @@ MPLB_API int mplb_backend_find(const char *name, mplb_backend_id *id, mplb_err *
 MPLB_API const char *mplb_backend_name(mplb_backend_id id);
 MPLB_API const char *mplb_backend_metric(mplb_backend_id id);
 /* The operations of id (each backend's file defines its table). */
-const mplb_backend_ops *mplb_backend_ops_of(mplb_backend_id id);
+MPLB_API const mplb_backend_ops *mplb_backend_ops_of(mplb_backend_id id);
 
 /* The proxy (mplb/backend.h's weight_error_proxy) and its per-format table. */
 MPLB_API void mplb_error_table(double relerr[MPLB_PREC_COUNT]);

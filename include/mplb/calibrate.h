@@ -11,8 +11,12 @@
 #ifndef MPLB_CALIBRATE_H
 #define MPLB_CALIBRATE_H
 
+#include "mplb/api.h"
+
 #include <stdio.h>
 #include "mplb/err.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_calib_opts {
     int hidden, ffn;        /* expert shape; 0 = 1024 x 512 */
@@ -22,15 +26,15 @@ typedef struct mplb_calib_opts {
 } mplb_calib_opts;
 
 /* Measure and write the profile as Lua source to out. */
-int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
+MPLB_API int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
 
 /* Write one profile value with its provenance: "  key = { v, src = "...",
  * ref = "..." }," (src "assumption" adds range = {lo, hi}). */
-void mplb_calib_value(FILE *out, const char *key, double v, const char *src, const char *ref, double lo, double hi);
+MPLB_API void mplb_calib_value(FILE *out, const char *key, double v, const char *src, const char *ref, double lo, double hi);
 /* The fields a calibration does not measure (link efficiencies, host link,
  * mma_eff of the measured peaks = 1, tile model off), as assumptions, for
  * both the cpu and the cuda calibrators. */
-void mplb_calib_unmeasured(FILE *out);
+MPLB_API void mplb_calib_unmeasured(FILE *out);
 
 /* Accuracy table: for every format, the relative error (and cosine) of an
  * expert FFN run with the CPU kernel against the float64 reference, on the
@@ -44,6 +48,8 @@ typedef struct mplb_acc_opts {
     int tokens;            /* activations; 0 = 64 */
     unsigned long long seed;
 } mplb_acc_opts;
-int mplb_calibrate_accuracy(const mplb_acc_opts *o, FILE *out, mplb_err *err);
+MPLB_API int mplb_calibrate_accuracy(const mplb_acc_opts *o, FILE *out, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

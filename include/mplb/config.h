@@ -15,10 +15,14 @@
 #ifndef MPLB_CONFIG_H
 #define MPLB_CONFIG_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include "mplb/err.h"
 #include "mplb/prec.h"
+
+MPLB_BEGIN_DECLS
 
 #define MPLB_NAME_MAX 64
 #define MPLB_PATH_MAX 1024
@@ -121,7 +125,7 @@ typedef enum mplb_src {
     MPLB_SRC_COUNT
 } mplb_src;
 
-const char *mplb_src_name(int s);
+MPLB_API const char *mplb_src_name(int s);
 
 #define MPLB_REF_MAX 200
 typedef struct mplb_prov {
@@ -178,7 +182,7 @@ typedef struct mplb_profile {
 
 /* An ideal machine for tests built by hand: every efficiency 1, no tile or
  * wave quantisation, no latencies; the caller sets peaks and bandwidths. */
-void mplb_profile_ideal(mplb_profile *hw);
+MPLB_API void mplb_profile_ideal(mplb_profile *hw);
 
 /* One numeric profile parameter, by name ("hbm_eff", "mma_eff.fp8_e4m3"). */
 typedef struct mplb_param {
@@ -188,46 +192,48 @@ typedef struct mplb_param {
 } mplb_param;
 #define MPLB_PARAMS_MAX (MPLB_PS_COUNT + 2 * MPLB_PREC_COUNT)
 /* Every numeric parameter of hw, pointing into it; returns the count. */
-int mplb_profile_params(mplb_profile *hw, mplb_param out[MPLB_PARAMS_MAX]);
+MPLB_API int mplb_profile_params(mplb_profile *hw, mplb_param out[MPLB_PARAMS_MAX]);
 
 /* Load an experiment. sets[] are "path.to.field=lua-expression" overrides
  * applied before checking. Relative policy names resolve through
  * mplb_find_data. */
-int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
+MPLB_API int mplb_exp_load(const char *path, const char *const *sets, int n_sets,
                   mplb_exp *out, mplb_err *err);
 /* The same, looking up policies, profiles and traces beside base_dir instead
  * of beside path (a sweep's point files live elsewhere than their experiment). */
-int mplb_exp_load_ex(const char *path, const char *base_dir, const char *const *sets, int n_sets,
+MPLB_API int mplb_exp_load_ex(const char *path, const char *base_dir, const char *const *sets, int n_sets,
                      mplb_exp *out, mplb_err *err);
 /* The same from text: path names it in messages, lines_src (or text) is
  * searched for a key's line (a sweep point checked against its experiment). */
-int mplb_exp_load_text(const char *text, const char *path, const char *lines_src, const char *base_dir,
+MPLB_API int mplb_exp_load_text(const char *text, const char *path, const char *lines_src, const char *base_dir,
                        const char *const *sets, int n_sets, mplb_exp *out, mplb_err *err);
-void mplb_exp_free(mplb_exp *exp);
+MPLB_API void mplb_exp_free(mplb_exp *exp);
 /* Write docs/experiment-reference.md (markdown) from the table of keys. */
-int mplb_exp_reference(FILE *f);
+MPLB_API int mplb_exp_reference(FILE *f);
 /* Load a workload file (a Lua file returning a workload table, as `mplb
  * trace fit` writes) on its own; free with mplb_workload_cfg_free. */
-int mplb_workload_load(const char *path, mplb_workload_cfg *w, mplb_err *err);
-void mplb_workload_cfg_free(mplb_workload_cfg *w);
+MPLB_API int mplb_workload_load(const char *path, mplb_workload_cfg *w, mplb_err *err);
+MPLB_API void mplb_workload_cfg_free(mplb_workload_cfg *w);
 
 /* Load profiles/NAME.lua (or a path). A profile may say inherit = "h100". */
-int mplb_profile_load(const char *name_or_path, const char *base_dir,
+MPLB_API int mplb_profile_load(const char *name_or_path, const char *base_dir,
                       mplb_profile *out, mplb_err *err);
 
 /* Find a data file: NAME as a path if it names an existing file, else
  * KIND/NAME.lua looked up beside base_dir, in ., and in the install's data dir. */
-int mplb_find_data(const char *kind, const char *name, const char *base_dir,
+MPLB_API int mplb_find_data(const char *kind, const char *name, const char *base_dir,
                    char out[MPLB_PATH_MAX], mplb_err *err);
 /* The same for another extension (".h5" for traces/). */
-int mplb_find_data_ext(const char *kind, const char *name, const char *ext, const char *base_dir,
+MPLB_API int mplb_find_data_ext(const char *kind, const char *name, const char *ext, const char *base_dir,
                        char out[MPLB_PATH_MAX], mplb_err *err);
 
 /* Read an accuracy table (Lua: return { error = { fmt = e, ... } }) into
  * relerr[MPLB_PREC_COUNT]; formats it omits are an error, naming the file. */
-int mplb_accuracy_load(const char *path, double *relerr, mplb_err *err);
+MPLB_API int mplb_accuracy_load(const char *path, double *relerr, mplb_err *err);
 
 /* Built-in model shapes from public configs (deepseek-v3, qwen3-30b-a3b, ...). */
-int mplb_model_preset(const char *name, mplb_model *out);
+MPLB_API int mplb_model_preset(const char *name, mplb_model *out);
+
+MPLB_END_DECLS
 
 #endif

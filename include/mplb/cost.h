@@ -34,8 +34,12 @@
 #ifndef MPLB_COST_H
 #define MPLB_COST_H
 
+#include "mplb/api.h"
+
 #include "mplb/config.h"
 #include "mplb/routing.h"
+
+MPLB_BEGIN_DECLS
 
 enum { MPLB_CONV_ONLINE = 0, MPLB_CONV_STORED = 1, MPLB_CONV_CACHED = 2 };
 
@@ -56,14 +60,14 @@ typedef struct mplb_plan {
     const mplb_placement *prev_placement;
 } mplb_plan;
 
-int mplb_plan_init(mplb_plan *pl, const mplb_placement *base, mplb_err *err);
-void mplb_plan_reset(mplb_plan *pl, const mplb_placement *base); /* all bf16, online, no moves */
-void mplb_plan_free(mplb_plan *pl);
-int mplb_plan_add_move(mplb_plan *pl, int e, int from, int to, double n, mplb_err *err);
+MPLB_API int mplb_plan_init(mplb_plan *pl, const mplb_placement *base, mplb_err *err);
+MPLB_API void mplb_plan_reset(mplb_plan *pl, const mplb_placement *base); /* all bf16, online, no moves */
+MPLB_API void mplb_plan_free(mplb_plan *pl);
+MPLB_API int mplb_plan_add_move(mplb_plan *pl, int e, int from, int to, double n, mplb_err *err);
 /* Bytes of expert e's weights when stored in the given mode at precision p. */
-double mplb_expert_bytes(const mplb_model *m, mplb_prec p, int mode);
+MPLB_API double mplb_expert_bytes(const mplb_model *m, mplb_prec p, int mode);
 /* Per-rank weight memory of a plan (bytes), into mem[R]. */
-void mplb_plan_memory(const mplb_plan *pl, const mplb_model *m, double *mem);
+MPLB_API void mplb_plan_memory(const mplb_plan *pl, const mplb_model *m, double *mem);
 
 typedef struct mplb_cost_result {
     int R;
@@ -78,10 +82,10 @@ typedef struct mplb_cost_result {
     double *scratch;          /* owned: per-rank accumulators of one evaluation */
 } mplb_cost_result;
 
-int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err);
-void mplb_cost_result_free(mplb_cost_result *res);
+MPLB_API int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err);
+MPLB_API void mplb_cost_result_free(mplb_cost_result *res);
 /* dst = src (same R). */
-void mplb_cost_result_copy(mplb_cost_result *dst, const mplb_cost_result *src);
+MPLB_API void mplb_cost_result_copy(mplb_cost_result *dst, const mplb_cost_result *src);
 
 /* The roofline of a grouped GEMM launch, accumulated expert by expert. The
  * kernel picks its tile (block_m in tile_m/4, tile_m/2, tile_m; block_n in
@@ -99,25 +103,27 @@ typedef struct mplb_gemm_acc {
 /* Add one expert's GEMM: n rows (tokens) times N x K weights stored at
  * w_bits per element (scales included), activations of a_bytes per element,
  * computed in the chip's dtype cp; outputs bf16. */
-void mplb_gemm_add(mplb_gemm_acc *a, const mplb_profile *hw, mplb_prec cp, double n, double N, double K,
+MPLB_API void mplb_gemm_add(mplb_gemm_acc *a, const mplb_profile *hw, mplb_prec cp, double n, double N, double K,
                    double w_bits, double a_bytes);
 /* Time of the accumulated launch (no launch overhead). */
-double mplb_gemm_us(const mplb_gemm_acc *a, const mplb_profile *hw);
+MPLB_API double mplb_gemm_us(const mplb_gemm_acc *a, const mplb_profile *hw);
 /* Bytes per element of an activation in precision p, scales included
  * (fp8: one float per 128 channels, DeepEP/DeepGEMM; MX/NV: block scales). */
-double mplb_cost_act_bytes(mplb_prec p);
+MPLB_API double mplb_cost_act_bytes(mplb_prec p);
 /* Time of a link carrying `sent` bytes out and `recv` bytes in (full duplex). */
-double mplb_cost_link_us(double sent, double recv, double gbps, double eff);
+MPLB_API double mplb_cost_link_us(double sent, double recv, double gbps, double eff);
 /* eff(n) of a measured curve for precision p (1 when the profile has none). */
-double mplb_cost_eff(const mplb_profile *hw, mplb_prec p, double n);
+MPLB_API double mplb_cost_eff(const mplb_profile *hw, mplb_prec p, double n);
 /* One expert's FFN time for n tokens at precision p, alone on its rank
  * (both GEMMs, the SwiGLU pass, two launches), dispatched in bf16. */
-double mplb_cost_expert_us(const mplb_profile *hw, const mplb_model *m, mplb_prec p, double n);
+MPLB_API double mplb_cost_expert_us(const mplb_profile *hw, const mplb_model *m, mplb_prec p, double n);
 /* Bytes of one token's activations sent in precision p (with its scales). */
-double mplb_cost_token_bytes(const mplb_model *m, mplb_prec p);
+MPLB_API double mplb_cost_token_bytes(const mplb_model *m, mplb_prec p);
 
-int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpus_per_node,
+MPLB_API int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpus_per_node,
                    const mplb_routing *rt, const mplb_plan *plan,
                    mplb_cost_result *res, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

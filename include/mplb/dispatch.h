@@ -32,11 +32,15 @@
 #ifndef MPLB_DISPATCH_H
 #define MPLB_DISPATCH_H
 
+#include "mplb/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include "mplb/err.h"
 #include "mplb/ffn.h"
 #include "mplb/routing.h"
+
+MPLB_BEGIN_DECLS
 
 /* All-to-all of bytes: send[d] (send_n[d] bytes) to every rank d; receive
  * recv[s] (recv_n[s] bytes) from every rank s, whose sizes the transport
@@ -88,27 +92,29 @@ typedef struct mplb_ep_stats {
  * expert e (only those this rank computes are read: a slot for an expert
  * whose weights are missing, d = 0, is an error); act_prec = bf16 or
  * fp8_e4m3 (quantize-in-dispatch). */
-int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, int k,
+MPLB_API int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, int k,
                   const mplb_expert_w *experts, mplb_prec act_prec, const mplb_ep_rank *me,
                   mplb_ep_stats *st, mplb_err *err);
 
 /* "local": run R ranks (topo: NULL for one node) in this process, rank
  * after rank through one shared exchange, for tests and for the cost of
  * packing without a network. st accumulates over all ranks. */
-int mplb_ep_layer_local(int R, const mplb_ep_topo *topo, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
+MPLB_API int mplb_ep_layer_local(int R, const mplb_ep_topo *topo, const mplb_placement *pl, int d, int k, const mplb_expert_w *experts,
                         mplb_prec act_prec, const mplb_ep_rank *ranks, mplb_ep_stats *st, mplb_err *err);
 
 /* The proxy of sender s on node n (the rank that forwards s's tokens inside
  * n): the rank of n with s's local index, modulo n's size when the last
  * node is smaller. */
-int mplb_ep_proxy(int R, int gpus_per_node, int s, int n);
+MPLB_API int mplb_ep_proxy(int R, int gpus_per_node, int s, int n);
 
 /* A row x [d] as the dispatch delivers it in precision p (bf16 codes, or
  * fp8 with a scale per 128 channels): what every backend's experts read. */
-int mplb_dispatch_round(const float *x, int d, mplb_prec p, float *xq, mplb_err *err);
+MPLB_API int mplb_dispatch_round(const float *x, int d, mplb_prec p, float *xq, mplb_err *err);
 
 /* The reference: every token through its experts directly, no dispatch. */
-int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32_t *ids, const float *gates,
+MPLB_API int mplb_moe_reference(int64_t tokens, int d, int k, const float *x, const int32_t *ids, const float *gates,
                        const mplb_expert_w *experts, mplb_prec act_prec, float *y, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

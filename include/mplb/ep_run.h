@@ -21,6 +21,8 @@
 #include "mplb/routing.h"
 #include "mplb/api.h"
 
+MPLB_BEGIN_DECLS
+
 typedef struct mplb_ep_run mplb_ep_run;
 
 /* per-rank measured times of one layer, microseconds */
@@ -30,10 +32,12 @@ typedef struct mplb_ep_times {
     double err_num, err_den;           /* sum |y - y*|^2 and |y*|^2 over this rank's tokens (y* all bf16) */
 } mplb_ep_times;
 
-int mplb_ep_run_open(const mplb_model *m, uint64_t seed, const mplb_ep_transport *tp, mplb_ep_run **out, mplb_err *err);
-void mplb_ep_run_close(mplb_ep_run *ep);
+MPLB_API int mplb_ep_run_open(const mplb_model *m, uint64_t seed, const mplb_ep_transport *tp, mplb_ep_run **out, mplb_err *err);
+MPLB_API void mplb_ep_run_close(mplb_ep_run *ep);
 /* Run the layer; at rank 0, all[r] holds rank r's times (R entries). */
-int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
+MPLB_API int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
                       mplb_ep_times *all, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

@@ -11,7 +11,11 @@
 #ifndef MPLB_ERR_H
 #define MPLB_ERR_H
 
+#include "mplb/api.h"
+
 #include <stddef.h>
+
+MPLB_BEGIN_DECLS
 
 /* One table for codes and their names (libuv's X-macro pattern). */
 #define MPLB_ERRNO_MAP(X)                                   \
@@ -40,7 +44,7 @@ typedef struct mplb_err {
 } mplb_err;
 
 /* Fill err (may be NULL) and return code, so callers can `return mplb_err_set(...)`. */
-int mplb_err_set(mplb_err *err, int code, const char *fmt, ...)
+MPLB_API int mplb_err_set(mplb_err *err, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -49,19 +53,21 @@ int mplb_err_set(mplb_err *err, int code, const char *fmt, ...)
 /* Escape terminal control characters (C0 but newline and tab, DEL, C1) in
  * the NUL-terminated s (buffer of cap bytes) as \xNN; returns the length.
  * mplb_err_set and mplb_err_wrap apply it to every message. */
-size_t mplb_escape_controls(char *s, size_t cap);
+MPLB_API size_t mplb_escape_controls(char *s, size_t cap);
 
 /* Prepend "prefix: " to an existing message (adds context on the way up). */
-int mplb_err_wrap(mplb_err *err, const char *fmt, ...)
+MPLB_API int mplb_err_wrap(mplb_err *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
-const char *mplb_strerror(int code);
+MPLB_API const char *mplb_strerror(int code);
 
 /* The candidate closest to word (edit distance, small enough to be a typo),
  * or NULL: for "did you mean" in messages about unknown names. */
-const char *mplb_closest(const char *word, const char *const *cands, int n);
+MPLB_API const char *mplb_closest(const char *word, const char *const *cands, int n);
+
+MPLB_END_DECLS
 
 #endif

@@ -14,8 +14,12 @@
 #ifndef MPLB_FFN_H
 #define MPLB_FFN_H
 
+#include "mplb/api.h"
+
 #include "mplb/err.h"
 #include "mplb/quant.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_expert_w {
     int d, f;
@@ -30,11 +34,11 @@ typedef struct mplb_expert_w {
  * this machine (bench/gemm: 64 tokens for bf16, 24 for fp8, 16 for FP4). Returns 1, touching nothing, where it does not apply.
  * The sums run in another order than sgemm's: results agree to float
  * rounding. */
-int mplb_ffn_gemm_small(const mplb_qtensor *W, const float *a, int n, int k, float *out);
+MPLB_API int mplb_ffn_gemm_small(const mplb_qtensor *W, const float *a, int n, int k, float *out);
 
-int mplb_expert_quantize(const float *gate, const float *up, const float *down, int d, int f, mplb_prec p,
+MPLB_API int mplb_expert_quantize(const float *gate, const float *up, const float *down, int d, int f, mplb_prec p,
                          const mplb_qopts *o, mplb_expert_w *w, mplb_err *err);
-void mplb_expert_free(mplb_expert_w *w);
+MPLB_API void mplb_expert_free(mplb_expert_w *w);
 
 typedef struct mplb_ffn_ws {
     float *xq, *tile, *g, *u;   /* scratch, grown on demand */
@@ -42,15 +46,17 @@ typedef struct mplb_ffn_ws {
     double t_dequant_s, t_total_s; /* accumulated timings: the share spent dequantizing */
 } mplb_ffn_ws;
 
-void mplb_ffn_ws_free(mplb_ffn_ws *ws);
+MPLB_API void mplb_ffn_ws_free(mplb_ffn_ws *ws);
 /* A view of rows [r0, r0 + n) of a packed tensor (r0 a multiple of 16). */
-int mplb_qtensor_rows(const mplb_qtensor *t, int64_t r0, int64_t n, mplb_qtensor *view);
-int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec act_prec, float *y,
+MPLB_API int mplb_qtensor_rows(const mplb_qtensor *t, int64_t r0, int64_t n, mplb_qtensor *view);
+MPLB_API int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec act_prec, float *y,
                      mplb_ffn_ws *ws, mplb_err *err);
-void mplb_ffn_ref_f64(const float *gate, const float *up, const float *down, int d, int f,
+MPLB_API void mplb_ffn_ref_f64(const float *gate, const float *up, const float *down, int d, int f,
                       const float *x, int n, double *y);
 
 /* Relative L2 error and cosine similarity of y against the float64 reference. */
-void mplb_ffn_compare(const float *y, const double *ref, int64_t n, double *rel_err, double *cosine);
+MPLB_API void mplb_ffn_compare(const float *y, const double *ref, int64_t n, double *rel_err, double *cosine);
+
+MPLB_END_DECLS
 
 #endif

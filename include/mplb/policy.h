@@ -17,9 +17,13 @@
 #ifndef MPLB_POLICY_H
 #define MPLB_POLICY_H
 
+#include "mplb/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include "mplb/cost.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_policy mplb_policy;
 
@@ -54,22 +58,24 @@ typedef struct mplb_feedback {
     double kl;
 } mplb_feedback;
 
-int mplb_policy_open(const char *path, const char *params, const mplb_policy_limits *lim,
+MPLB_API int mplb_policy_open(const char *path, const char *params, const mplb_policy_limits *lim,
                      const mplb_obs *ctx, mplb_policy **out, mplb_err *err);
 /* Reset plan to all-bf16 on the base placement, then let the policy act. */
-int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, mplb_err *err);
-int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *err);
-void mplb_policy_close(mplb_policy *pol);
+MPLB_API int mplb_policy_decide(mplb_policy *pol, const mplb_obs *obs, mplb_plan *plan, mplb_err *err);
+MPLB_API int mplb_policy_feedback(mplb_policy *pol, const mplb_feedback *fb, mplb_err *err);
+MPLB_API void mplb_policy_close(mplb_policy *pol);
 /* P.check(exp), if the policy has one, on the experiment's shape (tokens,
  * decode_tokens, steps, kind, vision_frac, layers, experts, top_k, nodes,
  * ranks): a message in out when a param makes the policy a no-op there
  * ("min_tokens = 2048 is above every batch"), else out = "". */
-int mplb_policy_check(mplb_policy *pol, const mplb_exp *x, char *out, size_t cap, mplb_err *err);
+MPLB_API int mplb_policy_check(mplb_policy *pol, const mplb_exp *x, char *out, size_t cap, mplb_err *err);
 /* The policy's source text and its resolved params as Lua text (owned by pol). */
-const char *mplb_policy_source(const mplb_policy *pol);
-const char *mplb_policy_params(const mplb_policy *pol);
+MPLB_API const char *mplb_policy_source(const mplb_policy *pol);
+MPLB_API const char *mplb_policy_params(const mplb_policy *pol);
 /* 1 when the policy declares P.stateless = true: decide depends only on obs
  * and params, so resume need not replay earlier steps through it. */
-int mplb_policy_stateless(const mplb_policy *pol);
+MPLB_API int mplb_policy_stateless(const mplb_policy *pol);
+
+MPLB_END_DECLS
 
 #endif

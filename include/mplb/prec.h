@@ -8,6 +8,10 @@
 #ifndef MPLB_PREC_H
 #define MPLB_PREC_H
 
+#include "mplb/api.h"
+
+MPLB_BEGIN_DECLS
+
 /*  X(id,        name,        elem_bits, scale_bits_per_elem, is_float4) */
 #define MPLB_PREC_MAP(X)                                    \
     X(BF16,      "bf16",      16, 0.0,         0)           \
@@ -30,12 +34,14 @@ typedef enum mplb_prec {
 } mplb_prec;
 
 /* Name of p, or NULL when p is out of range. */
-const char *mplb_prec_name(int p);
+MPLB_API const char *mplb_prec_name(int p);
 /* 0 and *out set when name is a precision; MPLB_EINVAL otherwise. */
-int mplb_prec_parse(const char *name, mplb_prec *out);
+MPLB_API int mplb_prec_parse(const char *name, mplb_prec *out);
 /* Stored bits per weight element including amortised block scales. */
-double mplb_prec_bits(mplb_prec p);
+MPLB_API double mplb_prec_bits(mplb_prec p);
 /* Comma-separated list of all names, for error messages. */
-const char *mplb_prec_all_names(void);
+MPLB_API const char *mplb_prec_all_names(void);
+
+MPLB_END_DECLS
 
 #endif

@@ -11,17 +11,13 @@
 #ifndef MPLB_PYAPI_H
 #define MPLB_PYAPI_H
 
+#include "mplb/api.h"
+
 #include <signal.h>
 
 #include "mplb/err.h"
 
-#ifndef MPLB_API
-#if defined(__GNUC__) || defined(__clang__)
-#define MPLB_API __attribute__((visibility("default")))
-#else
-#define MPLB_API
-#endif
-#endif
+MPLB_BEGIN_DECLS
 
 /* The library's version (MPLB_VERSION) and git revision, for checks that the
  * Python package and the library it loads belong together. */
@@ -38,5 +34,7 @@ MPLB_API const char *mplb_py_git_revision(void);
 MPLB_API int mplb_py_run(const char *exp_path, const char *const *sets, int n_sets, const char *out_path,
                          int force, int resume, const char *command, volatile sig_atomic_t *stop,
                          mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

@@ -32,10 +32,14 @@
 #ifndef MPLB_QUANT_H
 #define MPLB_QUANT_H
 
+#include "mplb/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include "mplb/err.h"
 #include "mplb/prec.h"
+
+MPLB_BEGIN_DECLS
 
 enum { MPLB_SCALE_NONE = 0, MPLB_SCALE_TENSOR = 1 };
 
@@ -59,28 +63,30 @@ typedef struct mplb_qtensor {
 } mplb_qtensor;
 
 /* Block size along cols for fmt (1 for per-tensor/per-row formats). */
-int mplb_quant_block(mplb_prec fmt);
+MPLB_API int mplb_quant_block(mplb_prec fmt);
 /* Bytes needed for each buffer. */
-int mplb_quant_sizes(mplb_prec fmt, const mplb_qopts *o, int64_t rows, int64_t cols,
+MPLB_API int mplb_quant_sizes(mplb_prec fmt, const mplb_qopts *o, int64_t rows, int64_t cols,
                      size_t *data_bytes, size_t *scale_bytes, size_t *zero_bytes, mplb_err *err);
 /* Allocate t's buffers for rows x cols; free with mplb_qtensor_free. */
-int mplb_qtensor_alloc(mplb_qtensor *t, mplb_prec fmt, const mplb_qopts *o, int64_t rows,
+MPLB_API int mplb_qtensor_alloc(mplb_qtensor *t, mplb_prec fmt, const mplb_qopts *o, int64_t rows,
                        int64_t cols, mplb_err *err);
-void mplb_qtensor_free(mplb_qtensor *t);
+MPLB_API void mplb_qtensor_free(mplb_qtensor *t);
 
 /* Scalar reference paths: the source of truth every fast path must equal. */
-int mplb_quant_quantize_ref(const float *x, mplb_qtensor *t, mplb_err *err);
-int mplb_quant_dequantize_ref(const mplb_qtensor *t, float *y, mplb_err *err);
+MPLB_API int mplb_quant_quantize_ref(const float *x, mplb_qtensor *t, mplb_err *err);
+MPLB_API int mplb_quant_dequantize_ref(const mplb_qtensor *t, float *y, mplb_err *err);
 /* Fast paths (SIMD where the CPU has it, else the reference), bit-identical. */
-int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err);
-int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err);
+MPLB_API int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err);
+MPLB_API int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err);
 /* y = dequantize(quantize(x)); y may equal x. */
-int mplb_quant_fake(const float *x, float *y, int64_t rows, int64_t cols, mplb_prec fmt,
+MPLB_API int mplb_quant_fake(const float *x, float *y, int64_t rows, int64_t cols, mplb_prec fmt,
                     const mplb_qopts *o, mplb_err *err);
 
 typedef struct mplb_qstats { double max_abs, rms_rel, snr_db; int64_t nonfinite; } mplb_qstats;
 /* Error of y against reference x over finite reference elements:
  * max |y-x|, sqrt(sum (y-x)^2 / sum x^2), 10 log10(sum x^2 / sum (y-x)^2). */
-void mplb_quant_stats(const float *x, const float *y, int64_t n, mplb_qstats *s);
+MPLB_API void mplb_quant_stats(const float *x, const float *y, int64_t n, mplb_qstats *s);
+
+MPLB_END_DECLS
 
 #endif

@@ -11,8 +11,12 @@
 #ifndef MPLB_ROUTING_H
 #define MPLB_ROUTING_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include "mplb/err.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_placement {
     int R, E;
@@ -22,14 +26,14 @@ typedef struct mplb_placement {
     int *ranks;         /* [E*R] ranks holding e: ranks[e*R + i], i < copies[e]; home first */
 } mplb_placement;
 
-int mplb_placement_init_contiguous(mplb_placement *p, int R, int E, mplb_err *err);
-int mplb_placement_copy(mplb_placement *dst, const mplb_placement *src, mplb_err *err);
-void mplb_placement_assign(mplb_placement *dst, const mplb_placement *src); /* same R, E */
-void mplb_placement_free(mplb_placement *p);
+MPLB_API int mplb_placement_init_contiguous(mplb_placement *p, int R, int E, mplb_err *err);
+MPLB_API int mplb_placement_copy(mplb_placement *dst, const mplb_placement *src, mplb_err *err);
+MPLB_API void mplb_placement_assign(mplb_placement *dst, const mplb_placement *src); /* same R, E */
+MPLB_API void mplb_placement_free(mplb_placement *p);
 /* Give rank r a copy of expert e (no-op if it has one). */
-void mplb_placement_add(mplb_placement *p, int e, int r);
+MPLB_API void mplb_placement_add(mplb_placement *p, int e, int r);
 /* Experts whose home is r. */
-int mplb_placement_rank_experts(const mplb_placement *p, int r);
+MPLB_API int mplb_placement_rank_experts(const mplb_placement *p, int r);
 
 typedef struct mplb_routing {
     int R, E, nodes, top_k;
@@ -47,11 +51,11 @@ typedef struct mplb_routing {
     int64_t tok_cap;
 } mplb_routing;
 
-int mplb_routing_alloc(mplb_routing *rt, int R, int E, int nodes, int top_k, mplb_err *err);
-void mplb_routing_clear(mplb_routing *rt);
-void mplb_routing_free(mplb_routing *rt);
+MPLB_API int mplb_routing_alloc(mplb_routing *rt, int R, int E, int nodes, int top_k, mplb_err *err);
+MPLB_API void mplb_routing_clear(mplb_routing *rt);
+MPLB_API void mplb_routing_free(mplb_routing *rt);
 /* Add one token from src with top-k experts ids[] and gate weights w[]. */
-void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
+MPLB_API void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus_per_node,
                             int src, int vision, const int *ids, const float *w);
 
 /* Under another placement or with moved tokens, mplb_split_dests and
@@ -59,8 +63,10 @@ void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl, int gpus
 
 /* LIS (R&Q): E * max_e n_e / (T * k): the busiest expert's tokens over the
  * equal split; 1 = balanced. 0 when T = 0. */
-double mplb_lis(const int32_t *expert_counts, int E, int64_t tokens, int top_k);
+MPLB_API double mplb_lis(const int32_t *expert_counts, int E, int64_t tokens, int top_k);
 /* Rank analogue: max rank load / mean rank load (1 when all idle). */
-double mplb_imbalance(const double *rank_load, int R);
+MPLB_API double mplb_imbalance(const double *rank_load, int R);
+
+MPLB_END_DECLS
 
 #endif

@@ -17,6 +17,8 @@
 #include "mplb/config.h"
 #include "mplb/policy.h"
 
+MPLB_BEGIN_DECLS
+
 typedef struct mplb_run_opts {
     const char *out_path;   /* the run file; NULL evaluates without writing one */
     int force;              /* overwrite an existing file */
@@ -61,7 +63,9 @@ typedef struct mplb_run_summary {
     const char *backend, *error_metric;   /* static strings */
 } mplb_run_summary;
 
-int mplb_run(const mplb_exp *exp, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err);
-void mplb_run_summary_free(mplb_run_summary *sum);
+MPLB_API int mplb_run(const mplb_exp *exp, const mplb_run_opts *opts, mplb_run_summary *sum, mplb_err *err);
+MPLB_API void mplb_run_summary_free(mplb_run_summary *sum);
+
+MPLB_END_DECLS
 
 #endif

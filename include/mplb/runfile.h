@@ -23,8 +23,12 @@
 #ifndef MPLB_RUNFILE_H
 #define MPLB_RUNFILE_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include "mplb/err.h"
+
+MPLB_BEGIN_DECLS
 
 #define MPLB_SCHEMA_VERSION "1.0"
 
@@ -52,14 +56,14 @@ typedef struct mplb_runfile_meta {
 typedef struct mplb_runfile mplb_runfile;
 
 /* flush_rows (0 = 64) and flush_seconds (0 = 1 s): whichever comes first. */
-int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, int E,
+MPLB_API int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, int E,
                         int force, int flush_rows, double flush_seconds, mplb_runfile **out, mplb_err *err);
-int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double *rank_load,
+MPLB_API int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double *rank_load,
                         const double *rank_compute, const int32_t *expert_load,
                         const uint8_t *expert_prec, mplb_err *err);
-int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err);
+MPLB_API int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err);
 /* Flush, write status ("complete" or "failed") and error, close, free rf. */
-int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err);
+MPLB_API int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err);
 
 /* Reading back (inspect, tests). */
 typedef struct mplb_runfile_info {
@@ -82,17 +86,19 @@ typedef struct mplb_runfile_info {
     char *backend, *error_metric;   /* NULL in files written before mplb recorded them */
 } mplb_runfile_info;
 
-int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
+MPLB_API int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
 /* mplb_runfile_read plus the per-rank and per-expert arrays and policy texts. */
-int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err);
-void mplb_runfile_info_free(mplb_runfile_info *info);
+MPLB_API int mplb_runfile_read_arrays(const char *path, mplb_runfile_info *info, mplb_err *err);
+MPLB_API void mplb_runfile_info_free(mplb_runfile_info *info);
 /* May a run described by meta (R ranks, E experts) continue the file read
  * into old (with mplb_runfile_read_arrays)? Only if /config, every policy's
  * name, source and params, and the widths are all the same: otherwise the
  * kept rows would come from other inputs than the new ones (and
  * /policy/sources would describe only the new). 0, or MPLB_ECONFIG naming
  * the first difference. */
-int mplb_runfile_resumable(const char *path, const mplb_runfile_info *old, const mplb_runfile_meta *meta, int R, int E,
+MPLB_API int mplb_runfile_resumable(const char *path, const mplb_runfile_info *old, const mplb_runfile_meta *meta, int R, int E,
                            mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

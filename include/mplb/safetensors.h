@@ -8,8 +8,12 @@
 #ifndef MPLB_SAFETENSORS_H
 #define MPLB_SAFETENSORS_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include "mplb/err.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_st_tensor {
     char name[256];
@@ -26,11 +30,13 @@ typedef struct mplb_st {
     uint64_t data_start, file_size;
 } mplb_st;
 
-int mplb_st_open(const char *path, mplb_st *st, mplb_err *err);
-void mplb_st_close(mplb_st *st);
+MPLB_API int mplb_st_open(const char *path, mplb_st *st, mplb_err *err);
+MPLB_API void mplb_st_close(mplb_st *st);
 /* Index of a tensor by name, or -1. */
-int mplb_st_find(const mplb_st *st, const char *name);
+MPLB_API int mplb_st_find(const mplb_st *st, const char *name);
 /* Read tensor i as float32 into a malloc'd buffer of its element count. */
-int mplb_st_read_f32(const mplb_st *st, int i, float **out, int64_t *count, mplb_err *err);
+MPLB_API int mplb_st_read_f32(const mplb_st *st, int i, float **out, int64_t *count, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

@@ -15,8 +15,12 @@
 #ifndef MPLB_SENSITIVITY_H
 #define MPLB_SENSITIVITY_H
 
+#include "mplb/api.h"
+
 #include <stdio.h>
 #include "mplb/run.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_sens {
     int n_policies, n_params;
@@ -33,15 +37,17 @@ typedef struct mplb_sens {
 
 /* x and opts as for mplb_run (out_path, resume and hooks are ignored); the
  * nominal speedups come from sum. */
-int mplb_sensitivity(const mplb_exp *x, const mplb_run_opts *opts, const mplb_run_summary *sum, mplb_sens *out,
+MPLB_API int mplb_sensitivity(const mplb_exp *x, const mplb_run_opts *opts, const mplb_run_summary *sum, mplb_sens *out,
                      mplb_err *err);
 /* The CLI table: policy, speedup, band, the parameters at its ends, flags. */
-void mplb_sens_print(const mplb_sens *s, FILE *f);
+MPLB_API void mplb_sens_print(const mplb_sens *s, FILE *f);
 /* Add /sensitivity to a closed run file: datasets param (names), lo, hi,
  * speedup [K, 2, P], band [P, 3] (nominal, low, high), crosses_one [P]; an
  * attribute rank_flip naming the parameter end that reorders the policies
  * ("" for none). */
-int mplb_sens_write(const char *path, const mplb_sens *s, mplb_err *err);
-void mplb_sens_free(mplb_sens *s);
+MPLB_API int mplb_sens_write(const char *path, const mplb_sens *s, mplb_err *err);
+MPLB_API void mplb_sens_free(mplb_sens *s);
+
+MPLB_END_DECLS
 
 #endif

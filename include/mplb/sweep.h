@@ -14,7 +14,11 @@
 #ifndef MPLB_SWEEP_H
 #define MPLB_SWEEP_H
 
+#include "mplb/api.h"
+
 #include "mplb/err.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_sweep_point {
     char *label;   /* "cluster.nodes=2 policies[2].tau=1.5" */
@@ -29,7 +33,9 @@ typedef struct mplb_sweep {
     char **values;            /* [n_points * n_axes] each axis value as text */
 } mplb_sweep;
 
-int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mplb_sweep *out, mplb_err *err);
-void mplb_sweep_free(mplb_sweep *s);
+MPLB_API int mplb_sweep_expand(const char *path, const char *const *sets, int n_sets, mplb_sweep *out, mplb_err *err);
+MPLB_API void mplb_sweep_free(mplb_sweep *s);
+
+MPLB_END_DECLS
 
 #endif

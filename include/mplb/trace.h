@@ -13,9 +13,13 @@
 #ifndef MPLB_TRACE_H
 #define MPLB_TRACE_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include "mplb/err.h"
 #include "mplb/routing.h"
+
+MPLB_BEGIN_DECLS
 
 typedef struct mplb_trace {
     char path[1024];
@@ -30,19 +34,19 @@ typedef struct mplb_trace {
     char model[64], source[512], license[128];
 } mplb_trace;
 
-int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err);
+MPLB_API int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err);
 /* Write t (whichever optional arrays are non-NULL); refuses to overwrite
  * unless force. */
-int mplb_trace_write(const char *path, const mplb_trace *t, int force, mplb_err *err);
-void mplb_trace_free(mplb_trace *t);
+MPLB_API int mplb_trace_write(const char *path, const mplb_trace *t, int force, mplb_err *err);
+MPLB_API void mplb_trace_free(mplb_trace *t);
 /* Check shapes and values; err names the dataset and the first bad index. */
-int mplb_trace_validate(const mplb_trace *t, mplb_err *err);
+MPLB_API int mplb_trace_validate(const mplb_trace *t, mplb_err *err);
 
 /* Routing of (step, layer) under placement pl. Without per-token ids or
  * source counts, each expert's tokens are spread evenly over source ranks
  * (no dedup information); with topk_ids, tokens are split evenly over ranks
  * in order and deduplicated exactly. */
-int mplb_trace_routing(const mplb_trace *t, int step, int layer, const mplb_placement *pl,
+MPLB_API int mplb_trace_routing(const mplb_trace *t, int step, int layer, const mplb_placement *pl,
                        int gpus_per_node, mplb_routing *rt, mplb_err *err);
 
 /* Importers. CSV: a header row, then either "step,layer,expert,count" rows
@@ -50,8 +54,8 @@ int mplb_trace_routing(const mplb_trace *t, int step, int layer, const mplb_plac
  * NPY: int or float counts [S, L, E], or a load matrix [L, E] (one step).
  * top_k is needed for counts-only input (tokens = sum / k); experts = 0
  * infers it from the largest id. */
-int mplb_trace_import_csv(const char *path, int top_k, int experts, mplb_trace *t, mplb_err *err);
-int mplb_trace_import_npy(const char *path, int top_k, mplb_trace *t, mplb_err *err);
+MPLB_API int mplb_trace_import_csv(const char *path, int top_k, int experts, mplb_trace *t, mplb_err *err);
+MPLB_API int mplb_trace_import_npy(const char *path, int top_k, mplb_trace *t, mplb_err *err);
 
 /* Statistics of one (step, layer) of counts, and over time. */
 typedef struct mplb_trace_stats {
@@ -62,15 +66,17 @@ typedef struct mplb_trace_stats {
     double rank_imbalance;  /* max/mean rank load under contiguous placement on R ranks */
 } mplb_trace_stats;
 
-void mplb_stats_counts(const int32_t *counts, int E, int top_k, int R, mplb_trace_stats *s);
+MPLB_API void mplb_stats_counts(const int32_t *counts, int E, int top_k, int R, mplb_trace_stats *s);
 /* Share of the top-n experts of step s still in the top-n at step s+1,
  * averaged over steps and layers (1 = persistent). */
-double mplb_trace_persistence(const mplb_trace *t, int n);
+MPLB_API double mplb_trace_persistence(const mplb_trace *t, int n);
 /* Per-layer means over steps: out[0] LIS, out[1] rank max/mean on R
  * contiguous ranks, out[2] top-n persistence of this layer (NAN with one step). */
-void mplb_trace_layer_stats(const mplb_trace *t, int layer, int R, int n, double out[3]);
+MPLB_API void mplb_trace_layer_stats(const mplb_trace *t, int layer, int R, int n, double out[3]);
 /* Pearson correlation of per-expert loads between prefill and decode steps
  * (summed per phase, over layers); NAN when the trace has no phases. */
-double mplb_trace_phase_correlation(const mplb_trace *t);
+MPLB_API double mplb_trace_phase_correlation(const mplb_trace *t);
+
+MPLB_END_DECLS
 
 #endif

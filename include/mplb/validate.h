@@ -15,7 +15,11 @@
 #ifndef MPLB_VALIDATE_H
 #define MPLB_VALIDATE_H
 
+#include "mplb/api.h"
+
 #include "mplb/config.h"
+
+MPLB_BEGIN_DECLS
 
 /*  X(id, name) */
 #define MPLB_VCOMP_MAP(X) X(COMPUTE, "compute") X(RATIO, "ratio") X(DISPATCH, "dispatch") X(COMBINE, "combine")
@@ -40,7 +44,7 @@ enum {
 #undef MPLB_VM_ENUM
     MPLB_VM_COUNT
 };
-const char *mplb_valid_component_name(int c);
+MPLB_API const char *mplb_valid_component_name(int c);
 
 typedef struct mplb_vrow {
     char id[64];
@@ -61,8 +65,10 @@ typedef struct mplb_vrow {
 
 /* Read every row of a measurements file; *rows is malloc'd (free it). A bad
  * row is an error naming the file, its line and the field. */
-int mplb_valid_load(const char *path, mplb_vrow **rows, int *n, mplb_err *err);
+MPLB_API int mplb_valid_load(const char *path, mplb_vrow **rows, int *n, mplb_err *err);
 /* The model's value for a row, in the row's unit, on profile hw. */
-int mplb_valid_model(const mplb_vrow *row, const mplb_profile *hw, double *model, mplb_err *err);
+MPLB_API int mplb_valid_model(const mplb_vrow *row, const mplb_profile *hw, double *model, mplb_err *err);
+
+MPLB_END_DECLS
 
 #endif

@@ -14,9 +14,13 @@
 #ifndef MPLB_WLFIT_H
 #define MPLB_WLFIT_H
 
+#include "mplb/api.h"
+
 #include <stdint.h>
 #include "mplb/err.h"
 #include "mplb/trace.h"
+
+MPLB_BEGIN_DECLS
 
 enum { MPLB_FIT_LIS, MPLB_FIT_RANK, MPLB_FIT_PERSIST, MPLB_FIT_NSTAT };
 
@@ -32,9 +36,11 @@ typedef struct mplb_wl_fit {
     double *model[MPLB_FIT_NSTAT];   /* [L] the fitted model's expected values */
 } mplb_wl_fit;
 
-int mplb_wl_fit_trace(const mplb_trace *t, int R, mplb_wl_fit *out, mplb_err *err);
+MPLB_API int mplb_wl_fit_trace(const mplb_trace *t, int R, mplb_wl_fit *out, mplb_err *err);
 /* Write `return { kind = "synthetic", ... }`; refuses to overwrite unless force. */
-int mplb_wl_fit_write(const mplb_wl_fit *f, const mplb_trace *t, const char *path, int force, mplb_err *err);
-void mplb_wl_fit_free(mplb_wl_fit *f);
+MPLB_API int mplb_wl_fit_write(const mplb_wl_fit *f, const mplb_trace *t, const char *path, int force, mplb_err *err);
+MPLB_API void mplb_wl_fit_free(mplb_wl_fit *f);
+
+MPLB_END_DECLS
 
 #endif
