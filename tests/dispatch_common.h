@@ -17,12 +17,6 @@ typedef struct ep_case {
     mplb_placement pl;
 } ep_case;
 
-static void ep_heavy(mplb_rng *g, float *w, size_t n, double s) {
-    for (size_t i = 0; i < n; i++) {
-        double u1 = mplb_rng_uniform(g), u2 = mplb_rng_uniform(g);
-        w[i] = (float)(s * sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2));
-    }
-}
 
 /* Per-slot ranks as the run loop gives them: every rank's tokens in rank
  * order form the step's routing log, split by mplb_split_dests. */
@@ -67,7 +61,7 @@ static int ep_case_init(ep_case *c, int R, int E, int k, uint64_t seed, int empt
     size_t nw = (size_t)c->d * c->f;
     float *w = malloc(3 * nw * sizeof *w);
     for (int e = 0; e < E; e++) {
-        ep_heavy(&g, w, 3 * nw, 0.2);
+        mplb_weights_fill(seed, 0, e, c->d, c->f, w);   /* the run's weight source */
         if (mplb_expert_quantize(w, w + nw, w + 2 * nw, c->d, c->f, e % 2 ? MPLB_PREC_FP8_E4M3 : MPLB_PREC_BF16,
                                  NULL, &c->experts[e], &err) < 0) return -1;
     }
@@ -84,7 +78,7 @@ static int ep_case_init(ep_case *c, int R, int E, int k, uint64_t seed, int empt
         c->y[r] = malloc((size_t)(T + 1) * c->d * sizeof(float));
         c->gates[r] = malloc((size_t)(T + 1) * k * sizeof(float));
         c->ids[r] = malloc((size_t)(T + 1) * k * sizeof(int32_t));
-        ep_heavy(&g, c->x[r], (size_t)T * c->d, 1.0);
+        for (int64_t t = 0; t < T; t++) mplb_weights_acts(seed, 0, r, t, c->d, c->x[r] + (size_t)t * c->d);
         for (int64_t t = 0; t < T; t++) {
             float sum = 0;
             for (int j = 0; j < k; j++) {
