@@ -34,20 +34,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    double rank_load[64] = {0}, rank_vision[64] = {0}, rank_mem[64], relerr[MPLB_PREC_COUNT], speed[MPLB_PREC_COUNT];
-    for (int e = 0; e < E; e++) {
-        rank_load[pl.home[e]] += rt.expert_counts[e];
-        rank_vision[pl.home[e]] += rt.vision_counts[e];
-    }
-    mplb_plan_memory(&plan, &m, rank_mem);
-    mplb_error_table(relerr);
-    for (int p = 0; p < MPLB_PREC_COUNT; p++) speed[p] = hw.peak_tflops[hw.compute_as[p]] / hw.peak_tflops[MPLB_PREC_BF16];
-    mplb_obs obs = {.step = 0, .layer = 0, .layers = 1, .ranks = R, .experts = E, .top_k = m.top_k, .nodes = nodes,
-                    .gpus_per_node = gpn, .tokens = rt.tokens, .rank_load = rank_load, .rank_vision = rank_vision,
-                    .expert_load = rt.expert_counts, .expert_vision = rt.vision_counts,
-                    .expert_importance = rt.importance, .expert_rank = pl.home, .rank_mem = rank_mem,
-                    .src_counts = rt.src_counts, .prec_error = relerr, .prec_speed = speed, .model = &m,
-                    .mem_budget = rank_mem[0] * 1.25};
+    /* the observation the run loop builds (mplb/observe.h) */
+    mplb_cluster cl = {.nodes = nodes, .gpus_per_node = gpn};
+    mplb_observer ob;
+    mplb_obs obs;
+    if (mplb_observer_init(&ob, &m, &cl, &hw, &pl, NULL, &err) < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    mplb_observe(&ob, &rt, 0, 0, &obs);
     /* cost model reference */
     int n = 0;
     double t0 = now();
