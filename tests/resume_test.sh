@@ -46,11 +46,27 @@ for i in 1 2 3 4; do
   if "$PY" "$SRC/tests/compare_runs.py" ref.h5 k.h5; then ok "equals uninterrupted run ($i)"
   else bad "equals uninterrupted run ($i)"; fi
 done
-# a file killed before its header was complete (here: cut to 300 bytes) starts over
+# a damaged or foreign file (here: cut to 300 bytes; a text file) is never
+# replaced without --force (files are put in place only with a complete
+# header, so an unreadable one is not a killed run of ours); --force starts over
 head -c 300 ref.h5 > cut.h5
-if "$MPLB" run exp.lua -o cut.h5 --resume > cut.txt 2>&1 && "$PY" "$SRC/tests/compare_runs.py" ref.h5 cut.h5 > /dev/null; then
-  ok "resume of a damaged file starts over"
-else bad "resume of a damaged file"; cat cut.txt; fi
+cp cut.h5 cut.bak
+echo "not hdf5" > text.h5
+if ! "$MPLB" run exp.lua -o cut.h5 --resume > cut.txt 2>&1 && grep -q "cannot resume" cut.txt && cmp -s cut.h5 cut.bak \
+   && ! "$MPLB" run exp.lua -o text.h5 --resume > /dev/null 2>&1 && [ "$(cat text.h5)" = "not hdf5" ]; then
+  ok "resume refuses a damaged or foreign file"
+else bad "resume of a damaged file refused"; cat cut.txt; fi
+if "$MPLB" run exp.lua -o cut.h5 --force > cut.txt 2>&1 && "$PY" "$SRC/tests/compare_runs.py" ref.h5 cut.h5 > /dev/null; then
+  ok "--force replaces the damaged file"
+else bad "resume --force of a damaged file"; cat cut.txt; fi
+# an edited policy file is refused: its kept steps came from the old source (finding 8)
+cp "$SRC/policies/threshold.lua" mythr.lua
+"$MPLB" run exp.lua -o ed.h5 --set 'policies={"baseline","mythr.lua"}' --set workload.steps=3 > /dev/null 2>&1
+echo "-- edited" >> mythr.lua
+if "$MPLB" run exp.lua -o ed.h5 --resume --set 'policies={"baseline","mythr.lua"}' --set workload.steps=3 > ed.txt 2>&1; then
+  bad "edited policy refused"
+elif grep -q "policy/sources\[1\].*the policy file changed" ed.txt; then ok "edited policy source refused on resume"
+else bad "edited policy refused"; cat ed.txt; fi
 # resuming a complete file changes nothing; a different experiment is refused
 "$MPLB" run exp.lua -o k.h5 --resume > /dev/null 2>&1 && "$PY" "$SRC/tests/compare_runs.py" ref.h5 k.h5 > /dev/null \
   && ok "resume of a complete run" || bad "resume of a complete run"

@@ -26,11 +26,16 @@ int run_resume_open(run_resume *rs, const mplb_exp *x, const mplb_run_opts *opts
     rs->write_path = opts->out_path;   /* NULL: evaluate without writing (benchmarks) */
     if (!opts->resume || !opts->out_path || access(opts->out_path, F_OK) != 0) return 0;
     int rc = mplb_runfile_read_arrays(opts->out_path, &rs->old, err);
-    if (rc == MPLB_EFORMAT) {
-        /* killed before its header was complete: nothing to keep, start it
-         * over (the damaged file is replaced only when the new one is done) */
+    if (rc == MPLB_EFORMAT && opts->force) {
+        /* --force: start it over (the file is replaced only when the new one is done) */
         mplb_runfile_info_free(&rs->old);
         memset(&rs->old, 0, sizeof rs->old);
+        return 0;
+    } else if (rc == MPLB_EFORMAT) {
+        /* the file is put in place only after its header is complete, so an
+         * unreadable one is foreign or damaged: never replaced silently */
+        return mplb_err_wrap(err, "cannot resume (not a readable mplb run file of schema %s.x; run with --force instead of --resume to replace it)",
+                             MPLB_SCHEMA_VERSION);
     } else if (rc < 0) {
         return rc;
     } else if (!rs->old.config || strcmp(rs->old.config, x->resolved) != 0 || rs->old.R != R || rs->old.E != E ||

@@ -153,6 +153,8 @@ static int open_file(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb_
                               .host = host, .times_source = r->sum->times_source, .backend = r->be->name,
                               .error_metric = r->be->error_metric, .seed = x->seed, .n_policies = P,
                               .policy_names = names, .policy_sources = srcs, .policy_params = params};
+    /* resume only a file of the same config, policy sources and params */
+    if (rc == 0 && r->rs.active) rc = mplb_runfile_resumable(opts->out_path, &r->rs.old, &meta, R, E, err);
     if (rc == 0)
         rc = mplb_runfile_create(r->rs.write_path, &meta, R, E, opts->force || r->rs.active, opts->flush_rows,
                                  opts->flush_seconds, &r->rf, err);
