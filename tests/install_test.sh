@@ -44,7 +44,10 @@ return { model = { layers = 2, experts = 16, top_k = 2, hidden = 256, ffn = 128 
          workload = { steps = 2, tokens = 512 }, policies = { "threshold" } }
 LUA
 export PKG_CONFIG_PATH="$lib/pkgconfig"
-if cc -std=c11 -Wall -Wextra -Werror "$work/use.c" -o "$work/use" $(pkg-config --cflags --libs mplb) 2> "$work/cc.txt"; then
+# a sanitizer build's library needs its runtime first: build the program with it too
+san=""
+if ldd "$lib/libmplb.so" 2>/dev/null | grep -q libasan; then san="-fsanitize=address,undefined"; export ASAN_OPTIONS=detect_leaks=0; fi
+if cc -std=c11 -Wall -Wextra -Werror $san "$work/use.c" -o "$work/use" $(pkg-config --cflags --libs mplb) 2> "$work/cc.txt"; then
   ok "a C program builds with pkg-config --cflags --libs mplb"
 else bad "pkg-config build"; cat "$work/cc.txt"; fi
 # data from the install: the source tree's profiles are not on the path
