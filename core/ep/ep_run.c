@@ -164,13 +164,6 @@ static int run_once(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt
     return 0;
 }
 
-static int is_reference(const mplb_plan *plan) {
-    if (plan->dispatch_prec != MPLB_PREC_BF16) return 0;
-    for (int e = 0; e < plan->E; e++)
-        if (plan->expert_prec[e] != MPLB_PREC_BF16) return 0;
-    return 1;
-}
-
 int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
                       mplb_ep_times *all, mplb_err *err) {
     const mplb_ep_transport *tp = ep->tp;
@@ -187,7 +180,7 @@ int mplb_ep_run_layer(mplb_ep_run *ep, int step, int layer, const mplb_routing *
         ep->ref_layer = -1;
     }
     mplb_ep_times t;
-    int ref = is_reference(plan), rc = 0;
+    int ref = mplb_plan_is_bf16(plan), rc = 0;
     if (!ref && (ep->ref_step != step || ep->ref_layer != layer)) {
         /* no all-bf16 plan ran on this layer yet: run one for the reference
          * (every process takes this branch together: same calls, same state) */

@@ -196,13 +196,6 @@ static int forward(mplb_exec *ex, int layer, const mplb_routing *rt, const mplb_
     return 0;
 }
 
-static int is_reference(const mplb_plan *plan) {
-    if (plan->dispatch_prec != MPLB_PREC_BF16) return 0;
-    for (int e = 0; e < plan->E; e++)
-        if (plan->expert_prec[e] != MPLB_PREC_BF16) return 0;
-    return 1;
-}
-
 int mplb_exec_layer(mplb_exec *ex, int step, int layer, const mplb_routing *rt, const mplb_plan *plan,
                     mplb_exec_result *out, mplb_err *err) {
     int R = plan->R, d = ex->m.hidden;
@@ -223,7 +216,7 @@ int mplb_exec_layer(mplb_exec *ex, int step, int layer, const mplb_routing *rt, 
         ex->x_step = step;
         ex->x_layer = layer;
     }
-    int ref = is_reference(plan);
+    int ref = mplb_plan_is_bf16(plan);
     if ((rc = forward(ex, layer, rt, plan, ref ? ex->ref : ex->y, out, err)) < 0) return rc;
     if (ref) { ex->ref_step = step; ex->ref_layer = layer; return 0; }
     if (ex->ref_step != step || ex->ref_layer != layer) {

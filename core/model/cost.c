@@ -22,6 +22,13 @@ int mplb_plan_init(mplb_plan *pl, const mplb_placement *base, mplb_err *err) {
     return 0;
 }
 
+int mplb_plan_is_bf16(const mplb_plan *pl) {
+    if (pl->dispatch_prec != MPLB_PREC_BF16) return 0;
+    for (int e = 0; e < pl->E; e++)
+        if (pl->expert_prec[e] != MPLB_PREC_BF16) return 0;
+    return 1;
+}
+
 void mplb_plan_reset(mplb_plan *pl, const mplb_placement *base) {
     for (int e = 0; e < pl->E; e++) pl->expert_prec[e] = MPLB_PREC_BF16;
     memset(pl->expert_mode, MPLB_CONV_ONLINE, (size_t)pl->E);

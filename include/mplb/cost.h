@@ -62,6 +62,9 @@ typedef struct mplb_plan {
 
 MPLB_API int mplb_plan_init(mplb_plan *pl, const mplb_placement *base, mplb_err *err);
 MPLB_API void mplb_plan_reset(mplb_plan *pl, const mplb_placement *base); /* all bf16, online, no moves */
+/* 1 when every expert and the dispatch are bf16: the reference an executed
+ * layer's output error is measured against (whatever its placement). */
+MPLB_API int mplb_plan_is_bf16(const mplb_plan *pl);
 MPLB_API void mplb_plan_free(mplb_plan *pl);
 MPLB_API int mplb_plan_add_move(mplb_plan *pl, int e, int from, int to, double n, mplb_err *err);
 /* Bytes of expert e's weights when stored in the given mode at precision p. */
