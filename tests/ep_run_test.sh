@@ -50,6 +50,16 @@ PY
   then ok "np=$np: routing columns equal the model run, measured times positive"
   else bad "np=$np: columns"; fi
 done
+# more processes than cores: the run file's times source says the times do not compare plans
+if "$PY" - ep1.h5 ep4.h5 <<'PY'
+import os, sys, h5py
+one, four = (h5py.File(p, "r").attrs["times_source"] for p in sys.argv[1:3])
+cores = os.sysconf("SC_NPROCESSORS_ONLN")
+assert "OVERSUBSCRIBED" not in one, one
+assert ("OVERSUBSCRIBED: 4 processes on %d cores" % cores in four) == (4 > cores), four
+PY
+then ok "oversubscribed EP timings are labelled as such"
+else bad "oversubscription label"; fi
 cat > fp8disp.lua <<'LUA'
 local P = { params = {} }
 P.stateless = true
