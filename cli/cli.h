@@ -33,4 +33,6 @@ void mplb_cli_warnings(const mplb_exp *x);
 /* --policy "NAME,k=v,...": NAME out, one malloc'd "policies[i].k=v" per
  * param appended to sets; -1 on a malformed spec. */
 int mplb_cli_policy_spec(const char *spec, int i, char *name, size_t cap, const char **sets, int *n_sets);
+/* Print s as a JSON string literal on stdout. */
+void mplb_cli_json_str(const char *s);
 #endif

@@ -107,3 +107,15 @@ int mplb_cli_slurp(const char *path, char **out) {
     *out = buf;
     return 0;
 }
+
+/* s as a JSON string on stdout (quotes, backslashes and control characters escaped) */
+void mplb_cli_json_str(const char *s) {
+    putchar('"');
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}

@@ -10,17 +10,6 @@
 #include <unistd.h>
 #include <time.h>
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 static const char inspect_usage[] =
     "usage: mplb inspect FILE.h5 [--json]\n"
     "Summarise a run file: status (complete, failed, or not closed: running or killed), command,\n"
@@ -43,13 +32,13 @@ int mplb_cmd_inspect(int argc, char **argv) {
     if (mplb_runfile_read(path, &info, &err) < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
     const char *note = info.unclosed ? "not closed: still running, or killed (mplb run --resume continues it)" : "";
     if (json) {
-        printf("{\"file\": "); json_str(path);
-        printf(", \"status\": "); json_str(info.status);
-        printf(", \"closed\": %s, \"error\": ", info.unclosed ? "false" : "true"); json_str(info.error);
-        printf(", \"schema_version\": "); json_str(info.schema_version);
-        printf(", \"mplb_version\": "); json_str(info.mplb_version);
-        printf(", \"command\": "); json_str(info.command);
-        printf(", \"times_source\": "); json_str(info.times_source ? info.times_source : "");
+        printf("{\"file\": "); mplb_cli_json_str(path);
+        printf(", \"status\": "); mplb_cli_json_str(info.status);
+        printf(", \"closed\": %s, \"error\": ", info.unclosed ? "false" : "true"); mplb_cli_json_str(info.error);
+        printf(", \"schema_version\": "); mplb_cli_json_str(info.schema_version);
+        printf(", \"mplb_version\": "); mplb_cli_json_str(info.mplb_version);
+        printf(", \"command\": "); mplb_cli_json_str(info.command);
+        printf(", \"times_source\": "); mplb_cli_json_str(info.times_source ? info.times_source : "");
         printf(", \"seed\": %llu, \"ranks\": %d, \"experts\": %d, \"rows\": %lld, \"policies\": [",
                (unsigned long long)info.seed, info.R, info.E, (long long)info.n_rows);
     } else {
@@ -74,7 +63,7 @@ int mplb_cmd_inspect(int argc, char **argv) {
         double dn = n ? (double)n : 1;
         if (json) {
             printf("%s{\"name\": ", p ? ", " : "");
-            json_str(info.policy_names[p]);
+            mplb_cli_json_str(info.policy_names[p]);
             printf(", \"rows\": %ld, \"mean_t_layer_us\": %.6g, \"mean_t_baseline_us\": %.6g, \"speedup\": %.6g, "
                    "\"mean_imbalance\": %.6g, \"mean_error_proxy\": %.6g}",
                    n, tl / dn, tb / dn, tl > 0 ? tb / tl : 1.0, im / dn, ep / dn);

@@ -64,17 +64,6 @@ static int trace_import(int argc, char **argv) {
     return 0;
 }
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 /* JSON numbers: NaN (a statistic without data) as null */
 static void json_num(const char *key, double v, int comma) {
     if (v == v) printf("%s\"%s\": %.6g", comma ? ", " : "", key, v);
@@ -83,10 +72,10 @@ static void json_num(const char *key, double v, int comma) {
 
 /* stats --json: the text output's numbers, per layer as a list. */
 static int stats_json(const mplb_trace *t, const char *path, int R, int top) {
-    printf("{\"file\": "); json_str(path);
-    printf(", \"model\": "); json_str(t->model);
-    printf(", \"source\": "); json_str(t->source);
-    printf(", \"license\": "); json_str(t->license);
+    printf("{\"file\": "); mplb_cli_json_str(path);
+    printf(", \"model\": "); mplb_cli_json_str(t->model);
+    printf(", \"source\": "); mplb_cli_json_str(t->source);
+    printf(", \"license\": "); mplb_cli_json_str(t->license);
     printf(", \"steps\": %d, \"layers\": %d, \"experts\": %d, \"top_k\": %d, \"ranks\": %d, "
            "\"source_ranks\": %s, \"per_token\": %s, \"per_layer\": [",
            t->steps, t->layers, t->experts, t->top_k, R, t->src_counts ? "true" : "false", t->topk_ids ? "true" : "false");
