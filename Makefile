@@ -4,7 +4,7 @@
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: demo test setup build build-asan ctest ctest-asan pytest clean
+.PHONY: demo test setup build build-asan ctest ctest-asan pytest repro clean
 
 demo: build
 	./build/mplb run experiments/demo.lua
@@ -31,6 +31,10 @@ ctest-asan: build-asan
 
 pytest: build
 	PYTHONPATH=$(CURDIR)/analysis MPLB_BIN=$(CURDIR)/build/mplb .venv/bin/python -m pytest -q tests/python
+
+# Every reproduction card's numbers and figures, full size (docs/reproductions/).
+repro: build
+	bash scripts/reproduce.sh --bin ./build/mplb
 
 clean:
 	rm -rf build build-asan
