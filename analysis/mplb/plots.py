@@ -48,7 +48,7 @@ def _int_ticks():
 
 # Columns of Run.summary() / Sweep.summary() that are not sweep axes.
 SUMMARY_COLUMNS = {"point", "policy", "rows", "t_layer_us", "t_baseline_us", "speedup", "imbalance", "lis",
-                   "error_proxy", "bytes_inter", "exposed_conv_us", "decide_us"}
+                   "lis_after", "error_proxy", "bytes_inter", "exposed_conv_us", "decide_us"}
 FRONT_STYLE = dict(color="black", lw=2.2, alpha=1.0, zorder=4)
 
 

@@ -152,6 +152,8 @@ def summarize_steps(steps: pd.DataFrame) -> pd.DataFrame:
         "exposed_conv_us": g["exposed_conv_us"].mean(),
         "decide_us": g["decide_us"].mean(),
     })
+    if "lis_after" in steps.columns:   # LIS after the plan (files from before it lack it)
+        out.insert(out.columns.get_loc("lis") + 1, "lis_after", g["lis_after"].mean())
     if "kl" in steps.columns and steps["kl"].notna().any():   # measured accuracy (workload kind "lm")
         for c in ("kl", "top1_agree", "ppl_delta"):
             out[c] = g[c].mean()   # NaN rows (not measured) are skipped

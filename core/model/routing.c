@@ -164,6 +164,13 @@ double mplb_lis(const int32_t *expert_counts, int E, int64_t tokens, int top_k) 
     return (double)E * mx / ((double)tokens * top_k);
 }
 
+double mplb_lis_rows(const int64_t *rows, int E, int R, int64_t tokens, int top_k) {
+    if (tokens <= 0 || top_k <= 0) return 0;
+    int64_t mx = 0;
+    for (size_t i = 0; i < (size_t)E * R; i++) if (rows[i] > mx) mx = rows[i];
+    return (double)E * mx / ((double)tokens * top_k);
+}
+
 double mplb_imbalance(const double *rank_load, int R) {
     double mx = 0, sum = 0;
     for (int r = 0; r < R; r++) { sum += rank_load[r]; if (rank_load[r] > mx) mx = rank_load[r]; }

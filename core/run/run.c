@@ -3,6 +3,7 @@
 #include "mplb/backend.h"
 #include "mplb/observe.h"
 #include "mplb/runfile.h"
+#include "mplb/split.h"
 #include "mplb/version.h"
 #include "mplb/workload.h"
 #include "lsandbox.h"
@@ -37,6 +38,7 @@ typedef struct run {
     mplb_runfile *rf;
     run_resume rs;
     uint8_t *prec8;
+    int64_t *slot_rows;       /* [E*R] rows each expert instance computes under the plan (LIS after it) */
     mplb_run_summary *sum;
     /* [P * layers] the placement each policy had in force per layer: a plan
      * that differs is a rebalance, and the cost model charges its migration */
@@ -67,6 +69,7 @@ static void run_free(run *r) {
     mplb_cost_result_free(&r->base_res);
     run_resume_free(&r->rs);
     free(r->prec8);
+    free(r->slot_rows);
     for (int i = 0; i < r->n_prev; i++) mplb_placement_free(&r->prev[i]);
     free(r->prev);
     mplb_accrun_close(r->acc);
@@ -171,9 +174,11 @@ static int run_open(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb_r
     r->sum = sum;
     r->pols = calloc((size_t)r->P + 1, sizeof *r->pols);
     r->prec8 = calloc((size_t)x->model.experts, 1);
+    r->slot_rows = calloc((size_t)x->model.experts * (size_t)x->cluster.nodes * x->cluster.gpus_per_node + 1,
+                          sizeof *r->slot_rows);
     sum->pol = calloc((size_t)r->P + 1, sizeof *sum->pol);
     sum->n_policies = r->P;
-    if (!r->pols || !r->prec8 || !sum->pol) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
+    if (!r->pols || !r->prec8 || !r->slot_rows || !sum->pol) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
     int rc = open_model(r, x, opts, err);
     if (rc == 0) rc = open_policies(r, x, opts, err);
     if (rc == 0) rc = open_file(r, x, opts, err);
@@ -227,13 +232,17 @@ static int run_policy(run *r, int i, const mplb_layer_in *in, double lis, int re
             if (!replaying) ps->dom_rows++;
         }
     }
+    /* LIS after the plan (R&Q's measure of what a policy achieved): per expert
+     * instance, the rows the split rule gives it (replicas share, moves take) */
+    if ((rc = mplb_split_rows(&r->plan, r->rt.expert_counts, r->slot_rows, err)) < 0) return rc;
+    double lis_after = mplb_lis_rows(r->slot_rows, r->plan.E, r->plan.R, r->rt.tokens, x->model.top_k);
     mplb_step_row row = {
         .policy = i, .step = in->step, .layer = in->layer, .tokens = r->rt.tokens,
         .t_layer_us = r->res.t_layer, .t_baseline_us = r->base_res.t_layer, .t_dispatch_us = r->res.t_dispatch,
         .t_compute_max_us = r->res.t_compute_max, .t_combine_us = r->res.t_combine, .exposed_conv_us = r->res.exposed_conv,
         .imbalance = r->res.imbalance, .lis = lis, .error_proxy = error, .decide_us = dt,
         .bytes_intra = r->res.bytes_intra, .bytes_inter = r->res.bytes_inter,
-        .kl = kl, .top1_agree = top1, .ppl_delta = ppl,
+        .kl = kl, .top1_agree = top1, .ppl_delta = ppl, .lis_after = lis_after,
     };
     if (!replaying) {
         for (int e = 0; e < x->model.experts; e++) r->prec8[e] = (uint8_t)r->plan.expert_prec[e];

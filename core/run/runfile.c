@@ -41,6 +41,7 @@ static hid_t row_type(void) {
     F(error_proxy, H5T_NATIVE_DOUBLE); F(decide_us, H5T_NATIVE_DOUBLE);
     F(bytes_intra, H5T_NATIVE_DOUBLE); F(bytes_inter, H5T_NATIVE_DOUBLE);
     F(kl, H5T_NATIVE_DOUBLE); F(top1_agree, H5T_NATIVE_DOUBLE); F(ppl_delta, H5T_NATIVE_DOUBLE);
+    F(lis_after, H5T_NATIVE_DOUBLE);
 #undef F
     return t;
 }

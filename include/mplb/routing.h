@@ -64,6 +64,11 @@ MPLB_API void mplb_routing_add_token(mplb_routing *rt, const mplb_placement *pl,
 /* LIS (R&Q): E * max_e n_e / (T * k): the busiest expert's tokens over the
  * equal split; 1 = balanced. 0 when T = 0. */
 MPLB_API double mplb_lis(const int32_t *expert_counts, int E, int64_t tokens, int top_k);
+/* LIS after a plan: E * max over expert instances (e, r) of rows[e*R + r] /
+ * (T * k), rows from mplb_split_rows (replicas share an expert's slots, moved
+ * tokens count where computed). Equals mplb_lis when each expert has one
+ * instance; the equal split stays T * k / E (logical experts). */
+MPLB_API double mplb_lis_rows(const int64_t *rows, int E, int R, int64_t tokens, int top_k);
 /* Rank analogue: max rank load / mean rank load (1 when all idle). */
 MPLB_API double mplb_imbalance(const double *rank_load, int R);
 

@@ -41,6 +41,8 @@ typedef struct mplb_step_row {
     /* measured accuracy (workload.kind = "lm"), in the last layer's row of a
      * step (the model's output); NaN where not measured. Not error_proxy. */
     double kl, top1_agree, ppl_delta;
+    /* LIS after the policy's plan (mplb_lis_rows); `lis` is the routing's, before it */
+    double lis_after;
 } mplb_step_row;
 
 typedef struct mplb_runfile_meta {
