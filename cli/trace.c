@@ -13,13 +13,18 @@
 #include <time.h>
 
 static const char trace_usage[] =
-    "usage: mplb trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
+    "usage: mplb trace import INPUT... -o OUT.h5 [--format F] [--phase prefill|decode] [--top-k K] [--experts E]\n"
+    "                     [--model NAME] [--license TEXT] [--force]\n"
     "       mplb trace stats FILE.h5 [--ranks R] [--top N] [--json] [--workload W.lua [--steps N] [--tokens T] [--seed S]]\n"
     "       mplb trace fit TRACE.h5 -o W.lua [--ranks R] [--force]\n"
     "       mplb trace gen W.lua -o OUT.h5 (--model PRESET | --layers L --experts E --top-k K) [--steps N] [--tokens T]\n"
     "                     [--seed S] [--force]\n"
-    "import: routing data (per-step, per-layer expert counts as CSV or NPY) to an mplb trace file\n"
-    "        (docs/trace-file.md); -o folders are created; --force overwrites.\n"
+    "import: routing data to an mplb trace file (docs/trace-file.md): CSV, NPY (read here) or, through the\n"
+    "        Python package, F = sglang-stat | sglang-detail (SGLang expert-distribution .pt dumps),\n"
+    "        vllm-routed (routed experts: .npy/.npz/API JSON), vllm-eplb (load window + physical->logical\n"
+    "        map), trtllm (EXPERT_STATISTIC_PATH folder), megatron (router_trace_rank*.jsonl), npz, loads\n"
+    "        (float load matrix); detected from the input when --format is not given. --top-k where the\n"
+    "        input does not record k; --phase marks every step. -o folders are created; --force overwrites.\n"
     "stats:  per layer: max/mean expert load, LIS, Gini, normalised entropy and the rank imbalance of a\n"
     "        contiguous placement on R ranks (default 8); top-N persistence across steps; the\n"
     "        prefill/decode load correlation. --json: the same as one JSON object on stdout.\n"
@@ -31,11 +36,59 @@ static const char trace_usage[] =
     "gen:    the counts a workload file generates for a model shape, as a trace file.\n"
     "Exit status: 0 ok, 1 error (unreadable or malformed input), 2 usage error.\n";
 
+/* Engine dumps (torch.save files, safetensors, JSON, npz) are read by the
+ * Python package (analysis/mplb/importers.py): exec it with the same
+ * arguments, with $MPLB_PYTHON, else the project's .venv, else python3, and
+ * the source tree's analysis/ first on PYTHONPATH (a build-tree binary). */
+static int trace_import_python(int argc, char **argv) {
+    char py[MPLB_PATH_MAX], pp[2 * MPLB_PATH_MAX];
+    const char *env = getenv("MPLB_PYTHON");
+    if (env) snprintf(py, sizeof py, "%s", env);
+    else {
+        snprintf(py, sizeof py, "%s/.venv/bin/python", MPLB_SOURCE_DIR);
+        if (access(py, X_OK) != 0) snprintf(py, sizeof py, "python3");
+    }
+    struct stat st;
+    snprintf(pp, sizeof pp, "%s/analysis/mplb", MPLB_SOURCE_DIR);
+    if (stat(pp, &st) == 0) {
+        const char *old = getenv("PYTHONPATH");
+        snprintf(pp, sizeof pp, "%s/analysis%s%s", MPLB_SOURCE_DIR, old && *old ? ":" : "", old ? old : "");
+        setenv("PYTHONPATH", pp, 1);
+    }
+    char **args = calloc((size_t)argc + 4, sizeof *args);
+    if (!args) return 1;
+    args[0] = py;
+    args[1] = "-m";
+    args[2] = "mplb.importers";
+    for (int i = 2; i < argc; i++) args[i + 1] = argv[i];
+    fflush(stdout);
+    execvp(py, args);
+    fprintf(stderr, "mplb trace import: cannot run %s (%s); install the analysis package: make setup\n", py, strerror(errno));
+    free(args);
+    return 1;
+}
+
 static int trace_import(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *model = "";
-    int k = 0, E = 0, force = 0;
+    const char *in = NULL, *out = NULL, *model = "", *fmt = NULL, *first = NULL;
+    int k = 0, E = 0, force = 0, n_in = 0, py_only = 0;
     for (int i = 2; i < argc; i++) {
-        if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
+        if (!strcmp(argv[i], "--force")) continue;
+        if (argv[i][0] == '-') {
+            if (!strcmp(argv[i], "--format") && i + 1 < argc) fmt = argv[i + 1];
+            if (!strcmp(argv[i], "--phase") || !strcmp(argv[i], "--license")) py_only = 1;
+            i++;
+            continue;
+        }
+        if (!n_in++) first = argv[i];
+    }
+    /* CSV and integer NPY stay in C; every other format goes to Python */
+    const char *ext = first ? strrchr(first, '.') : NULL;
+    int native = ext && (!strcmp(ext, ".csv") || !strcmp(ext, ".npy")) && n_in == 1 && !py_only;
+    if (fmt) native = native && (!strcmp(fmt, "csv") || !strcmp(fmt, "npy"));
+    if (first && !native) return trace_import_python(argc, argv);
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--format") && i + 1 < argc) i++;
+        else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) k = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--experts") && i + 1 < argc) E = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];

@@ -12,7 +12,7 @@
 
 void mplb_trace_free(mplb_trace *t) {
     free(t->counts); free(t->src_counts); free(t->vision_counts);
-    free(t->importance); free(t->topk_ids); free(t->is_decode);
+    free(t->importance); free(t->topk_ids); free(t->is_decode); free(t->load);
     memset(t, 0, sizeof *t);
 }
 
@@ -66,6 +66,9 @@ int mplb_trace_validate(const mplb_trace *t, mplb_err *err) {
             return mplb_err_set(err, MPLB_EFORMAT, "%s: /vision_counts[%zu][%zu][%zu] = %d outside [0, counts]", p,
                                 i / ((size_t)t->layers * t->experts), i / t->experts % t->layers, i % t->experts,
                                 t->vision_counts[i]);
+        if (t->load && !(t->load[i] >= 0 && isfinite(t->load[i])))
+            return mplb_err_set(err, MPLB_EFORMAT, "%s: /load[%zu][%zu][%zu] is not a finite non-negative load", p,
+                                i / ((size_t)t->layers * t->experts), i / t->experts % t->layers, i % t->experts);
         if (t->importance && !isfinite(t->importance[i]))
             return mplb_err_set(err, MPLB_EFORMAT, "%s: /importance[%zu][%zu][%zu] is not finite", p,
                                 i / ((size_t)t->layers * t->experts), i / t->experts % t->layers, i % t->experts);
@@ -132,8 +135,8 @@ int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
     read_str_attr(f, "source", t->source, sizeof t->source);
     read_str_attr(f, "license", t->license, sizeof t->license);
     hsize_t dd[3];
-    const char *same[2] = {"vision_counts", "importance"};
-    for (int i = 0; i < 2; i++) {
+    const char *same[3] = {"vision_counts", "importance", "load"};
+    for (int i = 0; i < 3; i++) {
         r = read_ds(&h, same[i], 3, i ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, i ? 8 : 4, dd, &buf, err);
         if (r < 0) { rc = err->code; goto out; }
         if (r == 0 && (dd[0] != d3[0] || dd[1] != d3[1] || dd[2] != d3[2])) {
@@ -143,7 +146,9 @@ int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
                               (unsigned long long)d3[0], (unsigned long long)d3[1], (unsigned long long)d3[2]);
             goto out;
         }
-        if (i) t->importance = buf; else t->vision_counts = buf;
+        if (i == 2) t->load = buf;
+        else if (i) t->importance = buf;
+        else t->vision_counts = buf;
     }
     r = read_ds(&h, "src_counts", 4, H5T_NATIVE_INT32, 4, d4, &buf, err);
     if (r < 0) { rc = err->code; goto out; }
@@ -246,6 +251,7 @@ int mplb_trace_write(const char *path, const mplb_trace *t, int force, mplb_err 
     int bad = write_ds(f, "counts", 3, d3, H5T_STD_I32LE, H5T_NATIVE_INT32, t->counts);
     if (t->vision_counts) bad |= write_ds(f, "vision_counts", 3, d3, H5T_STD_I32LE, H5T_NATIVE_INT32, t->vision_counts);
     if (t->importance) bad |= write_ds(f, "importance", 3, d3, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, t->importance);
+    if (t->load) bad |= write_ds(f, "load", 3, d3, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, t->load);
     if (t->src_counts) {
         hsize_t d4[4] = {d3[0], d3[1], (hsize_t)t->src, d3[2]};
         bad |= write_ds(f, "src_counts", 4, d4, H5T_STD_I32LE, H5T_NATIVE_INT32, t->src_counts);

@@ -224,7 +224,7 @@ int mplb_trace_import_npy(const char *path, int top_k, mplb_trace *t, mplb_err *
         } else if (esz == 4) { int32_t x; memcpy(&x, raw + i * 4, 4); v = x; }
         else { int64_t x; memcpy(&x, raw + i * 8, 8); v = (double)x; }
         if (!(v >= 0) || v > INT32_MAX || v != floor(v))
-            rc = mplb_err_set(err, MPLB_EFORMAT, "%s: element [%zu][%zu][%zu] = %g is not a count (a non-negative integer)",
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s: element [%zu][%zu][%zu] = %g is not a count (a non-negative integer; float loads: --format loads)",
                               path, i / ((size_t)t->layers * t->experts), i / t->experts % t->layers, i % t->experts, v);
         else t->counts[i] = (int32_t)v;
     }

@@ -3,7 +3,8 @@
  * A trace holds, per (step, layer), expert counts `counts` [S x L x E]
  * (int32) and optionally `src_counts` [S x L x R x E], `vision_counts`
  * [S x L x E], `importance` [S x L x E] (float64, e.g. R&Q's measured
- * accuracy drop or gate mass) and per-token choices `topk_ids`
+ * accuracy drop or gate mass), `load` [S x L x E] (float64 loads that are
+ * not whole token counts, e.g. decayed EPLB weights; counts round them) and per-token choices `topk_ids`
  * [S x L x T x k] (int32). Attributes: top_k, model, source, license,
  * layer_ids (the model layers the trace's layers came from) and phase
  * (per step: "prefill"/"decode", optional). Every read is validated: wrong
@@ -31,6 +32,8 @@ typedef struct mplb_trace {
     double *importance;                         /* or NULL */
     int32_t *topk_ids;                          /* [S*L*T*k] or NULL */
     uint8_t *is_decode;                         /* [S] or NULL */
+    double *load;                               /* [S*L*E] float loads (decayed EPLB weights) or NULL;
+                                                   counts then hold them rounded */
     char model[64], source[512], license[128];
 } mplb_trace;
 
