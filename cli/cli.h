@@ -4,6 +4,7 @@
 #ifndef MPLB_CLI_H
 #define MPLB_CLI_H
 #include <stddef.h>
+#include <stdio.h>
 #include "mplb/config.h"
 int mplb_cmd_run(int argc, char **argv);
 int mplb_cmd_inspect(int argc, char **argv);
@@ -13,6 +14,7 @@ int mplb_cmd_trace(int argc, char **argv);
 int mplb_cmd_report(int argc, char **argv);
 int mplb_cmd_sweep(int argc, char **argv);
 int mplb_cmd_validate(int argc, char **argv);
+int mplb_cmd_place(int argc, char **argv);
 /* Read a small text file; 0 and *out (malloc'd) or -1. */
 /* The usage text main.c prints for help and usage errors. */
 extern const char *mplb_usage_text;
@@ -35,4 +37,6 @@ void mplb_cli_warnings(const mplb_exp *x);
 int mplb_cli_policy_spec(const char *spec, int i, char *name, size_t cap, const char **sets, int *n_sets);
 /* Print s as a JSON string literal on stdout. */
 void mplb_cli_json_str(const char *s);
+/* The same to f. */
+void mplb_cli_json_str_to(FILE *f, const char *s);
 #endif

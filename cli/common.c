@@ -109,13 +109,15 @@ int mplb_cli_slurp(const char *path, char **out) {
 }
 
 /* s as a JSON string on stdout (quotes, backslashes and control characters escaped) */
-void mplb_cli_json_str(const char *s) {
-    putchar('"');
+void mplb_cli_json_str(const char *s) { mplb_cli_json_str_to(stdout, s); }
+
+void mplb_cli_json_str_to(FILE *f, const char *s) {
+    fputc('"', f);
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
     }
-    putchar('"');
+    fputc('"', f);
 }

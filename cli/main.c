@@ -31,7 +31,8 @@ const char *mplb_usage_text =
     "              figures (PNG) and an HTML page (needs the Python analysis package)\n"
     "  policy check FILE.lua [--param key=value]... [--experiment EXP.lua] [--steps N]\n"
     "              run a policy on your experiment (or a built-in one): what it chose, per rank\n"
-    "  trace import INPUT.(csv|npy) -o OUT.h5 --top-k K [--experts E] [--model NAME] [--force]\n"
+    "  trace import INPUT... -o OUT.h5 [--format F] [--top-k K] [--phase prefill|decode] [--force]\n"
+    "              (CSV, NPY; engine dumps: SGLang, vLLM, TensorRT-LLM, Megatron, npz, float loads)\n"
     "  trace stats FILE.h5 [--ranks R] [--top N] [--json] [--workload W.lua [--steps N] [--seed S]]\n"
     "              convert routing data to an mplb trace; print its skew statistics per layer\n"
     "              (with --workload: beside a trace generated from W.lua, and the 10% fit goal)\n"
@@ -39,6 +40,9 @@ const char *mplb_usage_text =
     "              fit the synthetic workload to a real trace (experiments: workload = \"W.lua\")\n"
     "  trace gen W.lua -o OUT.h5 (--model PRESET | --layers L --experts E --top-k K) [--steps N]\n"
     "              the counts a workload file generates, as a trace\n"
+    "  place TRACE.h5 -o PLACEMENT.json [--policy eplb] [--slots N --gpus N --nodes N] [--sglang F.json]\n"
+    "              [--trtllm F.yaml]   a placement policy run offline on the trace's loads, written for\n"
+    "              mplb (placement_file) and the engines\n"
     "  calibrate --backend cpu|cuda [-o profiles/NAME.lua] [--quick]\n"
     "              measure this machine (OpenBLAS GEMM, memory, conversion) and write a profile\n"
     "  calibrate --accuracy [--weights FILE.safetensors [--prefix NAME]] [-o FILE.lua]\n"
@@ -79,6 +83,7 @@ static const struct { const char *name; int (*fn)(int, char **); } commands[] = 
     {"report", mplb_cmd_report},
     {"sweep", mplb_cmd_sweep},
     {"trace", mplb_cmd_trace},
+    {"place", mplb_cmd_place},
     {"policy", mplb_cmd_policy},
     {"calibrate", mplb_cmd_calibrate},
     {"run", mplb_cmd_run},

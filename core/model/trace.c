@@ -12,7 +12,7 @@
 
 void mplb_trace_free(mplb_trace *t) {
     free(t->counts); free(t->src_counts); free(t->vision_counts);
-    free(t->importance); free(t->topk_ids); free(t->is_decode); free(t->load);
+    free(t->importance); free(t->topk_ids); free(t->is_decode); free(t->load); free(t->layer_ids);
     memset(t, 0, sizeof *t);
 }
 
@@ -196,6 +196,21 @@ int mplb_trace_read(const char *path, mplb_trace *t, mplb_err *err) {
             goto out;
         }
     }
+    if (H5Aexists(f, "layer_ids") > 0) {   /* optional: the model's layer index of each trace layer */
+        hid_t la = H5Aopen(f, "layer_ids", H5P_DEFAULT);
+        hid_t ls = H5Aget_space(la), lt = H5Aget_type(la);
+        int ok = la >= 0 && H5Tget_class(lt) == H5T_INTEGER && H5Sget_simple_extent_ndims(ls) == 1 &&
+                 H5Sget_simple_extent_npoints(ls) == t->layers;
+        t->layer_ids = ok ? calloc((size_t)t->layers, sizeof *t->layer_ids) : NULL;
+        ok = ok && t->layer_ids && H5Aread(la, H5T_NATIVE_INT32, t->layer_ids) >= 0;
+        H5Tclose(lt);
+        H5Sclose(ls);
+        H5Aclose(la);
+        if (!ok) {
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s: attribute layer_ids must be %d integers, one per layer", path, t->layers);
+            goto out;
+        }
+    }
     rc = mplb_trace_validate(t, err);
 out:
     mplb_h5_close(&h);
@@ -269,6 +284,14 @@ int mplb_trace_write(const char *path, const mplb_trace *t, int force, mplb_err 
     bad |= write_str_attr(f, "source", t->source);
     bad |= write_str_attr(f, "license", t->license);
     bad |= write_str_attr(f, "format", "mplb-trace-1");
+    if (t->layer_ids) {
+        hsize_t n = (hsize_t)t->layers;
+        hid_t sp = H5Screate_simple(1, &n, NULL);
+        hid_t la = H5Acreate2(f, "layer_ids", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        bad |= la < 0 || H5Awrite(la, H5T_NATIVE_INT32, t->layer_ids) < 0;
+        if (la >= 0) H5Aclose(la);
+        H5Sclose(sp);
+    }
     if (t->is_decode) {
         hsize_t n = (hsize_t)t->steps;
         hid_t st = H5Tcopy(H5T_C_S1);

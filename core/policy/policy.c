@@ -799,3 +799,63 @@ int mplb_policy_stateless(const mplb_policy *pol) {
     lua_pop(L, 2);
     return v;
 }
+
+/* P.rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus)
+ * -> phy2log[, phyrank] (0-based, as DeepSeek's EPLB and the engines'
+ * rebalance_experts): the offline placement `mplb place` runs. */
+int mplb_policy_rebalance(mplb_policy *pol, const double *w, int layers, int experts, int slots, int groups,
+                          int nodes, int gpus, int *phy2log, int *phyrank, mplb_err *err) {
+    lua_State *L = pol->sb.L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->ref_P);
+    if (lua_getfield(L, -1, "rebalance_experts") != LUA_TFUNCTION) {
+        lua_settop(L, top);
+        return mplb_err_set(err, MPLB_EPOLICY, "%s: no P.rebalance_experts(weight, num_replicas, num_groups, num_nodes, "
+                            "num_gpus) (the engines' placement interface): this policy cannot place offline", pol->path);
+    }
+    lua_createtable(L, layers, 0);
+    for (int l = 0; l < layers; l++) {
+        lua_createtable(L, experts, 0);
+        for (int e = 0; e < experts; e++) {
+            lua_pushnumber(L, w[(size_t)l * experts + e]);
+            lua_rawseti(L, -2, e + 1);
+        }
+        lua_rawseti(L, -2, l + 1);
+    }
+    lua_pushinteger(L, slots);
+    lua_pushinteger(L, groups);
+    lua_pushinteger(L, nodes);
+    lua_pushinteger(L, gpus);
+    int rc = mplb_lsb_pcall(&pol->sb, 5, 2, "rebalance_experts", err);
+    if (rc < 0) { lua_settop(L, top); return rc; }
+    for (int which = 0; which < 2 && rc == 0; which++) {
+        int idx = which ? -1 : -2;
+        int *out = which ? phyrank : phy2log;
+        if (which && (!phyrank || lua_isnil(L, idx))) { if (phyrank) phyrank[0] = -1; continue; }
+        if (!lua_istable(L, idx) || (int)luaL_len(L, idx) != layers) {
+            rc = mplb_err_set(err, MPLB_EPOLICY, "%s: rebalance_experts must return %s as %d lists (one per layer)",
+                              pol->path, which ? "phyrank" : "phy2log", layers);
+            break;
+        }
+        for (int l = 0; l < layers && rc == 0; l++) {
+            lua_rawgeti(L, idx, l + 1);
+            if (!lua_istable(L, -1) || (int)luaL_len(L, -1) != slots)
+                rc = mplb_err_set(err, MPLB_EPOLICY, "%s: rebalance_experts: %s row %d must list %d physical slots",
+                                  pol->path, which ? "phyrank" : "phy2log", l + 1, slots);
+            for (int x = 0; x < slots && rc == 0; x++) {
+                lua_rawgeti(L, -1, x + 1);
+                int isnum;
+                lua_Integer v = lua_tointegerx(L, -1, &isnum);
+                if (!isnum || v < 0 || v >= (which ? slots : experts))
+                    rc = mplb_err_set(err, MPLB_EPOLICY, "%s: rebalance_experts: %s[%d][%d] is not an id in 0..%d",
+                                      pol->path, which ? "phyrank" : "phy2log", l + 1, x + 1,
+                                      (which ? slots : experts) - 1);
+                else out[(size_t)l * slots + x] = (int)v;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, top);
+    return rc;
+}

@@ -75,6 +75,14 @@ MPLB_API const char *mplb_policy_params(const mplb_policy *pol);
 /* 1 when the policy declares P.stateless = true: decide depends only on obs
  * and params, so resume need not replay earlier steps through it. */
 MPLB_API int mplb_policy_stateless(const mplb_policy *pol);
+/* Offline placement (mplb place): P.rebalance_experts(weight[layers][experts],
+ * slots, groups, nodes, gpus), the interface of DeepSeek's EPLB and of vLLM's
+ * and SGLang's rebalance_experts. Fills phy2log [layers*slots] (0-based
+ * logical expert of each physical slot; GPU g holds slots g*slots/gpus..) and,
+ * if non-NULL, phyrank [layers*slots] (replica index; phyrank[0] = -1 when the
+ * policy returns none). Errors when the policy has no rebalance_experts. */
+MPLB_API int mplb_policy_rebalance(mplb_policy *pol, const double *w, int layers, int experts, int slots, int groups,
+                                   int nodes, int gpus, int *phy2log, int *phyrank, mplb_err *err);
 
 MPLB_END_DECLS
 

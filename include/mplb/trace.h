@@ -32,6 +32,7 @@ typedef struct mplb_trace {
     double *importance;                         /* or NULL */
     int32_t *topk_ids;                          /* [S*L*T*k] or NULL */
     uint8_t *is_decode;                         /* [S] or NULL */
+    int32_t *layer_ids;                         /* [L] the model's layer index of each layer, or NULL */
     double *load;                               /* [S*L*E] float loads (decayed EPLB weights) or NULL;
                                                    counts then hold them rounded */
     char model[64], source[512], license[128];
