@@ -39,7 +39,7 @@ check no-command 2 "usage" "$MPLB"
 check unknown-command 2 "unknown command 'frobnicate'" "$MPLB" frobnicate
 check run 0 "run file: out.h5" "$MPLB" run small.lua -o out.h5
 check run-sensitivity 0 "sensitivity: written to sens.h5:/sensitivity" "$MPLB" run small.lua -o sens.h5 --sensitivity
-check run-table 0 "threshold(min_tokens=0,tau=1.1; low=nvfp4," "$MPLB" run small.lua -o out2.h5
+check run-table 0 "threshold(min_tokens=0,tau=1.1; kl_budget=-1,low=nvfp4," "$MPLB" run small.lua -o out2.h5
 check no-overwrite 1 "file exists (use --force" "$MPLB" run small.lua -o out.h5
 check force 0 "run file: out.h5" "$MPLB" run small.lua -o out.h5 --force
 check inspect 0 "status:   complete" "$MPLB" inspect out.h5

@@ -59,7 +59,7 @@ check unknown-top-key 1 "sed.lua:2: field sed: unknown key (did you mean 'seed'?
 check unknown-set-key 1 "field workload.zipff: unknown key (did you mean 'zipf'?)" "$MPLB" run small.lua -o a.h5 --set workload.zipff=1
 sed 's/tau = 1.1/tua = 1.1/' small.lua > tua.lua
 check unknown-param 1 "tua.lua:5: field policies[2].tua" "$MPLB" run tua.lua -o a.h5
-check unknown-param-hint 1 "did you mean 'tau'? known: low, min_tokens, mode, overload, tau, top_ranks, vision_share" "$MPLB" run tua.lua -o a.h5
+check unknown-param-hint 1 "did you mean 'tau'? known: kl_budget, low, min_tokens, mode, overload, tau, top_ranks, vision_share" "$MPLB" run tua.lua -o a.h5
 [ -e a.h5 ] && { echo "FAIL a refused experiment wrote a.h5"; fail=$((fail + 1)); }
 check noop-warning 0 "warning: small.lua: policies[2] (threshold): params.min_tokens = 4096 is above every batch (workload.tokens = 256)" \
   "$MPLB" run small.lua -o w.h5 --set policies.threshold.min_tokens=4096

@@ -27,7 +27,7 @@ static void test_good_experiment(void **st) {
     assert_string_equal(x.policies[1].name, "threshold");
     /* the given params, then every default the policy kept */
     assert_string_equal(x.policies[1].label,
-                        "threshold(tau=1.5; low=nvfp4,min_tokens=2048,mode=online,overload=factor,top_ranks=1,vision_share=0.0)");
+                        "threshold(tau=1.5; kl_budget=-1,low=nvfp4,min_tokens=2048,mode=online,overload=factor,top_ranks=1,vision_share=0.0)");
     assert_string_equal(x.policies[0].label, "baseline");
     assert_contains(x.policies[1].path, "policies/threshold.lua");
     assert_int_equal((int)x.seed, 7);
@@ -118,7 +118,7 @@ static void test_unknown_keys(void **st) {
         {"seed = 7", "steps = 7", {"bad.lua:6", "field steps", "workload.steps", NULL}},
         {"gpus_per_node = 4", "gpus_per_node = 4, frobnicate = 1", {"bad.lua:3", "cluster.frobnicate", "known: nodes gpus_per_node", NULL}},
         {"tau = 1.5", "tua = 1.5", {"bad.lua:5", "policies[2].tua", "no parameter 'tua'", "did you mean 'tau'"}},
-        {"tau = 1.5", "frob = 1", {"bad.lua:5", "no parameter 'frob'", "known: low, min_tokens, mode, overload, tau, top_ranks, vision_share", NULL}},
+        {"tau = 1.5", "frob = 1", {"bad.lua:5", "no parameter 'frob'", "known: kl_budget, low, min_tokens, mode, overload, tau, top_ranks, vision_share", NULL}},
         {"tau = 1.5", "tau = 'high'", {"bad.lua", "parameter 'tau' expects a number (default 1.25), got string 'high'", NULL, NULL}},
         {"tokens = 100", "tokens = {100, 200}", {"bad.lua:4", "workload.tokens", "a sweep axis", NULL}},
         {"'baseline', {", "'baseline', x = 1, {", {"bad.lua:5", "policies", "has a key 'x'", NULL}},

@@ -226,7 +226,7 @@ static void test_strict_obs_act(void **st) {
     mplb_policy_close(pol);
     /* unknown params list the known ones; a value of the wrong type is refused */
     assert_int_equal(mplb_policy_open(threshold_path, "{tua=1}", NULL, &f.obs, &pol, &err), MPLB_ECONFIG);
-    assert_contains(err.msg, "no parameter 'tua' (did you mean 'tau'? known: low, min_tokens, mode, overload, tau, top_ranks, vision_share)");
+    assert_contains(err.msg, "no parameter 'tua' (did you mean 'tau'? known: kl_budget, low, min_tokens, mode, overload, tau, top_ranks, vision_share)");
     assert_int_equal(mplb_policy_open(threshold_path, "{tau='x'}", NULL, &f.obs, &pol, &err), MPLB_ECONFIG);
     assert_contains(err.msg, "parameter 'tau' expects a number (default 1.25), got string 'x'");
     pfx_free(&f);

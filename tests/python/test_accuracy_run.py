@@ -91,3 +91,26 @@ def test_split_by_domain_printed(tmp_path):
     assert rows["baseline [code]"] == [0, 1, 0] and rows["baseline [prose]"] == [0, 1, 0]
     for dom in ("code", "prose"):
         assert 0 < rows[f"fp8-everywhere [{dom}]"][0] < rows[f"nvfp4-everywhere [{dom}]"][0]
+
+
+def test_threshold_targets_a_kl_budget(tmp_path):
+    """threshold(kl_budget): budget 0 is the baseline, a budget above what the
+    rule spends is the rule (same precisions, same KL), one in between lowers
+    fewer ranks and keeps the mean measured KL within it."""
+    out = tmp_path / "t.h5"
+    thr = "{'threshold',tau=1.1,low='nvfp4',min_tokens=0,mode='stored'%s}"
+    pols = ["'baseline'", thr % ""] + [thr % f",kl_budget={b}" for b in (0, 1e9, 0.006)]
+    subprocess.run([BIN, "run", EXP, "-o", str(out), "--set", "workload.steps=8", "--set",
+                    "policies={" + ",".join(pols) + "}"], check=True, capture_output=True)
+    st = mplb.load(out).steps
+    with h5py.File(out, "r") as f:
+        prec = f["experts/precision"][()]
+        pol = f["steps"]["policy"][()]
+    kl = {i: st[(st["policy"] == i) & st["kl"].notna()].sort_values("step")["kl"].to_numpy() for i in range(5)}
+    assert (kl[2] == 0).all() and (prec[pol == 2] == 0).all()                  # budget 0: the baseline
+    assert (prec[pol == 3] == prec[pol == 1]).all() and (kl[3] == kl[1]).all()  # unbounded: the rule
+    assert (prec[pol == 1] != 0).sum() > (prec[pol == 4] != 0).sum() > 0
+    assert 0 < kl[4].mean() <= 0.006 < kl[1].mean()
+    p = subprocess.run([BIN, "run", os.path.join(ROOT, "experiments", "execute_small.lua"), "-o", str(tmp_path / "x.h5"),
+                        "--set", "policies={{'threshold',kl_budget=0.01}}"], capture_output=True, text=True)
+    assert p.returncode != 0 and "kl_budget needs measured accuracy" in p.stderr
