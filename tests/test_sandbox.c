@@ -183,13 +183,15 @@ static void test_plan_validation(void **st) {
     expect_refused("dup2", "  act:move_tokens(1, 1, 2, 10)\n  act:move_tokens(1, 1, 2, 10)", "moved twice");
     expect_refused("over", "  act:move_tokens(1, 1, 2, 60)\n  act:move_tokens(1, 1, 3, 60)", "add up to 120");
     expect_refused("mix1", "  act:move_tokens(1, 1, 2, 10)\n  act:place(3, 4)", "sb_mix1.lua:4: place after move_tokens");
-    expect_refused("mix2", "  act:replicate(3, 4)\n  act:move_tokens(1, 1, 2, 10)", "sb_mix2.lua:4: move_tokens after");
+    /* a move after a placement change applies to the new placement */
+    expect_refused("mix2", "  act:place(1, 3)\n  act:move_tokens(1, 1, 2, 10)", "sb_mix2.lua:4: move_tokens: rank 1 holds no copy");
     expect_refused("many", "  for i = 1, 1000000 do act:move_tokens(1 + i % 8, 1 + (i % 8) // 2, 1 + i % 4, 0) end",
                    "moves in one decide");
     /* finding 11: the real value, not its 32-bit truncation */
     expect_refused("bigrank", "  act:replicate(1, 4294967297)", "rank 4294967297 out of range 1..4");
     mplb_err err = {0};
     assert_int_equal(run_decide("moves_ok", "  act:move_tokens(1, 1, 2, 50)\n  act:move_tokens(1, 1, 3, 50)", &err, NULL), 0);
+    assert_int_equal(run_decide("place_move_ok", "  act:replicate(1, 3)\n  act:move_tokens(1, 3, 2, 10)", &err, NULL), 0);
 }
 
 int main(void) {

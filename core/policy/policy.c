@@ -211,7 +211,7 @@ static int act_expert_precision(lua_State *L) {
 }
 
 /* Token moves are priced against the base placement's loads, so one decide
- * either moves tokens or changes placement, never both (the cost model would
+ * may not change placement after it moved tokens (the cost model would
  * count moved tokens on ranks that no longer hold them). */
 static void refuse_mixed(lua_State *L, const mplb_policy *pol, const char *what) {
     if (pol->plan->n_moves > 0)
@@ -279,10 +279,10 @@ static int act_move_tokens(lua_State *L) {
         return luaL_error(L, "move_tokens: rank %d holds no copy of expert %d", from + 1, e + 1);
     if (!(n >= 0) || n > pol->obs.expert_load[e])
         return luaL_error(L, "move_tokens: n = %f outside [0, %d] (expert %d's tokens)", n, (int)pol->obs.expert_load[e], e + 1);
+    /* after place/replicate the move applies to the new placement (the
+     * check above uses it), as LPLB splits a batch over the copies EPLB
+     * placed; a placement change after a move stays refused (refuse_mixed) */
     mplb_plan *plan = pol->plan;
-    if (plan->placement_changed)
-        return luaL_error(L, "move_tokens after place/replicate in the same decide: a plan either moves tokens or "
-                          "changes placement");
     /* every (expert, from, to) at most once, so the list stays E + R^2 long
      * (the cost model prices each move) */
     if (plan->n_moves >= plan->E + plan->R * plan->R)
