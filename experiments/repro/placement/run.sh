@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Placement card: run.sh --bin MPLB --out DIR [--small]   (docs/reproductions/placement.md)
+# Builds the arrival-order and k-means-grouped traces from real OLMoE routing (group_requests.py),
+# runs placement.lua on each under the cost model with --sensitivity, writes DIR/results.md and .csv.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
+bin="$root/build/mplb"; out=""; small=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin="$2"; shift ;; --out) out="$2"; shift ;; --small) small=1 ;;
+    *) echo "placement/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
+  esac; shift
+done
+[ -n "$out" ] || { echo "placement/run.sh: --out DIR is required" >&2; exit 2; }
+mkdir -p "$out"; out=$(cd "$out" && pwd)
+py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+# full: 8 steps of 128 requests x 128 tokens (16K tokens); --small: 3 steps of 64 x 64
+if [ $small = 1 ]; then steps=3; req=64; tok=64; prof=128
+else steps=8; req=128; tok=128; prof=512; fi
+"$py" "$here/group_requests.py" "$root/traces/olmoe-mixtral/olmoe.h5" "$out" --steps $steps --requests $req \
+  --req-tokens $tok --nodes 4 --gpus-per-node 8 --profile $prof --seed 7 > /dev/null
+for g in arrival kmeans; do
+  "$bin" run "$here/placement.lua" -o "$out/$g.h5" --force --sensitivity \
+    --set "workload.file=\"$out/$g.trace.h5\"" --set workload.steps=$steps > "$out/mplb-run-$g.txt"
+done
+rm -f "$out/arrival.trace.h5" "$out/kmeans.trace.h5"
+"$py" "$here/summarize.py" "$out"

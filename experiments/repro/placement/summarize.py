@@ -1,0 +1,60 @@
+"""Placement card: all-to-all bytes (the study's metric) per grouping x placement,
+after the placement and its migration (0-based steps >= 2: step 0 profiles, step 1
+places and pays the migration), against the
+default deployment (arrival order, default placement). Bytes come from the
+cost model's dispatch count (per token once per destination node across the
+NIC, once per destination GPU inside a node; bf16 payload); they depend on no
+profile assumption, so they have no band. Layer time: the cost model (h100),
+with the --sensitivity band of each run's within-run speedup."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import repro2_common as rc  # noqa: E402
+
+out = sys.argv[1]
+info = json.load(open(os.path.join(out, "clusters.json")))
+rows = []
+ref = None
+for g in ("arrival", "kmeans"):
+    after = rc.summarise(os.path.join(out, f"{g}.h5"), from_step=2)   # step 0 profiles, step 1 migrates
+    whole = rc.summarise(os.path.join(out, f"{g}.h5"), from_step=0)
+    for a, w in zip(after, whole):
+        r = {"grouping": "k-means" if g == "kmeans" else "arrival order",
+             "placement": "default" if a["policy"] == "baseline" else "cluster_place",
+             "inter": a["inter_MB"], "intra": a["intra_MB"], "total": a["inter_MB"] + a["intra_MB"],
+             "layer_us": a["layer_us"], "layer_us_run": w["layer_us"], "band": w["band"],
+             "imb": a["imbalance"]}
+        if ref is None:
+            ref = r
+        r["d_inter"] = r["inter"] / ref["inter"] - 1
+        r["d_total"] = r["total"] / ref["total"] - 1
+        r["d_time"] = ref["layer_us"] / r["layer_us"]
+        r["d_time_run"] = ref["layer_us_run"] / r["layer_us_run"]
+        rows.append(r)
+md = os.path.join(out, "results.md")
+for f in (md, os.path.join(out, "results.csv")):
+    if os.path.exists(f):
+        os.remove(f)
+with open(md, "w") as f:
+    f.write(f"Placement card: {info['requests_per_step']} requests x {info['tokens_per_request']} tokens per step, "
+            f"OLMoE-1B-7B routing (3 layers), 4 nodes x 8 GPUs, profile h100; k-means purity against the hidden "
+            f"domains {info['purity']:.2f}, clusters {info['clusters']}\n")
+
+
+def pct(x):
+    return f"{100 * x:+.1f}%"
+
+
+rc.write_table(rows, [
+    ("grouping", "grouping", "{}"), ("placement", "placement", "{}"),
+    ("cross-node MB/layer", "inter", "{:.2f}"), ("intra-node MB/layer", "intra", "{:.2f}"),
+    ("all-to-all MB/layer", "total", "{:.2f}"),
+    ("cross-node vs default", "d_inter", pct), ("all-to-all vs default", "d_total", pct),
+    ("rank max/mean", "imb", "{:.2f}"),
+    ("layer speedup vs default (after placement)", "d_time", "{:.3f}x"),
+    ("same, whole run (incl. migration)", "d_time_run", "{:.3f}x"),
+    ("band of the run's own speedup (--sensitivity)", "band", rc.fmt_band),
+], md, os.path.join(out, "results.csv"), "all-to-all bytes by grouping and placement (steps after the placement and its migration, 0-based >= 2)")
+print(open(md).read())
