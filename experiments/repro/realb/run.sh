@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# ReaLB reproduction card (docs/reproductions/realb.md): run.sh --bin MPLB --out DIR [--small]
+# Timing: timing.lua at 4K and 8K tokens and two vision shares, each with --sensitivity.
+# Accuracy: accuracy.lua (the lm workload on models/tiny-moe). Then summarize.py writes
+# DIR/results.md, timing.csv, accuracy.csv and speedup.png.
+# --small: 4 MoE layers x 2 steps and 2 lm steps (the shape of the card, for make test).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
+bin="$root/build/mplb"; out=""; small=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin="$2"; shift ;;
+    --out) out="$2"; shift ;;
+    --small) small=1 ;;
+    *) echo "realb/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$out" ] || { echo "realb/run.sh: --out DIR is required" >&2; exit 2; }
+mkdir -p "$out"
+py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+size=(); acc=()
+if [ $small = 1 ]; then size=(--set model.layers=4 --set workload.steps=2); acc=(--set workload.steps=2); fi
+for tokens in 4096 8192; do
+  for vis in 60 85; do
+    "$bin" run "$here/timing.lua" --force -o "$out/timing_${tokens}_v${vis}.h5" --sensitivity \
+      --set workload.tokens=$tokens --set workload.vision_frac=0.$vis "${size[@]}" > "$out/timing_${tokens}_v${vis}.txt"
+  done
+done
+"$bin" run "$here/accuracy.lua" --force -o "$out/accuracy.h5" "${acc[@]}" > "$out/accuracy.txt"
+PYTHONPATH="$root/analysis${PYTHONPATH:+:$PYTHONPATH}" "$py" "$here/summarize.py" "$out" "$root" > /dev/null
+echo "realb: $out/results.md"
