@@ -21,6 +21,8 @@ return {
     { "threshold", label = "realb", tau = 1.1, vision_share = 0.7, low = "nvfp4", mode = "online", min_tokens = 2048 },
     { "threshold", label = "realb-modality-0.5", tau = 1.1, vision_share = 0.5, low = "nvfp4", mode = "online", min_tokens = 2048 },
     { "threshold", label = "realb-no-modality", tau = 1.1, vision_share = 0.0, low = "nvfp4", mode = "online", min_tokens = 2048 },
+    -- not in ReaLB: the rule without the modality test, capped by a measured KL budget per step
+    { "threshold", label = "realb-kl-budget-3e-3", tau = 1.1, vision_share = 0.0, low = "nvfp4", mode = "online", min_tokens = 2048, kl_budget = 3e-3 },
     { "static", label = "fp4-everywhere", prec = "nvfp4", mode = "online" },
     { "eplb", label = "eplb", period = 3 },
   },
