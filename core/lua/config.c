@@ -310,7 +310,7 @@ static void workload_defaults(mplb_workload_cfg *w, int has_sigma, int has_rate,
 #include "exp_keys.h"
 
 typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES, T_ZIP,
-               T_BOOL, T_LMDIR, T_TEXTS, T_FIT } key_type;
+               T_BOOL, T_LMDIR, T_TEXTS, T_FIT, T_PLACE } key_type;
 enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8, REQ_LM = 16 };
 enum {
 #define X(s, key, doc) S_##s,
@@ -351,7 +351,8 @@ static const key_def keys[] = {
 static const char *type_name(key_type t) {
     static const char *const n[] = {"string", "integer", "integer", "integer", "number", "string", "string",
                                     "trace name", "file name", "table", "preset or table", "list", "list of lists",
-                                    "boolean", "checkpoint directory", "table of domain = file", "list (per layer)"};
+                                    "boolean", "checkpoint directory", "table of domain = file", "list (per layer)",
+                                    "placement file"};
     return n[t];
 }
 
@@ -544,9 +545,10 @@ static int read_value(cfg *c, const key_def *k, const char *base_dir, mplb_exp *
         if (rc == 0) dst[strlen(dst) - strlen("/config.json")] = 0;
         return rc;
     }
-    if (k->type == T_TRACE || k->type == T_DATA) {
-        int rc = k->type == T_TRACE ? mplb_find_data_ext("traces", s, ".h5", base_dir, dst, c->err)
-                                    : mplb_find_data("profiles", s, base_dir, dst, c->err);
+    if (k->type == T_TRACE || k->type == T_DATA || k->type == T_PLACE) {
+        int rc = k->type == T_TRACE   ? mplb_find_data_ext("traces", s, ".h5", base_dir, dst, c->err)
+                 : k->type == T_PLACE ? mplb_find_data_ext("traces", s, ".json", base_dir, dst, c->err)
+                                      : mplb_find_data("profiles", s, base_dir, dst, c->err);
         if (rc < 0) {
             char msg[MPLB_ERR_MSG_MAX];
             snprintf(msg, sizeof msg, "%s", c->err->msg);

@@ -27,6 +27,8 @@ typedef struct run {
     mplb_wl wl;
     mplb_routing rt;
     mplb_plan plan, base_plan;
+    mplb_placement *bases;   /* [layers] initial placements from placement_file, or NULL (r->base for all) */
+    int n_bases;
     mplb_cost_result res, base_res;
     double base_error;
     mplb_observer ob;
@@ -61,6 +63,8 @@ static void run_free(run *r) {
     if (r->be && r->be_ctx) r->be->close(r->be_ctx);
     mplb_observer_free(&r->ob);
     mplb_placement_free(&r->base);
+    for (int l = 0; l < r->n_bases; l++) mplb_placement_free(&r->bases[l]);
+    free(r->bases);
     mplb_wl_free(&r->wl);
     mplb_routing_free(&r->rt);
     mplb_plan_free(&r->plan);
@@ -76,6 +80,9 @@ static void run_free(run *r) {
     free(r->met);
     free(r->ablation);
 }
+
+/* The layer's starting placement: placement_file's row, else contiguous. */
+static mplb_placement *base_of(run *r, int layer) { return r->bases ? &r->bases[layer] : &r->base; }
 
 /* The model of the layer: profile, home placement, workload, routing,
  * plans, results, observer; then the backend the experiment names. */
@@ -93,10 +100,15 @@ static int open_model(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb
         (rc = mplb_cost_result_alloc(&r->res, R, err)) < 0 || (rc = mplb_cost_result_alloc(&r->base_res, R, err)) < 0 ||
         (rc = mplb_observer_init(&r->ob, &x->model, &x->cluster, &r->hw, &r->base, relerr, err)) < 0)
         return rc;
+    if (x->placement_file[0]) {   /* an engine's physical->logical map, per layer */
+        if (!(r->bases = calloc((size_t)x->model.layers, sizeof *r->bases))) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
+        if ((rc = mplb_placement_load_map(x->placement_file, x->model.layers, R, E, r->bases, err)) < 0) return rc;
+        r->n_bases = x->model.layers;
+    }
     r->prev = calloc((size_t)r->P * x->model.layers + 1, sizeof *r->prev);
     if (!r->prev) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
     for (; r->n_prev < r->P * x->model.layers; r->n_prev++)
-        if ((rc = mplb_placement_copy(&r->prev[r->n_prev], &r->base, err)) < 0) return rc;
+        if ((rc = mplb_placement_copy(&r->prev[r->n_prev], base_of(r, r->n_prev % x->model.layers), err)) < 0) return rc;
     if (!strcmp(x->workload.kind, "lm")) {   /* a real model's router gives the routing; accuracy measured */
         if ((rc = mplb_accrun_open(&x->workload, &x->model, r->P, &r->acc, err)) < 0) return rc;
         r->met = calloc((size_t)mplb_accrun_domains(r->acc) + 1, sizeof *r->met);
@@ -265,16 +277,17 @@ static int run_layer(run *r, int step, int layer, int replaying, mplb_err *err) 
     int rc = 0;
     if (r->acc) {   /* the model's own router on the step's text */
         if (layer == 0 && (rc = mplb_accrun_step(r->acc, step, err)) < 0) return rc;
-        if ((rc = mplb_accrun_routing(r->acc, layer, &r->base, x->cluster.gpus_per_node, &r->rt, err)) < 0) return rc;
+        if ((rc = mplb_accrun_routing(r->acc, layer, base_of(r, layer), x->cluster.gpus_per_node, &r->rt, err)) < 0) return rc;
         if (r->ablation && (rc = mplb_accrun_importance(r->acc, layer, r->ablation, err)) < 0) return rc;
-    } else if ((rc = mplb_wl_generate(&r->wl, step, layer, &r->base, &r->rt, err)) < 0)
+    } else if ((rc = mplb_wl_generate(&r->wl, step, layer, base_of(r, layer), &r->rt, err)) < 0)
         return rc;
-    mplb_plan_reset(&r->base_plan, &r->base);
+    r->ob.base = base_of(r, layer);   /* obs.expert_rank: this layer's homes */
+    mplb_plan_reset(&r->base_plan, base_of(r, layer));
     if ((rc = r->be->eval(r->be_ctx, &in, &r->base_plan, &r->base_res, &r->base_error, err)) < 0)
         return mplb_err_wrap(err, "baseline, step %d, layer %d", step + 1, layer + 1);
     double lis = mplb_lis(r->rt.expert_counts, x->model.experts, r->rt.tokens, x->model.top_k);
     for (int i = 0; i < r->P && rc == 0; i++) {
-        mplb_plan_reset(&r->plan, &r->base);
+        mplb_plan_reset(&r->plan, base_of(r, layer));
         rc = run_policy(r, i, &in, lis, replaying, err);
     }
     return rc;

@@ -100,6 +100,7 @@ typedef struct mplb_exp {
     mplb_policy_ref *policies;
     char backend[MPLB_NAME_MAX];  /* "model" */
     char accuracy[MPLB_PATH_MAX]; /* an accuracy table (mplb calibrate --accuracy), or "" */
+    char placement_file[MPLB_PATH_MAX]; /* an engine physical->logical map as the initial placement, or "" */
     uint64_t seed;
     char *warnings;               /* "FILE: a.b has no effect with c.d ...\n" lines, or NULL */
 } mplb_exp;

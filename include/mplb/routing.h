@@ -32,6 +32,13 @@ MPLB_API void mplb_placement_assign(mplb_placement *dst, const mplb_placement *s
 MPLB_API void mplb_placement_free(mplb_placement *p);
 /* Give rank r a copy of expert e (no-op if it has one). */
 MPLB_API void mplb_placement_add(mplb_placement *p, int e, int r);
+/* Per-layer placements from an engine's physical->logical map in a JSON
+ * file: "phy2log" (mplb place) or "physical_to_logical_map" (SGLang's
+ * --init-expert-location), [layers][slots] logical ids, slots a multiple of
+ * R, rank r holding slots r*slots/R..(r+1)*slots/R-1; an expert's first slot
+ * is its home. out[layers] are initialised here; errors name the file, row
+ * and slot (no slot for an expert, ids out of range, wrong row count). */
+MPLB_API int mplb_placement_load_map(const char *path, int layers, int R, int E, mplb_placement *out, mplb_err *err);
 /* Experts whose home is r. */
 MPLB_API int mplb_placement_rank_experts(const mplb_placement *p, int r);
 

@@ -117,3 +117,58 @@ def test_place_errors(tmp_path):
     mplb("place", tmp_path / "t.h5", "-o", tmp_path / "p.json", "--gpus", 2)
     p = mplb("place", tmp_path / "t.h5", "-o", tmp_path / "p.json", "--gpus", 2, ok=False)
     assert p.returncode == 1 and "--force" in p.stderr
+
+
+OLMOE = os.path.join(ROOT, "traces", "olmoe-mixtral", "olmoe.h5")
+
+
+def run_olmoe(tmp_path, name, placement=None):
+    pf = f'placement_file = "{placement}",' if placement else ""
+    (tmp_path / f"{name}.lua").write_text(f"""return {{
+  name = "{name}", model = {{ preset = "olmoe-1b-7b", layers = 3 }},
+  cluster = {{ nodes = 1, gpus_per_node = 8, profile = "h100" }},
+  workload = {{ kind = "trace", file = "{OLMOE}", steps = 6 }},
+  policies = {{ "baseline" }}, {pf} seed = 1,
+}}""")
+    out = tmp_path / f"{name}.h5"
+    mplb("run", tmp_path / f"{name}.lua", "-o", out)
+    with h5py.File(out, "r") as f:
+        return f["steps"][()]
+
+
+def test_placement_file_is_the_runs_placement(tmp_path):
+    """EPLB's map from `mplb place` (64 slots: a permutation, no replicas) as
+    the run's initial placement: the baseline's rank imbalance per (step,
+    layer) equals max/mean of the trace's counts summed per GPU under
+    phy2log (every token copy counted: the trace has no per-token choices)."""
+    with h5py.File(OLMOE, "r") as f:
+        counts = f["counts"][()]
+    mplb("place", OLMOE, "-o", tmp_path / "p.json", "--gpus", 8, "--slots", 64, "--steps", "1:7",
+         "--sglang", tmp_path / "s.json")
+    p2l = np.array(json.loads((tmp_path / "p.json").read_text())["phy2log"])
+    rows = run_olmoe(tmp_path, "eplb_init", tmp_path / "s.json")    # SGLang's file works as well
+    base = run_olmoe(tmp_path, "contiguous")
+    for row, b in zip(rows, base):
+        s, l = row["step"], row["layer"]
+        gpu = np.array([counts[s, l, p2l[l, 8 * g:8 * g + 8]].sum() for g in range(8)], float)
+        assert row["imbalance"] == pytest.approx(gpu.max() / gpu.mean(), rel=1e-9)
+        cont = counts[s, l].reshape(8, 8).sum(1).astype(float)
+        assert b["imbalance"] == pytest.approx(cont.max() / cont.mean(), rel=1e-9)
+    # EPLB placed on the summed loads of these steps: better on the sum than contiguous
+    assert rows["imbalance"].mean() < base["imbalance"].mean()
+
+
+def test_placement_file_errors(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps({"phy2log": [list(range(64))] * 2}))
+    (tmp_path / "x.lua").write_text(f"""return {{
+  model = {{ preset = "olmoe-1b-7b", layers = 3 }}, cluster = {{ gpus_per_node = 8 }},
+  workload = {{ kind = "trace", file = "{OLMOE}", steps = 1 }}, policies = {{ "baseline" }},
+  placement_file = "{tmp_path / 'bad.json'}",
+}}""")
+    p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", ok=False)
+    assert p.returncode == 1 and "bad.json" in p.stderr and "2 rows" in p.stderr
+    row = list(range(64))
+    row[5] = 4                                   # expert 5 has no slot
+    (tmp_path / "bad.json").write_text(json.dumps({"physical_to_logical_map": [row] * 3}))
+    p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
+    assert p.returncode == 1 and "physical_to_logical_map[0] gives logical expert 5 no slot" in p.stderr
