@@ -4,6 +4,8 @@
 # properties that can fail: a baseline's speedup is exactly 1 (band included) and its KL 0,
 # every speedup lies inside its sensitivity band, FP4 everywhere loses more KL than ReaLB's
 # rule, R&Q's LIS after the policy never exceeds the routing's (and the baseline's equals it).
+# HarMoEny: balance and throughput order per skew; placement: k-means + cluster_place cut cross-node
+# bytes; EPLB: rebalances are charged and LPLB balances at least as well as EPLB on the same copies.
 # usage: repro_test.sh PATH/TO/mplb SOURCE_DIR PYTHON
 set -u
 MPLB=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -84,6 +86,50 @@ need(acc["baseline"] == 0 and (acc.drop("baseline") > 0).all(), "KL: baseline 0,
 need(os.path.getsize(os.path.join(d, "lis.png")) > 1000, "figure missing")
 PY
   [ $? = 0 ] && ok "rq: LIS after <= before, baseline unchanged, KL" || bad "rq checks"
+fi
+
+
+# the HarMoEny, placement and EPLB cards (experiments/repro/{harmoeny,placement,eplb})
+if [ -d "$out/eplb" ]; then
+  check eplb <<'PY'
+t = pd.read_csv(os.path.join(d, "results.csv"))
+band = t["band"].str.split("|", expand=True).astype(float)
+b = t["policy"] == "baseline"
+need(b.sum() == 1 and (t.loc[b, "speedup_run"] == 1.0).all() and (band[b].values == 1.0).all(), "baseline not exactly 1.0x")
+need(((band[1] <= t["speedup_run"] + 1e-9) & (t["speedup_run"] <= band[2] + 1e-9)).all(), "speedup outside its band")
+m = t.loc[(t["rebalances"] > 0) & t["mig_ms"].notna(), "mig_ms"]
+need(len(m) > 0 and (m > 0).all(), "a rebalance cost nothing")
+lp = t[t["policy"].str.startswith("lplb(groups=8")].iloc[0]
+per = lp["policy"].split("period=")[1].split(",")[0]
+ep = t[t["policy"].str.startswith(f"eplb(groups=8,period={per},redundant=32")].iloc[0]
+need(lp["bal_steady"] >= ep["bal_steady"] - 1e-9, "LPLB balances worse than EPLB on the same copies")
+need(os.path.getsize(os.path.join(d, "eplb.png")) > 1000, "figure missing")
+PY
+  [ $? = 0 ] && ok "eplb: baseline 1.0x, bands, migration charged, LPLB >= EPLB balance" || bad "eplb checks"
+fi
+if [ -d "$out/harmoeny" ]; then
+  check harmoeny <<'PY'
+t = pd.read_csv(os.path.join(d, "results.csv"))
+need((t.loc[t["policy"] == "baseline", "tput_gain"] == 0).all(), "baseline gain not 0")
+for sk, g in t.groupby("skew"):
+    h = g[g["policy"].str.startswith("redistribute")].iloc[0]
+    base = g[g["policy"] == "baseline"].iloc[0]
+    need(h["imbalance"] <= base["imbalance"] + 1e-9 and h["idle"] <= base["idle"] + 1e-9, f"skew {sk}: no balance gain")
+    need(h["tput"] >= g["tput"].max() - 1e-6, f"skew {sk}: HarMoEny not the fastest")
+need(os.path.getsize(os.path.join(d, "harmoeny.png")) > 1000, "figure missing")
+PY
+  [ $? = 0 ] && ok "harmoeny: balance and throughput ordering per skew" || bad "harmoeny checks"
+fi
+if [ -d "$out/placement" ]; then
+  check placement <<'PY'
+t = pd.read_csv(os.path.join(d, "results.csv"))
+ref = t[(t["grouping"] == "arrival order") & (t["placement"] == "default")].iloc[0]
+both = t[(t["grouping"] == "k-means") & (t["placement"] == "cluster_place")].iloc[0]
+need(ref["d_inter"] == 0 and ref["d_time"] == 1.0, "reference row not 0 / 1.0x")
+need(both["d_inter"] < 0, "k-means + cluster_place did not cut cross-node bytes")
+need(os.path.getsize(os.path.join(d, "placement.png")) > 1000, "figure missing")
+PY
+  [ $? = 0 ] && ok "placement: grouping + placement cut cross-node bytes" || bad "placement checks"
 fi
 
 [ $fail = 0 ] && echo "repro: all passed" || echo "repro: FAILED"

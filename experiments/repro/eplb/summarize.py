@@ -69,4 +69,25 @@ rc.write_table(rows, [
     ("break-even interval (steps)", "breakeven", "{:.1f}"),
     ("speedup if rebalanced every 1000 steps", "amort1000", "{:.3f}x"),
 ], md, os.path.join(out, "results.csv"), "EPLB and LPLB")
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+lab = [r["policy"].replace("; decay=0.8", "").replace(",lp=true", "") for r in rows]
+y = range(len(rows))
+ax[0].barh(y, [r["bal_steady"] for r in rows], color="tab:blue")
+ax[0].set_yticks(list(y), lab, fontsize=7)
+ax[0].set_xlabel("balancedness, steady steps (mean/max tokens per GPU)")
+ax[0].set_xlim(0, 1)
+ax[1].barh(y, [r["speedup_steady"] for r in rows], color="tab:green", label="steady steps")
+ax[1].barh(y, [r["speedup_run"] for r in rows], height=0.35, color="tab:red", label="whole run (rebalances charged)")
+ax[1].set_yticks(list(y), [""] * len(rows))
+ax[1].axvline(1.0, color="k", lw=0.8)
+ax[1].set_xlabel("MoE layer speedup over the default placement")
+ax[1].legend(fontsize=7, loc="lower right")
+fig.suptitle("EPLB / LPLB, DeepSeek-V3 shapes, EP32 (4 x 8 H800), cost model v2", fontsize=9)
+fig.tight_layout()
+fig.savefig(os.path.join(out, "eplb.png"), dpi=110)
 print(open(md).read())

@@ -126,4 +126,22 @@ rc.write_table(rows, [
     ("band", "vs_nb_band", lambda b: "-" if not b else f"{pct(b[0])} .. {pct(b[1])}"),
     ("TTFT cut vs next-best", "ttft_vs_nb", lambda v: "-" if v != v else pct(v)),
 ], md, os.path.join(out, "results.csv"), "HarMoEny (redistribute, q = 150) vs static EP")
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+for pname in dict.fromkeys(r["policy"] for r in rows):
+    rr = [r for r in rows if r["policy"] == pname]
+    xs = [int(r["skew"]) / 100 for r in rr]
+    short = pname.split("(")[0].replace("redistribute", "HarMoEny (redistribute)").replace("eplb", "replication (EPLB r8)")
+    ax[0].plot(xs, [r["tput"] / 1e6 for r in rr], "o-", label=short.replace("baseline", "static EP"))
+    ax[1].plot(xs, [r["ttft_ms"] for r in rr], "o-", label=short.replace("baseline", "static EP"))
+ax[0].set_xlabel("router skew (Gini)"); ax[0].set_ylabel("throughput, M tokens/s (step model)")
+ax[1].set_xlabel("router skew (Gini)"); ax[1].set_ylabel("TTFT, ms (step model)")
+ax[0].legend(fontsize=7)
+fig.suptitle("HarMoEny on switch-base-128 shapes, 8 x H100, prefetch from host over PCIe (cost model v2)", fontsize=9)
+fig.tight_layout()
+fig.savefig(os.path.join(out, "harmoeny.png"), dpi=110)
 print(open(md).read())

@@ -57,4 +57,20 @@ rc.write_table(rows, [
     ("same, whole run (incl. migration)", "d_time_run", "{:.3f}x"),
     ("band of the run's own speedup (--sensitivity)", "band", rc.fmt_band),
 ], md, os.path.join(out, "results.csv"), "all-to-all bytes by grouping and placement (steps after the placement and its migration, 0-based >= 2)")
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(7, 3.4))
+lab = [f"{r['grouping']}\n{r['placement']}" for r in rows]
+x = range(len(rows))
+ax.bar([i - 0.2 for i in x], [r["inter"] for r in rows], 0.4, label="cross-node (NIC)")
+ax.bar([i + 0.2 for i in x], [r["intra"] for r in rows], 0.4, label="intra-node (NVLink)")
+ax.set_xticks(list(x), lab, fontsize=8)
+ax.set_ylabel("all-to-all MB per MoE layer")
+ax.legend(fontsize=8)
+ax.set_title("OLMoE routing, 4 x 8 GPUs: request grouping x expert placement", fontsize=9)
+fig.tight_layout()
+fig.savefig(os.path.join(out, "placement.png"), dpi=110)
 print(open(md).read())
