@@ -25,16 +25,11 @@ static double weight_err(const float *w, int rows, int cols, mplb_prec p) {
     return s.rms_rel;
 }
 
-static void test_formats_against_f64(void **st) {
-    (void)st;
-    mplb_rng g;
-    mplb_rng_seed(&g, test_seed());
-    const int d = 100, f = 72;   /* neither a multiple of 32 nor of the 64-row tile */
-    float *gate = malloc(sizeof(float) * d * f), *up = malloc(sizeof(float) * d * f), *down = malloc(sizeof(float) * d * f);
-    heavy(&g, gate, (size_t)d * f, 0.1);
-    heavy(&g, up, (size_t)d * f, 0.1);
-    heavy(&g, down, (size_t)d * f, 0.1);
-    const int ns[] = {1, 7, 33};
+/* Every format through the FFN on one path (each path forced in turn, so the
+ * AVX2 and scalar paths are checked on an AVX-512 machine too). */
+static void formats_on_path(mplb_rng *g, const float *gate, const float *up, const float *down, int d, int f,
+                            mplb_ffn_path path) {
+    const int ns[] = {1, 7, 33, 200};   /* 200: more than one 192-token chunk of the bf16 path */
     for (int p = 0; p < MPLB_PREC_COUNT; p++) {
         mplb_expert_w w;
         mplb_err err = {0};
@@ -42,13 +37,13 @@ static void test_formats_against_f64(void **st) {
         if (rc) fail_msg("%s", err.msg);
         double ew = fmax(weight_err(gate, f, d, (mplb_prec)p), fmax(weight_err(up, f, d, (mplb_prec)p),
                                                                     weight_err(down, d, f, (mplb_prec)p)));
-        for (size_t ni = 0; ni < 3; ni++) {
+        for (size_t ni = 0; ni < 4; ni++) {
             int n = ns[ni];
             float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d);
             double *ref = malloc(sizeof(double) * n * d), *dq = malloc(sizeof(double) * n * d);
-            heavy(&g, x, (size_t)n * d, 1.0);
-            mplb_ffn_ws ws = {0};
-            assert_int_equal(mplb_ffn_forward(&w, x, n, MPLB_PREC_BF16, y, &ws, &err), 0);
+            heavy(g, x, (size_t)n * d, 1.0);
+            mplb_ffn_ws ws = {.path = (mplb_ffn_path)path};
+            if (mplb_ffn_forward(&w, x, n, MPLB_PREC_BF16, y, &ws, &err) != 0) fail_msg("%s", err.msg);
             mplb_ffn_ref_f64(gate, up, down, d, f, x, n, ref);
             /* The format's own error on these weights: the float64 FFN of the
              * dequantized weights and bf16-rounded inputs against the exact one. */
@@ -70,7 +65,9 @@ static void test_formats_against_f64(void **st) {
             mplb_ffn_compare(y, ref, (int64_t)n * d, &rel, &cosv);
             /* the kernel adds only float32 accumulation and the bf16 rounding
              * of the hidden activations (2^-9 relative each, with SiLU's slope) */
-            if (!(e_kernel <= 1.5 / 256)) fail_msg("%s n=%d: kernel vs dequantized reference %.6f", mplb_prec_name(p), n, e_kernel);
+            if (!(e_kernel <= 1.5 / 256))
+                fail_msg("%s n=%d path %s: kernel vs dequantized reference %.6f", mplb_prec_name(p), n,
+                         mplb_ffn_path_name((mplb_ffn_path)path), e_kernel);
             /* so the total error is the format's plus that (triangle inequality) */
             if (!(rel <= e_fmt + 2 * 1.5 / 256)) fail_msg("%s n=%d: rel err %.5f > format error %.5f + kernel", mplb_prec_name(p), n, rel, e_fmt);
             /* and the format's FFN error is of the order of its weight error:
@@ -83,6 +80,22 @@ static void test_formats_against_f64(void **st) {
             mplb_ffn_ws_free(&ws);
         }
         mplb_expert_free(&w);
+    }
+}
+
+static void test_formats_against_f64(void **st) {
+    (void)st;
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const int d = 100, f = 72;   /* neither a multiple of 32 nor of the 64-row tile */
+    float *gate = malloc(sizeof(float) * d * f), *up = malloc(sizeof(float) * d * f), *down = malloc(sizeof(float) * d * f);
+    heavy(&g, gate, (size_t)d * f, 0.1);
+    heavy(&g, up, (size_t)d * f, 0.1);
+    heavy(&g, down, (size_t)d * f, 0.1);
+    for (int path = MPLB_FFN_AUTO; path <= MPLB_FFN_SCALAR; path++) {
+        if (path == MPLB_FFN_AVX512_BF16 && !mplb_ffn_have_bf16()) continue;
+        if (path == MPLB_FFN_AVX2 && !__builtin_cpu_supports("avx2")) continue;
+        formats_on_path(&g, gate, up, down, d, f, (mplb_ffn_path)path);
     }
     free(gate); free(up); free(down);
 }
@@ -148,6 +161,109 @@ static void test_gemm_small(void **st) {
     free(w); free(wd); free(a); free(out);
 }
 
+/* The AVX-512 BF16 GEMM against float64 sums of the decoded weights (tensor
+ * scale set aside) times the bf16-rounded activations, within the bound the
+ * header states: (k + 2) 2^-24 sum |w x| times the tensor scale, plus what
+ * flushing subnormal inputs and partial sums may lose. Shapes with tails in
+ * every dimension (rows not a multiple of 8 or 16, odd k, k not a multiple of
+ * 32 or of a block, tokens not a multiple of 16, more than one 192-token
+ * chunk); every format it takes, nvfp4 both ways; NaN weights make their
+ * column NaN; subnormal activations; formats it does not take are left alone. */
+static void test_gemm_bf16(void **st) {
+    (void)st;
+    if (!mplb_ffn_have_bf16()) { printf("# no AVX-512 BF16 on this CPU: skipped\n"); skip(); }
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    const struct { int rows, k; } shapes[] = {{34, 96}, {37, 101}, {9, 33}, {16, 64}, {3, 1}, {40, 160}};
+    const mplb_prec fs[] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_FP8_E5M2, MPLB_PREC_FP4_E2M1,
+                            MPLB_PREC_MXFP8, MPLB_PREC_MXFP4, MPLB_PREC_NVFP4, MPLB_PREC_NVFP4};
+    const int ns[] = {1, 15, 16, 17, 48, 49, 100, 211};
+    const int nmax = 211, kmax = 160, rmax = 40;
+    float *w = malloc(sizeof(float) * rmax * kmax), *wd = malloc(sizeof(float) * rmax * kmax);
+    float *a = malloc(sizeof(float) * nmax * kmax), *ab = malloc(sizeof(float) * nmax * kmax);
+    float *out = malloc(sizeof(float) * nmax * rmax);
+    mplb_err err = {0};
+    mplb_ffn_ws ws = {0};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int rows = shapes[si].rows, k = shapes[si].k;
+        for (size_t fi = 0; fi < sizeof fs / sizeof fs[0]; fi++) {
+            mplb_qopts o = {.saturate = 1, .scaling = MPLB_SCALE_TENSOR, .nvfp4_2d = fi == 7};
+            heavy(&g, w, (size_t)rows * k, 0.3);
+            mplb_qtensor q;
+            assert_int_equal(mplb_qtensor_alloc(&q, fs[fi], &o, rows, k, &err), 0);
+            assert_int_equal(mplb_quant_quantize(w, &q, &err), 0);
+            int nanrow = si == 0 ? 3 : -1;   /* a NaN weight / NaN block in row 3 of the first shape */
+            if (nanrow >= 0 && fs[fi] == MPLB_PREC_FP8_E4M3) q.data[3 * k + 17] = 0xFF;
+            else if (nanrow >= 0 && fs[fi] == MPLB_PREC_NVFP4 && fi == 6) q.scales[3 * (k / 16) + 1] = 0x7F;
+            else if (nanrow >= 0 && fs[fi] == MPLB_PREC_MXFP4) q.scales[3 * (k / 32) + 2] = 0xFF;
+            else nanrow = -1;
+            float gs = q.global_scale;
+            int tensor_scaled = fs[fi] == MPLB_PREC_FP8_E4M3 || fs[fi] == MPLB_PREC_FP8_E5M2 ||
+                                fs[fi] == MPLB_PREC_FP4_E2M1 || fs[fi] == MPLB_PREC_NVFP4;
+            if (!tensor_scaled) gs = 1.0f;
+            q.global_scale = 1.0f;   /* the codes' values, exact */
+            assert_int_equal(mplb_quant_dequantize_ref(&q, wd, &err), 0);
+            q.global_scale = tensor_scaled ? gs : q.global_scale;
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                int n = ns[ni];
+                heavy(&g, a, (size_t)n * k, 1.0);
+                if (ni == 1) for (int c = 0; c < k; c += 3) a[c] = 1e-39f * (c % 2 ? 1 : -1);   /* subnormal */
+                mplb_qopts ob = {0};
+                assert_int_equal(mplb_quant_fake(a, ab, n, k, MPLB_PREC_BF16, &ob, &err), 0);
+                int rc = mplb_ffn_gemm_bf16(&q, a, n, k, out, &ws, &err);
+                if (rc != 0) fail_msg("%s %dx%d n=%d: rc %d %s", mplb_prec_name(fs[fi]), rows, k, n, rc, err.msg);
+                for (int t = 0; t < n; t++)
+                    for (int j = 0; j < rows; j++) {
+                        double ref = 0, mag = 0, flushed = 0;
+                        for (int c = 0; c < k; c++) {
+                            double pr = (double)wd[j * k + c] * ab[t * k + c];
+                            ref += pr;
+                            mag += fabs(pr);
+                            if (fabsf(ab[t * k + c]) < 0x1p-126f || fabsf(wd[j * k + c]) < 0x1p-126f) flushed += fabs(pr);
+                        }
+                        ref *= gs;
+                        double tol = ((k + 2) * 0x1p-24 * mag + flushed + k * 0x1p-126) * fabs((double)gs);
+                        float got = out[t * rows + j];
+                        if (j == nanrow) { if (!isnan(got)) fail_msg("%s n=%d: NaN weight lost", mplb_prec_name(fs[fi]), n); continue; }
+                        if (!(fabs(got - ref) <= tol))
+                            fail_msg("%s %dx%d n=%d t=%d j=%d: %.9g vs %.9g (tol %.3g)", mplb_prec_name(fs[fi]), rows, k, n,
+                                     t, j, (double)got, ref, tol);
+                    }
+            }
+            mplb_qtensor_free(&q);
+        }
+    }
+    mplb_qtensor q;
+    mplb_qopts o = {0};
+    const mplb_prec not_taken[] = {MPLB_PREC_FP16, MPLB_PREC_INT8, MPLB_PREC_INT4_G32};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(mplb_qtensor_alloc(&q, not_taken[i], &o, 32, 64, &err), 0);
+        out[0] = 7;
+        assert_int_equal(mplb_ffn_gemm_bf16(&q, a, 4, 64, out, &ws, &err), 1);
+        assert_true(out[0] == 7);
+        mplb_qtensor_free(&q);
+    }
+    mplb_ffn_ws_free(&ws);
+    free(w); free(wd); free(a); free(ab); free(out);
+}
+
+/* Path names round-trip; a path value out of range is an error naming them. */
+static void test_paths(void **st) {
+    (void)st;
+    for (int p = MPLB_FFN_AUTO; p <= MPLB_FFN_SCALAR; p++)
+        assert_int_equal(mplb_ffn_path_parse(mplb_ffn_path_name((mplb_ffn_path)p)), p);
+    assert_int_equal(mplb_ffn_path_parse("avx512"), -1);
+    float gate[16 * 16] = {0}, x[16] = {0}, y[16];
+    mplb_expert_w w;
+    mplb_err err = {0};
+    assert_int_equal(mplb_expert_quantize(gate, gate, gate, 16, 16, MPLB_PREC_BF16, NULL, &w, &err), 0);
+    mplb_ffn_ws ws = {.path = (mplb_ffn_path)9};
+    assert_int_equal(mplb_ffn_forward(&w, x, 1, MPLB_PREC_BF16, y, &ws, &err), MPLB_EINVAL);
+    assert_contains(err.msg, "avx512_bf16");
+    mplb_ffn_ws_free(&ws);
+    mplb_expert_free(&w);
+}
+
 static void test_activation_formats_and_edges(void **st) {
     (void)st;
     mplb_rng g;
@@ -197,6 +313,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats_against_f64),
         cmocka_unit_test(test_gemm_small),
+        cmocka_unit_test(test_gemm_bf16),
+        cmocka_unit_test(test_paths),
         cmocka_unit_test(test_activation_formats_and_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,7 +43,39 @@ void mplb_expert_free(mplb_expert_w *w) {
 
 void mplb_ffn_ws_free(mplb_ffn_ws *ws) {
     free(ws->xq); free(ws->tile); free(ws->g); free(ws->u);
+    free(ws->wb); free(ws->ab); free(ws->dtile);
+    mplb_ffn_path keep = ws->path;
     memset(ws, 0, sizeof *ws);
+    ws->path = keep;
+}
+
+#define FFN_PATHS(X) X(MPLB_FFN_AUTO, "auto") X(MPLB_FFN_AVX512_BF16, "avx512_bf16") X(MPLB_FFN_AVX2, "avx2") \
+    X(MPLB_FFN_SCALAR, "scalar")
+
+const char *mplb_ffn_path_name(mplb_ffn_path p) {
+#define X(e, s) if (p == e) return s;
+    FFN_PATHS(X)
+#undef X
+    return "?";
+}
+
+int mplb_ffn_path_parse(const char *name) {
+#define X(e, s) if (name && strcmp(name, s) == 0) return e;
+    FFN_PATHS(X)
+#undef X
+    return -1;
+}
+
+/* From this many tokens the bf16 path beats the register-widened AVX2 one
+ * (bench/gemm, forced paths side by side). */
+#define BF16_MIN_TOKENS 8
+
+static int have_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
 }
 
 int mplb_qtensor_rows(const mplb_qtensor *t, int64_t r0, int64_t n, mplb_qtensor *v) {
@@ -83,14 +115,19 @@ static int grow(float **p, size_t *cap, size_t n) {
 
 /* out[n x rows(W)] = a[n x k] * W^T, W packed [rows x k], dequantized by tiles */
 static int tiled_gemm(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws, mplb_err *err) {
-    if (mplb_ffn_gemm_small(W, a, n, k, out) == 0) return 0;
+    mplb_ffn_path p = ws->path;
+    if (p == MPLB_FFN_AVX512_BF16 || (p == MPLB_FFN_AUTO && n >= BF16_MIN_TOKENS)) {
+        int rc = mplb_ffn_gemm_bf16(W, a, n, k, out, ws, err);
+        if (rc <= 0) return rc;
+    }
+    if (p != MPLB_FFN_SCALAR && mplb_ffn_gemm_small(W, a, n, k, out) == 0) return 0;
     int64_t rows = W->rows;
     for (int64_t r0 = 0; r0 < rows; r0 += TILE) {
         int64_t tr = rows - r0 < TILE ? rows - r0 : TILE;
         mplb_qtensor v;
         if (mplb_qtensor_rows(W, r0, tr, &v) < 0) return mplb_err_set(err, MPLB_EINVAL, "ffn: bad tile view");
         double t0 = now_s();
-        int rc = mplb_quant_dequantize(&v, ws->tile, err);
+        int rc = p == MPLB_FFN_SCALAR ? mplb_quant_dequantize_ref(&v, ws->tile, err) : mplb_quant_dequantize(&v, ws->tile, err);
         ws->t_dequant_s += now_s() - t0;
         if (rc < 0) return rc;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)tr, k, 1.0f, a, k, ws->tile, k, 0.0f,
@@ -117,6 +154,11 @@ int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec ac
                      mplb_ffn_ws *ws, mplb_err *err) {
     if (n < 0) return mplb_err_set(err, MPLB_EINVAL, "ffn: n = %d tokens", n);
     if (n == 0) return 0;
+    if ((ws->path == MPLB_FFN_AVX512_BF16 && !mplb_ffn_have_bf16()) ||
+        (ws->path == MPLB_FFN_AVX2 && !have_avx2()))
+        return mplb_err_set(err, MPLB_EINVAL, "ffn: path %s forced, but this CPU does not have it", mplb_ffn_path_name(ws->path));
+    if ((int)ws->path < 0 || ws->path > MPLB_FFN_SCALAR)
+        return mplb_err_set(err, MPLB_EINVAL, "ffn: path %d is none of auto, avx512_bf16, avx2, scalar", (int)ws->path);
     double t0 = now_s();
     int d = w->d, f = w->f;
     size_t tile = (size_t)TILE * (size_t)(d > f ? d : f);

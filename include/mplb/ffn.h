@@ -3,13 +3,30 @@
  *
  *   y = W_down (silu(W_gate x) * (W_up x)),  W_gate, W_up: [f x d], W_down: [d x f]
  *
- * Weights stay packed; the kernel dequantizes 64-row tiles on the fly into
- * a float buffer and multiplies them with the (quantized) activations through
- * OpenBLAS sgemm, accumulating in FP32 (the llama.cpp/ggml approach: less
- * memory traffic per weight, dequantization in the inner loop). Activations
+ * Weights stay packed and are decoded on the fly (the llama.cpp/ggml
+ * approach: less memory traffic per weight): on AVX-512 BF16 CPUs to bf16 rows
+ * for vdpbf16ps (Debian's OpenBLAS 0.3.21 has no bf16 GEMM: built without
+ * BUILD_BFLOAT16, it exports no sbgemm), else 256-row tiles dequantized into
+ * a float buffer for OpenBLAS sgemm; sums in FP32 either way. Activations
  * are rounded to act_prec first: bf16, or fp8 with one scale per token, or
  * mxfp8 with one per 32 channels. n = 0 is allowed (nothing to do).
  * mplb_ffn_ref_f64 is the float64 reference on the unquantized weights.
+ *
+ * Paths (mplb_ffn_ws.path; MPLB_FFN_AUTO picks by cpuid and token count):
+ *   avx512_bf16  weights decoded once per GEMM to bf16, activations rounded to
+ *                bf16, vdpbf16ps with float32 sums (mplb_ffn_gemm_bf16), for
+ *                weights exact in bf16 (bf16, fp8, fp4, mxfp8/4, nvfp4)
+ *   avx2         registers-widened small batches (mplb_ffn_gemm_small), else
+ *                the SIMD dequantizers + sgemm
+ *   scalar       the reference dequantizers + sgemm
+ * Formats a path does not take (int8, int4, fp16 on avx512_bf16) take the
+ * next one down. Accuracy contract of avx512_bf16: the products are exact (bf16
+ * x bf16 fits float32) and each output is one float32 sum over k in order, so
+ * against float64 on the same bf16-rounded activations and decoded weights
+ * |err| <= (k + 2) 2^-24 sum_i |w_i x_i| (+ 2^-126 per flushed subnormal
+ * input: vdpbf16ps flushes denormals); the one extra rounding against the
+ * fp32 paths is that of activations not already exact in bf16 (act_prec fp8
+ * with a per-token scale, nvfp4: 2^-9 relative each, 1/16 of an e4m3 step).
  */
 #ifndef MPLB_FFN_H
 #define MPLB_FFN_H
@@ -40,11 +57,27 @@ MPLB_API int mplb_expert_quantize(const float *gate, const float *up, const floa
                          const mplb_qopts *o, mplb_expert_w *w, mplb_err *err);
 MPLB_API void mplb_expert_free(mplb_expert_w *w);
 
+typedef enum mplb_ffn_path { MPLB_FFN_AUTO = 0, MPLB_FFN_AVX512_BF16, MPLB_FFN_AVX2, MPLB_FFN_SCALAR } mplb_ffn_path;
+
 typedef struct mplb_ffn_ws {
     float *xq, *tile, *g, *u;   /* scratch, grown on demand */
     size_t cap_xq, cap_tile, cap_g;
     double t_dequant_s, t_total_s; /* accumulated timings: the share spent dequantizing */
+    mplb_ffn_path path;         /* the caller's choice; a forced path the CPU lacks is an error */
+    void *wb, *ab, *dtile;      /* avx512_bf16 scratch: bf16 weights, activation panel, a decoded tile */
+    size_t cap_wb, cap_ab, cap_dtile;
 } mplb_ffn_ws;
+
+/* 1 when the CPU has AVX-512 F/BW/VL and BF16 (vdpbf16ps). */
+MPLB_API int mplb_ffn_have_bf16(void);
+/* out[n x rows(W)] = a[n x k] . W^T on AVX-512 BF16 (contract above), any
+ * n >= 1, k, rows; scratch in ws. Returns 1, touching nothing, when the CPU
+ * lacks it or W's format is not exact in bf16; < 0 with err on failure. */
+MPLB_API int mplb_ffn_gemm_bf16(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws,
+                                mplb_err *err);
+/* "auto", "avx512_bf16", "avx2", "scalar" -> path; -1 for anything else */
+MPLB_API int mplb_ffn_path_parse(const char *name);
+MPLB_API const char *mplb_ffn_path_name(mplb_ffn_path p);
 
 MPLB_API void mplb_ffn_ws_free(mplb_ffn_ws *ws);
 /* A view of rows [r0, r0 + n) of a packed tensor (r0 a multiple of 16). */
