@@ -13,6 +13,18 @@ static float rand_float(mplb_rng *g) {
     return (float)((mplb_rng_uniform(g) - 0.5) * ldexp(1.0, (int)(r >> 40) % 40 - 20));
 }
 
+/* The instruction sets this CPU has, each fast path forced in turn (so the
+ * AVX2 paths are checked on an AVX-512 machine too). */
+static int isa_list(mplb_isa *out) {
+    int n = 0;
+    out[n++] = MPLB_ISA_AUTO;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        out[n++] = MPLB_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) out[n++] = MPLB_ISA_AVX2;
+    return n;
+}
+
 static void test_decode_formula(void **st) {
     (void)st;
     for (int c = 0; c < 256; c++) {
@@ -111,6 +123,8 @@ static void test_fast_dequant_fp4_blocks(void **st) {
  * on the tie and one float step either side, for every c. */
 static void test_nvfp4_scale_ties(void **st) {
     (void)st;
+    mplb_isa isas[4];
+    int nisa = isa_list(isas);
     mplb_qopts o = {0};
     for (int k = 0; k <= 20; k += 5)
         for (int c = 0; c < 0x7E; c++)
@@ -126,10 +140,12 @@ static void test_nvfp4_scale_ties(void **st) {
                 mplb_err err;
                 assert_int_equal(mplb_qtensor_alloc(&a, MPLB_PREC_NVFP4, &o, 1, 32, &err), 0);
                 assert_int_equal(mplb_qtensor_alloc(&r, MPLB_PREC_NVFP4, &o, 1, 32, &err), 0);
-                assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
                 assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
-                if (a.scales[1] != r.scales[1] || memcmp(a.data, r.data, a.data_bytes))
-                    fail_msg("k=%d code %d nudge %d: scale %d vs ref %d", k, c, nudge, a.scales[1], r.scales[1]);
+                for (int ii = 0; ii < nisa; ii++) {
+                    assert_int_equal(mplb_quant_quantize_isa(x, &a, isas[ii], &err), 0);
+                    if (a.scales[1] != r.scales[1] || memcmp(a.data, r.data, a.data_bytes))
+                        fail_msg("isa %d k=%d code %d nudge %d: scale %d vs ref %d", isas[ii], k, c, nudge, a.scales[1], r.scales[1]);
+                }
                 if (nudge == 0 && x[16] == b) assert_int_equal(r.scales[1], (c & 1) ? c + 1 : c);
                 mplb_qtensor_free(&a);
                 mplb_qtensor_free(&r);
@@ -141,6 +157,8 @@ static void test_nvfp4_scale_ties(void **st) {
  * subnormal. The fast path must still equal the reference bit for bit. */
 static void test_nvfp4_subnormal_tensor(void **st) {
     (void)st;
+    mplb_isa isas[4];
+    int nisa = isa_list(isas);
     mplb_rng g;
     mplb_rng_seed(&g, test_seed());
     mplb_qopts o = {0};
@@ -154,11 +172,13 @@ static void test_nvfp4_subnormal_tensor(void **st) {
         mplb_err err;
         assert_int_equal(mplb_qtensor_alloc(&a, MPLB_PREC_NVFP4, &o, R, C, &err), 0);
         assert_int_equal(mplb_qtensor_alloc(&r, MPLB_PREC_NVFP4, &o, R, C, &err), 0);
-        assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
         assert_int_equal(mplb_quant_quantize_ref(x, &r, &err), 0);
-        assert_int_equal(mplb_f32_bits(a.global_scale), mplb_f32_bits(r.global_scale));
-        assert_memory_equal(a.scales, r.scales, r.scale_bytes);
-        if (memcmp(a.data, r.data, r.data_bytes)) fail_msg("2^-%d: nvfp4 codes differ from the reference", k);
+        for (int ii = 0; ii < nisa; ii++) {
+            assert_int_equal(mplb_quant_quantize_isa(x, &a, isas[ii], &err), 0);
+            assert_int_equal(mplb_f32_bits(a.global_scale), mplb_f32_bits(r.global_scale));
+            assert_memory_equal(a.scales, r.scales, r.scale_bytes);
+            if (memcmp(a.data, r.data, r.data_bytes)) fail_msg("isa %d 2^-%d: nvfp4 codes differ from the reference", isas[ii], k);
+        }
         mplb_qtensor_free(&a);
         mplb_qtensor_free(&r);
     }
@@ -292,9 +312,11 @@ static void test_fast_int_equals_ref(void **st) {
 
 static void test_fast_equals_ref(void **st) {
     (void)st;
+    mplb_isa isas[4];
+    int nisa = isa_list(isas);
     mplb_rng g;
     mplb_rng_seed(&g, test_seed());
-    const int64_t shapes[][2] = {{7, 64}, {3, 96}, {5, 33}, {1, 1}, {2, 160}};
+    const int64_t shapes[][2] = {{7, 64}, {3, 96}, {5, 33}, {1, 1}, {2, 160}, {2, 272}, {3, 48}};   /* 272: 17 nvfp4 blocks */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t R = shapes[si][0], C = shapes[si][1], n = R * C;
         float *x = malloc((size_t)n * sizeof(float)), *ya = malloc((size_t)n * sizeof(float)), *yb = malloc((size_t)n * sizeof(float));
@@ -308,11 +330,14 @@ static void test_fast_equals_ref(void **st) {
                     mplb_err err;
                     assert_int_equal(mplb_qtensor_alloc(&a, (mplb_prec)p, &o, R, C, &err), 0);
                     assert_int_equal(mplb_qtensor_alloc(&b, (mplb_prec)p, &o, R, C, &err), 0);
-                    assert_int_equal(mplb_quant_quantize(x, &a, &err), 0);
                     assert_int_equal(mplb_quant_quantize_ref(x, &b, &err), 0);
-                    if (memcmp(a.data, b.data, a.data_bytes) || memcmp(a.scales, b.scales, a.scale_bytes) ||
-                        mplb_f32_bits(a.global_scale) != mplb_f32_bits(b.global_scale))
-                        fail_msg("%s %lldx%lld variant %d: fast != ref", mplb_prec_name(p), (long long)R, (long long)C, variant);
+                    for (int ii = nisa - 1; ii >= 0; ii--) {   /* AUTO last: the dequantize check below reads it */
+                        assert_int_equal(mplb_quant_quantize_isa(x, &a, isas[ii], &err), 0);
+                        if (memcmp(a.data, b.data, a.data_bytes) || memcmp(a.scales, b.scales, a.scale_bytes) ||
+                            mplb_f32_bits(a.global_scale) != mplb_f32_bits(b.global_scale))
+                            fail_msg("%s %lldx%lld variant %d isa %d: fast != ref", mplb_prec_name(p), (long long)R,
+                                     (long long)C, variant, isas[ii]);
+                    }
                     assert_int_equal(mplb_quant_dequantize(&a, ya, &err), 0);
                     assert_int_equal(mplb_quant_dequantize_ref(&b, yb, &err), 0);
                     for (int64_t i = 0; i < n; i++)
@@ -337,6 +362,12 @@ static void test_empty_and_errors(void **st) {
     assert_int_equal(mplb_quant_fake(NULL, NULL, 1, 1, (mplb_prec)99, NULL, &err), MPLB_EINVAL);
     assert_contains(err.msg, "unknown precision");
     assert_int_equal(mplb_quant_fake(NULL, NULL, -1, 1, MPLB_PREC_INT8, NULL, &err), MPLB_EINVAL);
+    mplb_qtensor q;
+    float x[32] = {0};
+    assert_int_equal(mplb_qtensor_alloc(&q, MPLB_PREC_NVFP4, NULL, 1, 32, &err), 0);
+    assert_int_equal(mplb_quant_quantize_isa(x, &q, (mplb_isa)7, &err), MPLB_EINVAL);
+    assert_contains(err.msg, "instruction set");
+    mplb_qtensor_free(&q);
 }
 
 static void test_error_stats(void **st) {

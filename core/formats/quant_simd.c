@@ -3,7 +3,8 @@
  * in quant.c bit for bit; tests run both on the same inputs.
  *
  * Covered: fp8_e4m3 / fp8_e5m2 casts (no tensor scaling), mxfp8, mxfp4 and
- * nvfp4 (1x16) quantize; e4m3/e2m1 dequantize through 256/16-entry tables.
+ * nvfp4 (1x16) quantize (nvfp4 on AVX-512 first where the CPU has it:
+ * quant_avx512.c); e4m3/e2m1 dequantize through 256/16-entry tables.
  * fp16, fp4_e2m1, int8 and int4 quantize are in quant_cast.c. Everything
  * else falls back to the reference. */
 #include "mplb/quant.h"
@@ -359,6 +360,15 @@ static int have_avx2(void) {
 }
 
 int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
+    return mplb_quant_quantize_isa(x, t, MPLB_ISA_AUTO, err);
+}
+
+int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_err *err) {
+    if ((isa == MPLB_ISA_AVX512 && !mplb_quant_have_avx512()) || (isa == MPLB_ISA_AVX2 && !have_avx2()) ||
+        (int)isa < 0 || isa > MPLB_ISA_SCALAR)
+        return mplb_err_set(err, MPLB_EINVAL, "quantize: instruction set %d forced, but this CPU does not have it", (int)isa);
+    if (isa == MPLB_ISA_SCALAR) return mplb_quant_quantize_ref(x, t, err);
+    if (isa != MPLB_ISA_AVX2 && mplb_quant_nvfp4_avx512(x, t)) return 0;
 #ifdef MPLB_X86
     if (have_avx2() && x && t->data) {
         mplb_prec f = t->fmt;
@@ -386,24 +396,8 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
             return 0;
         }
         if (f == MPLB_PREC_NVFP4 && !t->opts.nvfp4_2d && t->cols % 32 == 0) {
-            int bad = 0;
-            float amax = 0;
-            int64_t n = t->rows * t->cols, i = 0;
-            for (; i + 32 <= n; i += 32) {
-                int b;
-                float m = amax32(x + i, &b);
-                bad |= b;
-                if (m > amax) amax = m;
-            }
-            (void)bad; /* NaN/Inf do not enter the tensor amax; their blocks are marked */
-            if (bad) {
-                /* the vector amax saw a NaN or Inf: recompute over finite values only */
-                amax = 0;
-                for (i = 0; i < n; i++) {
-                    float a = fabsf(x[i]);
-                    if (a <= 3.4028235e38f && a > amax) amax = a;
-                }
-            }
+            /* NaN/Inf do not enter the tensor amax; their blocks are marked */
+            float amax = amax_finite(x, t->rows * t->cols);
             float gs = amax > 0 ? amax / 2688.0f : 1.0f;
             if (gs == 0) gs = 1.4e-45f;
             t->global_scale = gs;

@@ -9,4 +9,9 @@
 
 int mplb_quant_cast_fast(const float *x, mplb_qtensor *t);
 
+/* quant_avx512.c: 1 when the CPU has AVX-512 F/BW/VL/DQ; NVFP4 1x16 quantize
+ * (rows a multiple of 16 long) on it, 1 when done, 0 (t untouched) if not. */
+int mplb_quant_have_avx512(void);
+int mplb_quant_nvfp4_avx512(const float *x, mplb_qtensor *t);
+
 #endif
