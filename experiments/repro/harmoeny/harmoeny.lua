@@ -14,11 +14,10 @@ return {
   model = { name = "switch-base-128", layers = 6, experts = 128, top_k = 1, hidden = 768, ffn = 2048 },
   cluster = { nodes = 1, gpus_per_node = 8, profile = "h100" },
   workload = { kind = "trace", file = "skew.h5", steps = 3 },
-  -- a replication baseline beside it (the next-best kind in HarMoEny's
-  -- comparison, FasterMoE's shadowing of popular experts): EPLB with one
-  -- redundant slot per GPU, rebalanced every step from past loads (the first
-  -- rebalance's weight copies are charged; the skew is stationary, so later
-  -- ones move nothing)
-  policies = { "baseline", { "redistribute", q = 150 }, { "eplb", redundant = 8, period = 1 } },
+  -- baselines beside it: static EP (the code's DeepSpeed/FastMoE schedule),
+  -- FasterMoE-style shadowing (policies/shadow.lua: popular experts copied to
+  -- every GPU, the copies' transfer charged when the shadowed set changes),
+  -- and replication by EPLB (one redundant slot per GPU, from past loads)
+  policies = { "baseline", { "redistribute", q = 150 }, "shadow", { "eplb", redundant = 8, period = 1 } },
   seed = 1,
 }

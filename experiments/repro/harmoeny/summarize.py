@@ -1,18 +1,23 @@
 """HarMoEny card: throughput and time-to-first-token from a step-level model,
-and GPU idle time, per router skew.
+and GPU idle time, per router skew; two comparisons:
+  same batch   every policy on HarMoEny's batch (2500 sequences per GPU);
+  own batches  as the paper's scripts ran them: HarMoEny at 2500, static EP
+               (DeepSpeed/FastMoE) and shadowing (FasterMoE) at the smaller
+               batches the public script gives them (batches.json).
 
 Step model (one prefill step = one batch; TTFT = its time, queueing left out):
   step = 12 attention blocks + 6 dense FFN blocks + 6 MoE layers
 (google/switch-base-128's encoder: 12 blocks, every other FFN an MoE layer).
-MoE layers: the cost model's layer time (dispatch + slowest rank + combine,
-host prefetch exposed where it is not hidden) from the run file. Attention and
-dense FFN: per GPU on its own 1/8 of the batch (data parallel), compute-bound
-GEMMs at the h100 profile's bf16 peak (989 TFLOPS, datasheet) x mma_eff (0.8,
-assumption, range 0.65-0.9): attention 2*4*d^2 (QKV, O) + 2*2*s*d (scores,
-values) FLOPs per token, dense FFN 2*2*d*3072; softmax/layernorm/elementwise
-passes are left out (they add the same time to both policies).
+MoE layers: the cost model's layer time (dispatch + slowest rank incl. exposed
+host prefetch + combine) from the run file. Attention and dense FFN: per GPU on
+its 1/8 of the batch (data parallel), compute-bound GEMMs at the h100 profile's
+bf16 peak (989 TFLOPS, datasheet) x mma_eff (0.8, assumption, 0.65-0.9):
+attention 2*4*d^2 (QKV, O) + 2*2*s*d (scores, values) FLOPs per token, dense
+FFN 2*2*d*3072; softmax/layernorm/elementwise passes are left out.
 Throughput = tokens per step / step time. GPU idle = mean over MoE rows of
-sum_r (max_r c_r - c_r) / (R * max_r c_r), c_r = the rank's compute time."""
+sum_r (max_r c_r - c_r) / (R * max_r c_r), c_r = the rank's compute time.
+usage: summarize.py OUT RUN.h5...   (skewS.h5 = HarMoEny's batch, skewS_own.h5 = the baselines')"""
+import json
 import os
 import re
 import sys
@@ -23,125 +28,145 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import repro2_common as rc  # noqa: E402
 
-out, tokens, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out, files = sys.argv[1], sys.argv[2:]
+batches = json.load(open(os.path.join(out, "batches.json")))
 D, DFF, S, R, PEAK = 768, 3072, 120, 8, 989e12
 EFF = {"nominal": 0.8, "lo": 0.65, "hi": 0.9}
+SHORT = {"baseline": "static EP", "redistribute": "HarMoEny", "shadow": "shadowing (FasterMoE-like)",
+         "eplb": "replication (EPLB r8)"}
 
 
-def dense_us(eff):
+def dense_ms(tokens, eff):
     n = tokens / R
-    attn = (2 * 4 * D * D + 2 * 2 * S * D) * n / (PEAK * eff) * 1e6
-    ffn = 2 * 2 * D * DFF * n / (PEAK * eff) * 1e6
-    return 12 * attn + 6 * ffn
+    attn = (2 * 4 * D * D + 2 * 2 * S * D) * n / (PEAK * eff)
+    ffn = 2 * 2 * D * DFF * n / (PEAK * eff)
+    return (12 * attn + 6 * ffn) * 1e3
 
 
-rows = []
-for path in files:
-    skew = re.search(r"skew(\d+)\.h5$", path).group(1)
-    steps, loads, names, bands = rc.load(path)
+def policies(path, tokens):
+    steps, _, names, bands = rc.load(path)
     with h5py.File(path, "r") as f:
         comp = f["ranks/compute_us"][()]
     nsteps = len(np.unique(steps["step"]))
-    base = None
+    out = {}
     for i, name in enumerate(names):
         m = steps["policy"] == i
-        moe = steps["t_layer_us"][m].sum() / nsteps          # per step, 6 MoE layers
         c = comp[m]
         mx = c.max(axis=1)
-        idle = float(((mx[:, None] - c).sum(axis=1) / (R * mx)).mean())
-        r = {"skew": skew, "policy": name, "moe_ms": moe / 1e3, "idle": idle,
-             "imbalance": float(steps["imbalance"][m].mean()),
-             "band": bands.get(name)}
-        for k, e in EFF.items():
-            r["step_" + k] = (dense_us(e) + moe) / 1e3
-        r["ttft_ms"] = r["step_nominal"]
-        r["tput"] = tokens / (r["step_nominal"] / 1e3)
-        if base is None:
-            base = r
-        r["moe_speedup"] = base["moe_ms"] / r["moe_ms"]
-        r["tput_gain"] = r["tput"] / base["tput"] - 1
-        r["ttft_cut"] = 1 - r["ttft_ms"] / base["ttft_ms"]
-        r["idle_cut"] = 1 - idle / base["idle"] if base["idle"] > 0 else float("nan")
-        # band: the MoE speedup's ends (--sensitivity) with the dense part at
-        # mma_eff's ends; every combination, lowest and highest gain
-        if r["band"] and r is not base:
-            gains = []
-            for s in r["band"][1:]:
-                for k in ("lo", "hi"):
-                    d = dense_us(EFF[k]) / 1e3
-                    gains.append((d + base["moe_ms"]) / (d + base["moe_ms"] / s) - 1)
-            r["tput_band"] = (min(gains), max(gains))
-        else:
-            r["tput_band"] = None
-        r["dense_ms"] = dense_us(EFF["nominal"]) / 1e3
-        rows.append(r)
-    # HarMoEny against the next-best of the others (as the paper compares)
-    mine = [r for r in rows if r["skew"] == skew]
-    h = next(r for r in mine if r["policy"].startswith("redistribute"))
-    nb = max((r for r in mine if r is not h), key=lambda r: r["tput"])
-    for r in mine:
-        r["vs_nb"] = r["tput"] / nb["tput"] - 1 if r is h else float("nan")
-        r["ttft_vs_nb"] = 1 - r["ttft_ms"] / nb["ttft_ms"] if r is h else float("nan")
-        r["nb"] = nb["policy"].split("(")[0] if r is h else ""
-        r["vs_nb_band"] = None
-    if h["band"] and nb["band"]:
-        g = []
-        for sh in h["band"][1:]:
-            for sn in nb["band"][1:]:
-                for k in ("lo", "hi"):
-                    d = dense_us(EFF[k]) / 1e3
-                    g.append((d + base["moe_ms"] / sn) / (d + base["moe_ms"] / sh) - 1)
-        h["vs_nb_band"] = (min(g), max(g))
+        moe = steps["t_layer_us"][m].sum() / nsteps / 1e3      # ms per step, 6 MoE layers
+        step = dense_ms(tokens, EFF["nominal"]) + moe
+        out[name.split("(")[0]] = {
+            "label": name, "tokens": tokens, "moe_ms": moe, "step_ms": step, "tput": tokens / (step / 1e3),
+            "idle": float(((mx[:, None] - c).sum(axis=1) / (R * mx)).mean()),
+            "imbalance": float(steps["imbalance"][m].mean()), "band": bands.get(name)}
+    return out
+
+
+def ratio_band(a, b, base_moe_a, base_moe_b, tok_a, tok_b):
+    """throughput of a over b at the ends of a's and b's MoE speedup bands
+    (each relative to its own run's static EP) and of mma_eff for the dense
+    part: the lowest and highest of every combination."""
+    if not a["band"] or not b["band"]:
+        return None
+    g = []
+    for sa in a["band"][1:]:
+        for sb in b["band"][1:]:
+            for k in ("lo", "hi"):
+                ta = dense_ms(tok_a, EFF[k]) + base_moe_a / sa
+                tb = dense_ms(tok_b, EFF[k]) + base_moe_b / sb
+                g.append((tok_a / ta) / (tok_b / tb) - 1)
+    return min(g), max(g)
+
+
+same, own = [], []
+for path in files:
+    m = re.search(r"skew(\d+)(_own)?\.h5$", path)
+    skew, is_own = m.group(1), bool(m.group(2))
+    tok = batches[skew]["own" if is_own else "harmoeny"]
+    p = policies(path, tok)
+    if is_own:
+        own.append((skew, p))
+        continue
+    b, h = p["baseline"], p["redistribute"]
+    others = [k for k in p if k not in ("redistribute",)]
+    nb = max(others, key=lambda k: p[k]["tput"])
+    for k, r in p.items():
+        same.append({"skew": skew, "policy": SHORT.get(k, k), "imbalance": r["imbalance"],
+                     "moe_speedup": b["moe_ms"] / r["moe_ms"], "band": r["band"], "ttft_ms": r["step_ms"],
+                     "tput": r["tput"], "idle": r["idle"],
+                     "vs_nb": h["tput"] / p[nb]["tput"] - 1 if k == "redistribute" else float("nan"),
+                     "nb": SHORT[nb] if k == "redistribute" else "",
+                     "vs_nb_band": ratio_band(h, p[nb], b["moe_ms"], b["moe_ms"], tok, tok) if k == "redistribute" else None,
+                     "ttft_vs_nb": 1 - h["step_ms"] / p[nb]["step_ms"] if k == "redistribute" else float("nan")})
+# the paper's comparison: HarMoEny at its batch, the baselines at theirs
+hp = {s: policies(f, batches[s]["harmoeny"]) for s, f in
+      ((re.search(r"skew(\d+)\.h5$", f).group(1), f) for f in files if not f.endswith("_own.h5"))}
+paper = []
+for skew, p in own:
+    h = hp[skew]["redistribute"]
+    hb = hp[skew]["baseline"]
+    for k in ("baseline", "shadow"):
+        r = p[k]
+        paper.append({"skew": skew, "policy": SHORT[k], "batch": r["tokens"] // (R * S), "tput": r["tput"],
+                      "step_ms": r["step_ms"], "h_tput": h["tput"], "gain": h["tput"] / r["tput"] - 1,
+                      "band": ratio_band(h, r, hb["moe_ms"], p["baseline"]["moe_ms"], h["tokens"], r["tokens"])})
+    best = max(paper[-2:], key=lambda r: r["tput"])
+    best["next_best"] = "yes"
+for r in paper:
+    r.setdefault("next_best", "")
 
 md = os.path.join(out, "results.md")
 for f in (md, os.path.join(out, "results.csv")):
     if os.path.exists(f):
         os.remove(f)
 with open(md, "w") as f:
-    f.write(f"HarMoEny card: {tokens} tokens per step (8 GPUs), switch-base-128 shapes, profile h100, cost model v2 "
-            "for the MoE layers, step model in summarize.py for the rest\n")
+    f.write("HarMoEny card: switch-base-128 shapes, 8 GPUs, profile h100; MoE layers from cost model v2, the rest "
+            "from the step model in summarize.py; batches (tokens per step over 8 GPUs) in batches.json\n")
 
 
 def pct(x):
-    return f"{100 * x:+.1f}%"
+    return "-" if x != x else f"{100 * x:+.1f}%"
 
 
-rc.write_table(rows, [
-    ("skew (Gini)", "skew", "{}"),
-    ("policy", "policy", "{}"),
-    ("rank max/mean", "imbalance", "{:.2f}"),
-    ("MoE ms/step (6 layers)", "moe_ms", "{:.2f}"),
-    ("MoE speedup", "moe_speedup", "{:.3f}x"),
-    ("MoE band (--sensitivity)", "band", rc.fmt_band),
-    ("attention+dense ms/step", "dense_ms", "{:.2f}"),
-    ("TTFT ms", "ttft_ms", "{:.2f}"),
-    ("throughput Mtok/s", "tput", lambda v: f"{v / 1e6:.2f}"),
-    ("throughput gain", "tput_gain", pct),
-    ("gain band", "tput_band", lambda b: "-" if not b else f"{pct(b[0])} .. {pct(b[1])}"),
-    ("TTFT cut", "ttft_cut", pct),
-    ("GPU idle share", "idle", "{:.3f}"),
-    ("idle cut", "idle_cut", lambda v: "-" if v != v else pct(v)),
-    ("next-best", "nb", "{}"),
-    ("throughput vs next-best", "vs_nb", lambda v: "-" if v != v else pct(v)),
-    ("band", "vs_nb_band", lambda b: "-" if not b else f"{pct(b[0])} .. {pct(b[1])}"),
-    ("TTFT cut vs next-best", "ttft_vs_nb", lambda v: "-" if v != v else pct(v)),
-], md, os.path.join(out, "results.csv"), "HarMoEny (redistribute, q = 150) vs static EP")
+def pband(b):
+    return "-" if not b else f"{pct(b[0])} .. {pct(b[1])}"
 
-import matplotlib
+
+rc.write_table(same, [
+    ("skew (Gini)", "skew", "{}"), ("policy", "policy", "{}"), ("rank max/mean", "imbalance", "{:.2f}"),
+    ("MoE speedup over static EP", "moe_speedup", "{:.3f}x"), ("MoE band (--sensitivity)", "band", rc.fmt_band),
+    ("throughput Mtok/s", "tput", lambda v: f"{v / 1e6:.2f}"), ("TTFT ms (one batch)", "ttft_ms", "{:.1f}"),
+    ("GPU idle share", "idle", "{:.3f}"), ("next-best", "nb", "{}"),
+    ("HarMoEny throughput vs next-best", "vs_nb", pct), ("band", "vs_nb_band", pband),
+    ("TTFT cut vs next-best", "ttft_vs_nb", pct),
+], md, os.path.join(out, "results.csv"), "same batch: every policy on HarMoEny's batch (2500 sequences per GPU)")
+rc.write_table(paper, [
+    ("skew (Gini)", "skew", "{}"), ("baseline", "policy", "{}"), ("its batch (seq/GPU)", "batch", "{}"),
+    ("its throughput Mtok/s", "tput", lambda v: f"{v / 1e6:.2f}"),
+    ("HarMoEny (2500 seq/GPU) Mtok/s", "h_tput", lambda v: f"{v / 1e6:.2f}"),
+    ("HarMoEny throughput gain", "gain", pct), ("band", "band", pband), ("next-best", "next_best", "{}"),
+], os.path.join(out, "results_own_batches.md"), os.path.join(out, "results_own_batches.csv"),
+    "own batches: the baselines at the batch sizes of the public scripts")
+
+import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-for pname in dict.fromkeys(r["policy"] for r in rows):
-    rr = [r for r in rows if r["policy"] == pname]
+for pname in dict.fromkeys(r["policy"] for r in same):
+    rr = [r for r in same if r["policy"] == pname]
     xs = [int(r["skew"]) / 100 for r in rr]
-    short = pname.split("(")[0].replace("redistribute", "HarMoEny (redistribute)").replace("eplb", "replication (EPLB r8)")
-    ax[0].plot(xs, [r["tput"] / 1e6 for r in rr], "o-", label=short.replace("baseline", "static EP"))
-    ax[1].plot(xs, [r["ttft_ms"] for r in rr], "o-", label=short.replace("baseline", "static EP"))
+    ax[0].plot(xs, [r["tput"] / 1e6 for r in rr], "o-", label=pname)
+    ax[1].plot(xs, [r["ttft_ms"] for r in rr], "o-", label=pname)
+for pname in ("static EP", "shadowing (FasterMoE-like)"):
+    rr = [r for r in paper if r["policy"] == pname]
+    ax[0].plot([int(r["skew"]) / 100 for r in rr], [r["tput"] / 1e6 for r in rr], "x--",
+               label=pname + ", own batch")
 ax[0].set_xlabel("router skew (Gini)"); ax[0].set_ylabel("throughput, M tokens/s (step model)")
-ax[1].set_xlabel("router skew (Gini)"); ax[1].set_ylabel("TTFT, ms (step model)")
-ax[0].legend(fontsize=7)
+ax[1].set_xlabel("router skew (Gini)"); ax[1].set_ylabel("TTFT of one 2500-seq/GPU batch, ms")
+ax[0].legend(fontsize=6)
 fig.suptitle("HarMoEny on switch-base-128 shapes, 8 x H100, prefetch from host over PCIe (cost model v2)", fontsize=9)
 fig.tight_layout()
 fig.savefig(os.path.join(out, "harmoeny.png"), dpi=110)
 print(open(md).read())
+print(open(os.path.join(out, "results_own_batches.md")).read())
