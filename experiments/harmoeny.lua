@@ -1,5 +1,6 @@
 -- harmoeny: HarMoEny-style token redistribution to the least loaded GPUs
--- (weights prefetched over NVLink), against the baseline's idle time, on a
+-- (weights prefetched from host memory over PCIe, as cost model v2 charges),
+-- against the baseline's idle time, on a
 -- skewed synthetic prefill; q = the minimum tokens worth moving.
 return {
   name = "harmoeny",
