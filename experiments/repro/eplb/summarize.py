@@ -43,6 +43,7 @@ for i, name in enumerate(names):
         "policy": name,
         "band_steady": (sst, sst * b[1] / b[0], sst * b[2] / b[0]) if b else None,
         "bal_steady": float(bal[steady].mean()) if steady.any() else float("nan"),
+        "inter_MB": float(steps["bytes_inter"][m][steady].mean()) / 1e6 if steady.any() else float("nan"),
         "speedup_steady": float(st_b.sum() / st_t.sum()) if len(st_t) else float("nan"),
         "speedup_run": float(tb.sum() / t.sum()),
         "band": bands.get(name),
@@ -65,6 +66,7 @@ with open(md, "w") as f:
 rc.write_table(rows, [
     ("policy", "policy", "{}"),
     ("balancedness (steady steps)", "bal_steady", "{:.3f}"),
+    ("cross-node MB/layer (steady)", "inter_MB", "{:.1f}"),
     ("layer speedup, steady steps", "speedup_steady", "{:.3f}x"),
     ("its band (whole run's ends, scaled)", "band_steady", rc.fmt_band),
     ("layer speedup, whole run", "speedup_run", "{:.3f}x"),
