@@ -69,13 +69,12 @@ static int trace_import_python(int argc, char **argv) {
 }
 
 static int trace_import(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *model = "", *fmt = NULL, *first = NULL;
-    int k = 0, E = 0, force = 0, n_in = 0, py_only = 0;
+    const char *in = NULL, *out = NULL, *model = "", *fmt = NULL, *first = NULL, *phase = NULL, *license = "";
+    int k = 0, E = 0, force = 0, n_in = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--force")) continue;
         if (argv[i][0] == '-') {
             if (!strcmp(argv[i], "--format") && i + 1 < argc) fmt = argv[i + 1];
-            if (!strcmp(argv[i], "--phase") || !strcmp(argv[i], "--license")) py_only = 1;
             i++;
             continue;
         }
@@ -83,7 +82,7 @@ static int trace_import(int argc, char **argv) {
     }
     /* CSV and integer NPY stay in C; every other format goes to Python */
     const char *ext = first ? strrchr(first, '.') : NULL;
-    int native = ext && (!strcmp(ext, ".csv") || !strcmp(ext, ".npy")) && n_in == 1 && !py_only;
+    int native = ext && (!strcmp(ext, ".csv") || !strcmp(ext, ".npy")) && n_in == 1;
     if (fmt) native = native && (!strcmp(fmt, "csv") || !strcmp(fmt, "npy"));
     if (first && !native) return trace_import_python(argc, argv);
     for (int i = 2; i < argc; i++) {
@@ -92,10 +91,14 @@ static int trace_import(int argc, char **argv) {
         else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) k = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--experts") && i + 1 < argc) E = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--license") && i + 1 < argc) license = argv[++i];
+        else if (!strcmp(argv[i], "--phase") && i + 1 < argc) phase = argv[++i];
         else if (!strcmp(argv[i], "--force")) force = 1;
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else return mplb_cli_usage_error("trace import", trace_usage, "unexpected argument '%s'", argv[i]);
     }
+    if (phase && strcmp(phase, "prefill") && strcmp(phase, "decode"))
+        return mplb_cli_usage_error("trace import", trace_usage, "--phase '%s': expected prefill or decode", phase);
     if (!in || !out || k < 1)
         return mplb_cli_usage_error("trace import", trace_usage, "%s", "needs INPUT, -o OUT.h5 and --top-k K");
     if (mplb_cli_mkdirs(out, 0) < 0) return 1;
@@ -108,7 +111,11 @@ static int trace_import(int argc, char **argv) {
     else { fprintf(stderr, "mplb: %s: unknown input format (use .csv or .npy)\n", in); return 1; }
     if (rc == 0) {
         snprintf(t.model, sizeof t.model, "%s", model);
-        rc = mplb_trace_write(out, &t, force, &err);
+        snprintf(t.license, sizeof t.license, "%s", license);
+        if (phase && !(t.is_decode = malloc((size_t)t.steps))) rc = mplb_err_set(&err, MPLB_ENOMEM, "out of memory");
+        else if (phase) memset(t.is_decode, !strcmp(phase, "decode"), (size_t)t.steps);
+        if (rc == 0) rc = mplb_trace_write(out, &t, force, &err);
+        if (rc < 0) mplb_trace_free(&t);
     }
     if (rc < 0) { fprintf(stderr, "mplb: %s\n", err.msg); return 1; }
     printf("wrote %s: %d steps x %d layers x %d experts, top-%d%s\n", out, t.steps, t.layers, t.experts, t.top_k,

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(build-essential cmake pkg-config git liblua5.4-dev lua5.4 libhdf5-dev hdf5-tools
-      libopenmpi-dev openmpi-bin libcmocka-dev libopenblas-dev libcjson-dev python3 python3-venv bc)
+      libopenmpi-dev openmpi-bin libcmocka-dev libopenblas-dev libcjson-dev libyaml-dev python3 python3-venv bc)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

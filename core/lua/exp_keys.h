@@ -46,9 +46,10 @@
     X(TOP, accuracy, DATA, accuracy, 0, "", 0, 0, "",                                                          \
       "an accuracy table (mplb calibrate --accuracy) for the error proxy; looked up in profiles/")             \
     X(TOP, placement_file, PLACE, placement_file, 0, "", 0, 0, "",                                             \
-      "initial placement from an engine's physical->logical map: mplb place's JSON (phy2log) or SGLang's "   \
-      "{\"physical_to_logical_map\"} (rows = model layers, slots a multiple of the ranks; rank r holds slots " \
-      "r*slots/R..); looked up in traces/. Default: contiguous, one copy")                                  \
+      "initial placement from an engine's physical->logical map: mplb place's JSON (phy2log), SGLang's "     \
+      "{\"physical_to_logical_map\"} or TensorRT-LLM's load-balancer YAML (initial_global_assignments) "     \
+      "(rows = model layers, slots a multiple of the ranks; rank r holds slots r*slots/R..); looked up in "   \
+      "traces/. Default: contiguous, one copy")                                                             \
     X(TOP, seed, U64, seed, 0, "1", 0, 9223372036854775807.0, "", "seed of every random draw")                \
     X(TOP, zip, ZIP, name, 0, "", 0, 0, "",                                                                    \
       "mplb sweep: groups of sweep axes that take their values side by side, e.g. "                          \

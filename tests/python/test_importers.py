@@ -365,3 +365,14 @@ def test_unknown_format_and_torch_globals_refused(tmp_path):
     p = mplb("trace", "import", tmp_path / "e.pt", "-o", tmp_path / "t.h5", "--format", "sglang-stat",
              "--top-k", 2, ok=False)
     assert p.returncode == 1 and "system" in p.stderr and "pwned" not in p.stdout
+
+
+def test_csv_phase_and_license_in_c(tmp_path):
+    (tmp_path / "c.csv").write_text("step,layer,expert,count\n0,0,0,2\n0,0,1,2\n1,0,1,4\n")
+    mplb("trace", "import", tmp_path / "c.csv", "-o", tmp_path / "c.h5", "--top-k", 2, "--phase", "decode",
+         "--license", "CC-BY-4.0")
+    t = read(tmp_path / "c.h5")
+    assert list(t["phase"]) == [b"decode", b"decode"] and t["license"] == b"CC-BY-4.0"
+    assert np.array_equal(t["counts"][:, 0], [[2, 2], [0, 4]])
+    p = mplb("trace", "import", tmp_path / "c.csv", "-o", tmp_path / "d.h5", "--top-k", 2, "--phase", "both", ok=False)
+    assert p.returncode == 2 and "prefill or decode" in p.stderr

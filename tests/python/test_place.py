@@ -144,7 +144,7 @@ def test_placement_file_is_the_runs_placement(tmp_path):
     with h5py.File(OLMOE, "r") as f:
         counts = f["counts"][()]
     mplb("place", OLMOE, "-o", tmp_path / "p.json", "--gpus", 8, "--slots", 64, "--steps", "1:7",
-         "--sglang", tmp_path / "s.json")
+         "--sglang", tmp_path / "s.json", "--trtllm", tmp_path / "t.yaml")
     p2l = np.array(json.loads((tmp_path / "p.json").read_text())["phy2log"])
     rows = run_olmoe(tmp_path, "eplb_init", tmp_path / "s.json")    # SGLang's file works as well
     base = run_olmoe(tmp_path, "contiguous")
@@ -154,6 +154,11 @@ def test_placement_file_is_the_runs_placement(tmp_path):
         assert row["imbalance"] == pytest.approx(gpu.max() / gpu.mean(), rel=1e-9)
         cont = counts[s, l].reshape(8, 8).sum(1).astype(float)
         assert b["imbalance"] == pytest.approx(cont.max() / cont.mean(), rel=1e-9)
+    # TensorRT-LLM's YAML (libyaml), its layers listed out of order: the same placement
+    y = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    y["initial_global_assignments"] = dict(reversed(list(y["initial_global_assignments"].items())))
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(y))
+    assert np.array_equal(run_olmoe(tmp_path, "trt", tmp_path / "r.yaml")["imbalance"], rows["imbalance"])
     # EPLB placed on the summed loads of these steps: better on the sum than contiguous
     assert rows["imbalance"].mean() < base["imbalance"].mean()
 
@@ -172,3 +177,10 @@ def test_placement_file_errors(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"physical_to_logical_map": [row] * 3}))
     p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
     assert p.returncode == 1 and "physical_to_logical_map[0] gives logical expert 5 no slot" in p.stderr
+    (tmp_path / "bad.json").write_text(json.dumps({"physical_to_logical_map": [row[:60]] * 3}))
+    p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
+    assert p.returncode == 1 and "60 slots" in p.stderr
+    (tmp_path / "x.lua").write_text((tmp_path / "x.lua").read_text().replace("bad.json", "bad.yaml"))
+    (tmp_path / "bad.yaml").write_text("num_slots: 64\ninitial_global_assignments:\n  0: [1, 2\n")
+    p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
+    assert p.returncode == 1 and "bad.yaml" in p.stderr and "not YAML" in p.stderr
