@@ -99,6 +99,11 @@ def read_sglang_stat(paths, args):
     if lc.ndim != 3:
         _fail(f"{path}: logical_count has shape {lc.shape}, expected [steps, layers, experts]")
     r = _Routing(path, "sglang-stat")
+    moe = [int(layer) for layer in np.nonzero(lc.sum(axis=(0, 2)))[0]]
+    if 0 < len(moe) < lc.shape[1]:
+        r.notes.append(f"{lc.shape[1] - len(moe)} layers without routed tokens left out (dense layers)")
+        r.layer_ids = moe
+        lc = lc[:, moe]
     keep = [s for s in range(lc.shape[0]) if lc[s].any()]
     if len(keep) < lc.shape[0]:
         r.notes.append(f"{lc.shape[0] - len(keep)} all-zero buffer rows dropped (a circular buffer not yet filled)")
@@ -135,13 +140,23 @@ def read_sglang_detail(paths, args):
         _fail(f"{first}: last_physical_to_logical_map has shape {p2l.shape}, expected [layers, physical]")
     E = args.experts or int(p2l.max()) + 1
     r = _Routing(first, "sglang-detail")
+    # layers without any routed token in any pass: dense layers (SGLang numbers every layer,
+    # e.g. DeepSeek's first_k_dense_replace ones) -- left out, the rest keep their ids
+    busy = sum(_int_array(rec["global_physical_count"], w).reshape(p2l.shape[0], -1).sum(-1)
+               for recs in passes.values() for w, rec in recs)
+    moe = [int(layer) for layer in np.nonzero(busy)[0]]
+    if not moe:
+        _fail(f"{first}: no forward pass with routed tokens")
+    if len(moe) < p2l.shape[0]:
+        r.notes.append(f"{p2l.shape[0] - len(moe)} layers without routed tokens left out (dense layers)")
+        r.layer_ids = moe
     counts, topk, where, phase = [], [], [], []
     per_token = None
     for fid in sorted(passes):
         recs = passes[fid]
         what = recs[0][0] + (f" (forward_pass_id {fid}, {len(recs)} ranks)" if len(recs) > 1 else f" (forward_pass_id {fid})")
         phys = sum(_int_array(rec["global_physical_count"], w) for w, rec in recs)
-        c = _scatter_logical(phys, p2l, E, what)
+        c = _scatter_logical(phys, p2l, E, what)[moe]
         has_ids = all("topk_ids_of_layer" in rec for _, rec in recs)
         if per_token is None:
             per_token = has_ids
@@ -155,7 +170,7 @@ def read_sglang_detail(paths, args):
                 _fail(f"{what}: topk_ids_of_layer has shape {ids.shape}, expected [layers, tokens, slots]")
             if ids.shape[1] == 0:
                 continue
-            logical = np.stack([_logical_ids(ids[layer], p2l, layer, what) for layer in range(ids.shape[0])])
+            logical = np.stack([_logical_ids(ids[layer], p2l, layer, what) for layer in moe])
             k = int((logical[0, 0] >= 0).sum())
             if k == 0 or (logical[..., :k] < 0).any() or (logical[..., k:] >= 0).any():
                 _fail(f"{what}: topk_ids_of_layer: every token needs the same number of experts in its first slots")
@@ -164,7 +179,7 @@ def read_sglang_detail(paths, args):
             for layer in range(logical.shape[0]):
                 np.add.at(from_ids[layer], logical[layer].ravel(), 1)
             if not np.array_equal(from_ids, c):
-                layer = int(np.nonzero((from_ids != c).any(-1))[0][0])
+                layer = moe[int(np.nonzero((from_ids != c).any(-1))[0][0])]
                 _fail(f"{what}: layer {layer}: global_physical_count does not match topk_ids_of_layer")
             topk.append(logical)
         counts.append(c)

@@ -62,15 +62,15 @@ def test_sglang_stat(tmp_path):
     r = np.random.default_rng(SEED)
     S, L, E, k = 5, 3, 16, 4
     want = [loop_counts(routing(r, int(r.integers(1, 40)), L, E, k), E) for _ in range(S)]
-    buf = np.zeros((S + 2, L, E), np.int32)        # the circular buffer's last rows never filled
-    buf[:S] = np.stack(want)
+    buf = np.zeros((S + 2, L + 1, E), np.int32)    # the circular buffer's last rows never filled;
+    buf[:S, 1:] = np.stack(want)                    # layer 0 dense (SGLang numbers every layer)
     pt = tmp_path / "expert_distribution_recorder_1730000000.123.pt"
     torch_save_ref.save({"rank": 0, "logical_count": buf, "average_utilization_rate_over_window": None}, pt)
     out = tmp_path / "t.h5"
     p = mplb("trace", "import", pt, "-o", out, "--top-k", k, "--phase", "decode")
-    assert "2 all-zero buffer rows dropped" in p.stdout
+    assert "2 all-zero buffer rows dropped" in p.stdout and "1 layers without routed tokens" in p.stdout
     t = read(out)
-    assert np.array_equal(t["counts"], np.stack(want))
+    assert np.array_equal(t["counts"], np.stack(want)) and list(t["layer_ids"]) == [1, 2, 3]
     assert t["top_k"] == k and list(t["phase"]) == [b"decode"] * S
     s = mplb("trace", "stats", out, "--json")       # the C reader takes it
     assert json.loads(s.stdout)["steps"] == S
@@ -78,10 +78,10 @@ def test_sglang_stat(tmp_path):
     p = mplb("trace", "import", pt, "-o", tmp_path / "u.h5", ok=False)
     assert p.returncode == 1 and "--top-k" in p.stderr
     # a layer that saw other tokens than layer 0 of its step
-    buf[1, 2, 0] += 1
+    buf[1, 3, 0] += 1
     torch_save_ref.save({"rank": 0, "logical_count": buf}, pt)
     p = mplb("trace", "import", pt, "-o", tmp_path / "v.h5", "--top-k", k, ok=False)
-    assert p.returncode == 1 and str(pt) in p.stderr and "logical_count[1]" in p.stderr and "layer 2" in p.stderr
+    assert p.returncode == 1 and str(pt) in p.stderr and "logical_count[1]" in p.stderr and "layer 3" in p.stderr
 
 
 def p2l_map(r, L, E, P):
@@ -107,7 +107,7 @@ def to_physical(r, logical, p2l):
 def test_sglang_per_token_two_ranks(tmp_path, same_tokens):
     r = np.random.default_rng(SEED + 1)
     L, E, P, k, passes = 3, 12, 16, 4, 4
-    p2l = p2l_map(r, L, E, P)
+    p2l = np.concatenate([p2l_map(r, 1, E, P), p2l_map(r, L, E, P)])    # row 0: a dense layer's (unused) map
     files, want_counts, want_ids, want_phase = [], [], [], []
     per_rank = {0: [], 1: []}
     for fid in range(passes):
@@ -117,14 +117,14 @@ def test_sglang_per_token_two_ranks(tmp_path, same_tokens):
             T = 6 if same_tokens else int(r.integers(1, 9))
             logical = routing(r, T, L, E, k)
             ids_all.append(logical)
-            phys = to_physical(r, logical, p2l)
-            slots = np.full((L, T, 8), -1, np.int32)    # _TOP_K_NUM = 8 slots, -1 unused
-            slots[..., :k] = phys
-            gpc = np.zeros((L, P), np.int32)
+            phys = to_physical(r, logical, p2l[1:])
+            slots = np.full((L + 1, T, 8), -1, np.int32)    # _TOP_K_NUM = 8 slots, -1 unused; layer 0 dense
+            slots[1:, :, :k] = phys
+            gpc = np.zeros((L + 1, P), np.int32)
             for layer in range(L):
                 for tok in phys[layer]:
                     for x in tok:
-                        gpc[layer, x] += 1
+                        gpc[layer + 1, x] += 1
             per_rank[rank].append({"forward_pass_id": fid, "rank": rank, "gatherer_key": "primary",
                                    "input_ids": list(range(T)), "positions": list(range(T)),
                                    "extend_seq_lens": [T] if mode == 1 else None, "forward_mode": mode,
@@ -140,7 +140,7 @@ def test_sglang_per_token_two_ranks(tmp_path, same_tokens):
     out = tmp_path / "t.h5"
     p = mplb("trace", "import", *files, "-o", out, "--experts", E)
     t = read(out)
-    assert np.array_equal(t["counts"], np.stack(want_counts))
+    assert np.array_equal(t["counts"], np.stack(want_counts)) and list(t["layer_ids"]) == [1, 2, 3]
     assert t["top_k"] == k and list(t["phase"]) == want_phase
     if same_tokens:
         assert np.array_equal(t["topk_ids"], np.stack(want_ids))
