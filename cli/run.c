@@ -23,16 +23,25 @@ static void print_summary(const mplb_run_summary *sum, const mplb_exp *x, const 
     int w = 14;
     for (int i = 0; i < sum->n_policies; i++)
         if ((int)strlen(sum->pol[i].name) > w) w = (int)strlen(sum->pol[i].name);
-    printf("%-*s %10s %12s %9s %10s %12s %10s\n", w, "policy", "layer_us", "baseline_us", "speedup",
-           "imbalance", "error_proxy", "decide_us");
+    int reps = 0;   /* measured: the repeats' min..max beside the median */
+    for (int i = 0; i < sum->n_policies; i++)
+        if (sum->pol[i].repeats > reps) reps = sum->pol[i].repeats;
+    printf("%-*s %10s", w, "policy", "layer_us");
+    if (reps > 1) printf(" %21s", "layer_us min..max");
+    printf(" %12s %9s %10s %12s %10s\n", "baseline_us", "speedup", "imbalance", "error_proxy", "decide_us");
     for (int i = 0; i < sum->n_policies; i++) {
         const mplb_policy_summary *p = &sum->pol[i];
         if (p->rows == 0) continue;
         double n = (double)p->rows;
-        printf("%-*s %10.1f %12.1f %8.3fx %10.3f %12.4f %10.2f\n", w, p->name, p->sum_t_layer / n,
-               p->sum_t_baseline / n, p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0,
-               p->sum_imbalance / n, p->sum_error_proxy / n, p->sum_decide_us / n);
+        printf("%-*s %10.1f", w, p->name, p->sum_t_layer / n);
+        if (reps > 1) printf(" %10.1f..%-9.1f", p->sum_t_layer_min / n, p->sum_t_layer_max / n);
+        printf(" %12.1f %8.3fx %10.3f %12.4f %10.2f\n", p->sum_t_baseline / n,
+               p->sum_t_layer > 0 ? p->sum_t_baseline / p->sum_t_layer : 1.0, p->sum_imbalance / n,
+               p->sum_error_proxy / n, p->sum_decide_us / n);
     }
+    if (reps > 1)
+        printf("(measured: each row's times are the low median of %d timed runs after warm-up, each policy's run "
+               "interleaved with the baseline's; min..max: mean over rows of the runs' extremes)\n", reps);
     int measured = 0;
     for (int i = 0; i < sum->n_policies; i++) measured |= sum->pol[i].acc_rows > 0;
     if (measured) {   /* workload.kind = "lm": accuracy measured on the model's output */
@@ -127,6 +136,7 @@ static int join_cmd(int argc, char **argv, char *buf, size_t cap) {
 static const char run_usage[] =
     "usage: mplb run EXP.lua [-o FILE.h5] [--set key=value]... [--policy NAME[,k=v...]]... [--force | --resume]\n"
     "                [--backend model|cpu|cuda] [--transport mpi] [--sensitivity]\n"
+    "                [--repeats N] [--warmup N] [--allow-oversubscribed]\n"
     "Run an experiment: every policy on the same routing, one HDF5 run file.\n"
     "  -o, --output FILE.h5   the run file (default runs/NAME-DATE.h5; folders are created)\n"
     "  --set key=value        override a key: workload.tokens=4096, cluster.profile=b200,\n"
@@ -139,6 +149,11 @@ static const char run_usage[] =
     "  --backend model        the cost model (default); cpu: run every expert's FFN on this CPU, timed;\n"
     "                         cuda: on the GPU (cuBLASLt), where mplb was built with CUDA and a GPU exists\n"
     "  --transport mpi        with --backend cpu under mpirun -np RANKS: real EP layers across processes\n"
+    "  --repeats N            measured backends: time each plan N times (default 3), each policy's run\n"
+    "                         interleaved with the baseline's; rows keep the median and min/max (--set repeats=N)\n"
+    "  --warmup N             measured backends: untimed runs of each plan first (default 1; --set warmup=N)\n"
+    "  --allow-oversubscribed with --transport: run even with more processes than cores on a host (refused\n"
+    "                         otherwise: the times would include waiting for a core); labelled OVERSUBSCRIBED\n"
     "  --sensitivity          then re-run with every profile assumption at each end of its range: each\n"
     "                         speedup's band, flagged when it crosses 1.0 or the ranking flips (also in\n"
     "                         the run file's /sensitivity)\n"
@@ -149,7 +164,7 @@ static const char run_usage[] =
 int mplb_cmd_run(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, run_usage)) return 0;
     const char *exp_path = NULL, *out = NULL;
-    int force = 0, resume = 0, n_sets = 0, n_pol = 0, sensitivity = 0;
+    int force = 0, resume = 0, n_sets = 0, n_pol = 0, sensitivity = 0, allow_over = 0;
     const char *transport = NULL;
     const char **sets = calloc((size_t)argc * 8 + 8, sizeof *sets);
     const char **pols = calloc((size_t)argc + 1, sizeof *pols);
@@ -176,6 +191,22 @@ int mplb_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "--sensitivity")) sensitivity = 1;
+        else if (!strcmp(a, "--allow-oversubscribed")) allow_over = 1;
+        else if ((!strcmp(a, "--repeats") || !strcmp(a, "--warmup")) && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[i + 1], &end, 10);
+            if (!*argv[i + 1] || *end || v < 0 || v > 1000) {
+                int urc = mplb_cli_usage_error("run", run_usage, "--repeats/--warmup '%s': expected a whole number",
+                                               argv[i + 1]);
+                free(sets); free(pols);
+                return urc;
+            }
+            static char rset[2][48];   /* the range is the experiment key's (repeats 1..32, warmup 0..16) */
+            int k = a[2] == 'r' ? 0 : 1;
+            snprintf(rset[k], sizeof rset[k], "%s=%ld", k ? "warmup" : "repeats", v);
+            sets[n_sets++] = rset[k];
+            i++;
+        }
         else if (a[0] == '-') {
             fprintf(stderr, "mplb run: unknown option '%s'\n%s", a, run_usage);
             free(sets); free(pols);
@@ -241,7 +272,8 @@ int mplb_cmd_run(int argc, char **argv) {
         mplb_exp_free(&x);
         return 2;
     }
-    mplb_run_opts o = {.out_path = out, .force = force, .resume = resume, .command = cmdline};
+    mplb_run_opts o = {.out_path = out, .force = force, .resume = resume, .command = cmdline,
+                       .allow_oversubscribed = allow_over};
     int rank = 0;
 #ifdef MPLB_HAVE_MPI
     mplb_ep_mpi mctx;

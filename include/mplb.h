@@ -33,6 +33,7 @@ extern "C" {
 #include "mplb/ffn.h"
 #include "mplb/safetensors.h"
 #include "mplb/execute.h"
+#include "mplb/measure.h"
 #include "mplb/dispatch.h"
 #include "mplb/ep_run.h"
 #include "mplb/split.h"

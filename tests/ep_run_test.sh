@@ -4,7 +4,9 @@
 # for np = 1, 2, 4; its routing-derived columns equal the cost-model run of
 # the same experiment; its error column (output_rel_rms, one weight source
 # and one split rule) equals the single-process --backend cpu run's;
-# measured times are positive; a process count that is not
+# measured times are positive; each row's times are the medians of its
+# stored repeats; more processes than cores are refused without
+# --allow-oversubscribed and labelled with it; a process count that is not
 # the cluster's rank count is refused. On 2 nodes x 2 ranks (node dedup
 # through proxies) the rows that crossed nodes, counted from the measured
 # bytes, equal the cost model's per-node dedup for every policy, replicas
@@ -23,7 +25,7 @@ bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 for np in 1 2 4; do
   sets=(--set workload.steps=2 --set cluster.gpus_per_node=$np)
   if mpirun --oversubscribe -np $np "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
-       -o ep$np.h5 "${sets[@]}" > run$np.txt 2>&1 && grep -q "real EP layers (dispatch, experts on CPU, combine) across $np processes" run$np.txt; then
+       --allow-oversubscribed $([ $np = 2 ] || echo --repeats 1 --warmup 0) -o ep$np.h5 "${sets[@]}" > run$np.txt 2>&1 && grep -q "real EP layers (dispatch, experts on CPU, combine) across $np processes" run$np.txt; then
     ok "np=$np: EP run completes"
   else bad "np=$np"; cat run$np.txt; fi
   "$MPLB" run "$SRC/experiments/execute_small.lua" -o model$np.h5 "${sets[@]}" > /dev/null 2>&1
@@ -50,16 +52,40 @@ PY
   then ok "np=$np: routing columns equal the model run, measured times positive"
   else bad "np=$np: columns"; fi
 done
-# more processes than cores: the run file's times source says the times do not compare plans
+# more processes than cores: refused without --allow-oversubscribed; with it,
+# the run file's times source says the times do not compare plans
 if "$PY" - ep1.h5 ep4.h5 <<'PY'
 import os, sys, h5py
 one, four = (h5py.File(p, "r").attrs["times_source"] for p in sys.argv[1:3])
 cores = os.sysconf("SC_NPROCESSORS_ONLN")
 assert "OVERSUBSCRIBED" not in one, one
-assert ("OVERSUBSCRIBED: 4 processes on %d cores" % cores in four) == (4 > cores), four
+assert ("OVERSUBSCRIBED, allowed by --allow-oversubscribed: 4 processes on %d cores" % cores in four) == (4 > cores), four
+assert "one run after 0 warm-up" in four, four
 PY
 then ok "oversubscribed EP timings are labelled as such"
 else bad "oversubscription label"; fi
+cores=$(getconf _NPROCESSORS_ONLN)
+mpirun --oversubscribe -np 4 "$MPLB" run "$SRC/experiments/execute_small.lua" --backend cpu --transport mpi \
+  -o over.h5 --repeats 1 --set workload.steps=1 --set cluster.gpus_per_node=4 > over.txt 2>&1
+over_rc=$?
+if [ "$cores" -lt 4 ]; then
+  if [ $over_rc -ne 0 ] && grep -q "more processes than cores on a host (here 4 on $cores cores)" over.txt && [ ! -e over.h5 ]; then
+    ok "4 processes on $cores cores refused without --allow-oversubscribed, no run file"
+  else bad "oversubscription not refused (rc $over_rc)"; cat over.txt; fi
+elif [ $over_rc -eq 0 ]; then ok "4 processes on $cores cores: not oversubscribed, runs"
+else bad "4 processes on $cores cores refused"; cat over.txt; fi
+# the EP timings' repeats: each row's time is the median of its stored runs
+if "$PY" - ep2.h5 <<'PY'
+import sys, h5py, numpy as np, statistics as st
+f = h5py.File(sys.argv[1], "r")
+s, L, B = f["steps"][()], f["repeats/t_layer_us"][()], f["repeats/t_baseline_us"][()]
+assert L.shape == (len(s), 3) and (s["repeats"] == 3).all()
+for i in range(len(s)):
+    assert s["t_layer_us"][i] == st.median_low(L[i]) and s["t_baseline_us"][i] == st.median_low(B[i]), i
+    assert s["t_layer_min_us"][i] == L[i].min() and s["t_layer_max_us"][i] == L[i].max(), i
+PY
+then ok "EP rows: median and min/max of the stored repeats"
+else bad "EP repeats"; fi
 cat > fp8disp.lua <<'LUA'
 local P = { params = {} }
 P.stateless = true
@@ -77,7 +103,7 @@ return {
   seed = 5,
 }
 LUA
-if mpirun --oversubscribe -np 4 "$MPLB" run nodes.lua --transport mpi -o nodes_ep.h5 > nodes.txt 2>&1 &&
+if mpirun --oversubscribe -np 4 "$MPLB" run nodes.lua --transport mpi --allow-oversubscribed --repeats 1 -o nodes_ep.h5 > nodes.txt 2>&1 &&
    "$MPLB" run nodes.lua --backend model -o nodes_model.h5 > /dev/null 2>&1 &&
    "$PY" - nodes_ep.h5 nodes_model.h5 <<'PY'
 import sys, h5py, numpy as np
@@ -96,7 +122,7 @@ PY
 then ok "2 nodes x 2: rows across nodes equal the cost model's node dedup (bf16, replicas, fp8)"
 else bad "2 nodes x 2"; cat nodes.txt; fi
 sed 's/"baseline", "lis", "fp8disp.lua"/"baseline", { "redistribute", q = 1 }/' nodes.lua > moves.lua
-if mpirun --oversubscribe -np 4 "$MPLB" run moves.lua --transport mpi -o moves_ep.h5 > moves.txt 2>&1 &&
+if mpirun --oversubscribe -np 4 "$MPLB" run moves.lua --transport mpi --allow-oversubscribed --repeats 1 -o moves_ep.h5 > moves.txt 2>&1 &&
    "$MPLB" run moves.lua --backend model -o moves_model.h5 > /dev/null 2>&1 &&
    "$PY" - moves_ep.h5 moves_model.h5 <<'PY'
 import sys, h5py, numpy as np

@@ -5,6 +5,7 @@
  * the same plans in the same order (the run loop is deterministic). */
 #include "mplb/backend.h"
 #include "mplb/ep_run.h"
+#include "mplb/measure.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,9 @@ typedef struct ep_ctx {
     const mplb_backend_env *env;
     mplb_ep_run *ep;
     mplb_ep_times *t;   /* [R] at rank 0 */
+    mplb_measure *ms;
+    long local, cores;  /* this job's processes on this host, its cores */
+    int over;           /* some host runs more processes than it has cores */
     char host[256];
 } ep_ctx;
 
@@ -23,8 +27,34 @@ static void ep_close(void *p) {
     ep_ctx *c = p;
     if (!c) return;
     mplb_ep_run_close(c->ep);
+    mplb_measure_close(c->ms);
     free(c->t);
     free(c);
+}
+
+/* Processes of this job on this host (Open MPI's and MPICH's launch
+ * variables), or 0 when unknown. */
+static long local_processes(void) {
+    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!v) v = getenv("MPI_LOCALNRANKS");
+    return v ? strtol(v, NULL, 10) : 0;
+}
+
+/* 1 on every process when any host runs more of the job's processes than it
+ * has cores (each process tells every other through the transport, so all
+ * refuse together and none waits in a collective). */
+static int any_oversubscribed(const mplb_ep_transport *tp, int mine, int *any, mplb_err *err) {
+    int n = tp->size;
+    uint8_t flag = (uint8_t)(mine != 0), **send = calloc((size_t)n, sizeof *send), **recv = calloc((size_t)n, sizeof *recv);
+    size_t *sn = calloc((size_t)n, sizeof *sn), *rn = calloc((size_t)n, sizeof *rn);
+    int rc = send && recv && sn && rn ? 0 : mplb_err_set(err, MPLB_ENOMEM, "backend ep: out of memory");
+    for (int d = 0; d < n && rc == 0; d++) { send[d] = &flag; sn[d] = 1; }
+    if (rc == 0) rc = tp->alltoallv(tp->ctx, send, sn, recv, rn, err);
+    *any = 0;
+    for (int s = 0; s < n && rc == 0; s++) *any |= rn[s] == 1 && recv[s][0];
+    if (rc == 0) free(recv[0]);
+    free(send); free(recv); free(sn); free(rn);
+    return rc;
 }
 
 static int ep_open(const mplb_backend_env *env, void **ctx, mplb_err *err) {
@@ -42,14 +72,23 @@ static int ep_open(const mplb_backend_env *env, void **ctx, mplb_err *err) {
     c->t = calloc((size_t)R, sizeof *c->t);
     snprintf(c->host, sizeof c->host, "unknown");
     gethostname(c->host, sizeof c->host - 1);
-    int rc = c->t ? mplb_ep_run_open(&x->model, x->seed, env->transport, &c->ep, err)
+    c->local = local_processes();
+    c->cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int rc = c->t ? any_oversubscribed(env->transport, c->local > 0 && c->cores > 0 && c->local > c->cores, &c->over, err)
                   : mplb_err_set(err, MPLB_ENOMEM, "backend ep: out of memory");
+    if (rc == 0 && c->over && !env->allow_oversubscribed)
+        rc = mplb_err_set(err, MPLB_ECONFIG, "%s: more processes than cores on a host (here %ld on %ld cores): measured "
+                          "times would include waiting for a core and would not compare plans; use as many processes "
+                          "as cores, or --allow-oversubscribed to run anyway (the times are then labelled "
+                          "OVERSUBSCRIBED)", x->path, c->local, c->cores);
+    if (rc == 0) rc = mplb_measure_open(R, env->repeats > 0 ? env->repeats : 1, env->warmup, &c->ms, err);
+    if (rc == 0) rc = mplb_ep_run_open(&x->model, x->seed, env->transport, &c->ep, err);
     if (rc < 0) { ep_close(c); return rc; }
     *ctx = c;
     return 0;
 }
 
-static int ep_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
+static int ep_once(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
                    mplb_err *err) {
     ep_ctx *c = p;
     const mplb_exp *x = c->env->exp;
@@ -81,27 +120,26 @@ static int ep_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb
     return 0;
 }
 
-/* Processes of this job on this host (Open MPI's and MPICH's launch
- * variables), or 0 when unknown. */
-static long local_processes(void) {
-    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (!v) v = getenv("MPI_LOCALNRANKS");
-    return v ? strtol(v, NULL, 10) : 0;
+static int ep_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
+                   mplb_err *err) {
+    ep_ctx *c = p;
+    return mplb_measure_eval(c->ms, ep_once, c, in, plan, res, error, err);
 }
 
-/* More processes than cores on this host share cores: each rank's time then
+/* More processes than cores on a host share cores: each rank's time then
  * includes waiting for a core, and speedups between plans mean nothing
  * (4 processes on 2 cores once showed 2.1x for fp8 at unchanged imbalance).
- * The times source says so, in every run file and table. */
+ * Run only with --allow-oversubscribed, and the times source says so, in
+ * every run file and table. */
 static void ep_describe(void *p, char *buf, size_t cap) {
     ep_ctx *c = p;
-    long local = local_processes(), cores = sysconf(_SC_NPROCESSORS_ONLN);
-    char over[160] = "";
-    if (local > 0 && cores > 0 && local > cores)
-        snprintf(over, sizeof over, " (OVERSUBSCRIBED: %ld processes on %ld cores here; the times include waiting for a "
-                 "core and do not compare plans)", local, cores);
-    snprintf(buf, cap, "measured: real EP layers (dispatch, experts on CPU, combine) across %d processes on %s%s",
-             c->env->transport->size, c->host, over);
+    char over[224] = "", rep[160];
+    if (c->over)
+        snprintf(over, sizeof over, " (OVERSUBSCRIBED, allowed by --allow-oversubscribed: %ld processes on %ld cores "
+                 "here; the times include waiting for a core and do not compare plans)", c->local, c->cores);
+    mplb_measure_describe(c->env->repeats, c->env->warmup, rep, sizeof rep);
+    snprintf(buf, cap, "measured: real EP layers (dispatch, experts on CPU, combine) across %d processes on %s%s%s",
+             c->env->transport->size, c->host, rep, over);
 }
 
 const mplb_backend_ops mplb_backend_ep_ops = {"ep", "output_rel_rms", ep_open, ep_eval, ep_describe, ep_close};

@@ -2,9 +2,12 @@
  * this machine (mplb/execute.h) -- the CPU kernel, or a device the caller
  * opened -- and its measured time replaces the cost model's compute term;
  * dispatch and combine stay modelled, and an online conversion, measured,
- * hides behind the modelled dispatch (only its excess counts). */
+ * hides behind the modelled dispatch (only its excess counts). Each plan is
+ * timed as mplb/measure.h says: warm-up, then repeats interleaved with the
+ * layer's baseline, the median kept with its spread. */
 #include "mplb/backend.h"
 #include "mplb/execute.h"
+#include "mplb/measure.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@ typedef struct exec_ctx {
     const mplb_backend_env *env;
     mplb_exec *ex;
     mplb_exec_result xr;
+    mplb_measure *ms;
     char host[256];
 } exec_ctx;
 
@@ -22,6 +26,7 @@ static void exec_close(void *p) {
     exec_ctx *c = p;
     if (!c) return;
     mplb_exec_close(c->ex);
+    mplb_measure_close(c->ms);
     free(c->xr.rank_us);
     free(c->xr.conv_us);
     free(c);
@@ -38,6 +43,7 @@ static int open_with(const mplb_backend_env *env, const mplb_exec_device *dev, v
     gethostname(c->host, sizeof c->host - 1);
     int rc = c->xr.rank_us && c->xr.conv_us ? mplb_exec_open(&env->exp->model, env->exp->seed, dev, &c->ex, err)
                                              : mplb_err_set(err, MPLB_ENOMEM, "backend: out of memory");
+    if (rc == 0) rc = mplb_measure_open(R, env->repeats > 0 ? env->repeats : 1, env->warmup, &c->ms, err);
     if (rc < 0) { exec_close(c); return rc; }
     *ctx = c;
     return 0;
@@ -52,7 +58,8 @@ static int cuda_open(const mplb_backend_env *env, void **ctx, mplb_err *err) {
     return open_with(env, env->device, ctx, err);
 }
 
-static int exec_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
+/* One timed run of plan: the model's communication, the measured compute. */
+static int exec_once(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
                      mplb_err *err) {
     exec_ctx *c = p;
     const mplb_exp *x = c->env->exp;
@@ -74,14 +81,22 @@ static int exec_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mp
     return 0;
 }
 
+static int exec_eval(void *p, const mplb_layer_in *in, const mplb_plan *plan, mplb_cost_result *res, double *error,
+                     mplb_err *err) {
+    exec_ctx *c = p;
+    return mplb_measure_eval(c->ms, exec_once, c, in, plan, res, error, err);
+}
+
 static void exec_describe(void *p, char *buf, size_t cap) {
     exec_ctx *c = p;
+    char rep[160];
+    mplb_measure_describe(c->env->repeats, c->env->warmup, rep, sizeof rep);
     if (c->env->device)
-        snprintf(buf, cap, "expert compute measured on %s (host %s); dispatch/combine: cost model, profile %s",
-                 c->env->device->name, c->host, c->env->hw->name);
+        snprintf(buf, cap, "expert compute measured on %s (host %s)%s; dispatch/combine: cost model, profile %s",
+                 c->env->device->name, c->host, rep, c->env->hw->name);
     else
-        snprintf(buf, cap, "expert compute measured on the CPU of %s; dispatch/combine: cost model, profile %s", c->host,
-                 c->env->hw->name);
+        snprintf(buf, cap, "expert compute measured on the CPU of %s%s; dispatch/combine: cost model, profile %s", c->host,
+                 rep, c->env->hw->name);
 }
 
 const mplb_backend_ops mplb_backend_cpu_ops = {"cpu", "output_rel_rms", cpu_open, exec_eval, exec_describe, exec_close};

@@ -50,6 +50,10 @@
       "{\"physical_to_logical_map\"} or TensorRT-LLM's load-balancer YAML (initial_global_assignments) "     \
       "(rows = model layers, slots a multiple of the ranks; rank r holds slots r*slots/R..); looked up in "   \
       "traces/. Default: contiguous, one copy")                                                             \
+    X(TOP, repeats, INT, repeats, 0, "3", 1, 32, "",                                                           \
+      "measuring backends (cpu, cuda, ep): timed runs of each plan, each policy's interleaved with the "       \
+      "baseline's; the row keeps their low median and min/max (mplb/measure.h); the model backend ignores it")  \
+    X(TOP, warmup, INT, warmup, 0, "1", 0, 16, "", "measuring backends: untimed runs of each plan before its repeats") \
     X(TOP, seed, U64, seed, 0, "1", 0, 9223372036854775807.0, "", "seed of every random draw")                \
     X(TOP, zip, ZIP, name, 0, "", 0, 0, "",                                                                    \
       "mplb sweep: groups of sweep axes that take their values side by side, e.g. "                          \

@@ -368,5 +368,8 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     res->t_shared = shared_max;
     res->t_layer = res->t_dispatch + worst + res->t_combine;
     res->imbalance = mplb_imbalance(res->rank_load, R);
+    res->repeats = 1;   /* one exact evaluation */
+    res->rep_layer[0] = res->t_layer;
+    res->n_base = 0;
     return 0;
 }

@@ -13,6 +13,9 @@ void run_summary_add(mplb_policy_summary *ps, const mplb_step_row *row) {
     ps->sum_imbalance += row->imbalance;
     ps->sum_error_proxy += row->error_proxy;
     ps->sum_decide_us += row->decide_us;
+    ps->sum_t_layer_min += row->t_layer_min_us;
+    ps->sum_t_layer_max += row->t_layer_max_us;
+    ps->repeats = row->repeats;
     if (!isnan(row->kl)) {   /* accuracy measured (workload.kind = "lm") */
         ps->acc_rows++;
         ps->sum_kl += row->kl;
@@ -60,6 +63,9 @@ int run_resume_copy(run_resume *rs, mplb_runfile *rf, const mplb_exp *x, int P, 
     int64_t keep = (int64_t)rs->start_step * x->model.layers * P;
     for (int64_t i = 0; i < keep && rc == 0; i++) {
         const mplb_step_row *row = &rs->old.rows[i];
+        if (rs->old.repeats)   /* the timed runs of a measuring backend travel with their row */
+            mplb_runfile_stage_repeats(rf, rs->old.rep_layer + i * rs->old.repeats, rs->old.rep_baseline + i * rs->old.repeats,
+                                       rs->old.repeats);
         rc = mplb_runfile_append(rf, row, rs->old.rank_load + i * R, rs->old.rank_compute + i * R,
                                  rs->old.expert_load + i * E, rs->old.expert_prec + i * E, err);
         if (rc == 0 && row->policy >= 0 && row->policy < P) run_summary_add(&sum->pol[row->policy], row);

@@ -1,6 +1,7 @@
 /* The step loop: see include/mplb/run.h. */
 #include "mplb/run.h"
 #include "mplb/backend.h"
+#include "mplb/measure.h"
 #include "mplb/observe.h"
 #include "mplb/runfile.h"
 #include "mplb/split.h"
@@ -121,7 +122,8 @@ static int open_model(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb
     mplb_backend_id id;
     if ((rc = mplb_backend_find(x->backend, &id, err)) < 0) return rc;
     r->env = (mplb_backend_env){.exp = x, .hw = &r->hw, .relerr = r->ob.relerr, .transport = opts->transport,
-                                .device = opts->device};
+                                .device = opts->device, .repeats = x->repeats, .warmup = x->warmup,
+                                .allow_oversubscribed = opts->allow_oversubscribed};
     r->be = mplb_backend_ops_of(id);
     if (opts->transport && id != MPLB_BACKEND_EP)
         return mplb_err_set(err, MPLB_ECONFIG, "%s: a transport runs real EP layers: it needs backend = \"ep\" (not %s)",
@@ -167,6 +169,7 @@ static int open_file(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb_
                               .command = opts->command ? opts->command : "", .config = x->resolved, .hardware = hw_src,
                               .host = host, .times_source = r->sum->times_source, .backend = r->be->name,
                               .error_metric = r->be->error_metric, .seed = x->seed, .n_policies = P,
+                              .repeats = strcmp(r->be->name, "model") != 0 ? x->repeats : 0,
                               .policy_names = names, .policy_sources = srcs, .policy_params = params};
     /* resume only a file of the same config, policy sources and params */
     if (rc == 0 && r->rs.active) rc = mplb_runfile_resumable(opts->out_path, &r->rs.old, &meta, R, E, err);
@@ -248,16 +251,23 @@ static int run_policy(run *r, int i, const mplb_layer_in *in, double lis, int re
      * instance, the rows the split rule gives it (replicas share, moves take) */
     if ((rc = mplb_split_rows(&r->plan, r->rt.expert_counts, r->slot_rows, err)) < 0) return rc;
     double lis_after = mplb_lis_rows(r->slot_rows, r->plan.E, r->plan.R, r->rt.tokens, x->model.top_k);
+    double tb, tb_lo, tb_hi, tl_lo, tl_hi;   /* medians and spreads of the repeats (mplb/measure.h) */
+    mplb_measure_baseline(&r->res, &r->base_res, &tb, &tb_lo, &tb_hi);
+    mplb_min_max(r->res.rep_layer, r->res.repeats, &tl_lo, &tl_hi);
     mplb_step_row row = {
         .policy = i, .step = in->step, .layer = in->layer, .tokens = r->rt.tokens,
-        .t_layer_us = r->res.t_layer, .t_baseline_us = r->base_res.t_layer, .t_dispatch_us = r->res.t_dispatch,
+        .t_layer_us = r->res.t_layer, .t_baseline_us = tb, .t_dispatch_us = r->res.t_dispatch,
         .t_compute_max_us = r->res.t_compute_max, .t_combine_us = r->res.t_combine, .exposed_conv_us = r->res.exposed_conv,
         .imbalance = r->res.imbalance, .lis = lis, .error_proxy = error, .decide_us = dt,
         .bytes_intra = r->res.bytes_intra, .bytes_inter = r->res.bytes_inter,
         .kl = kl, .top1_agree = top1, .ppl_delta = ppl, .lis_after = lis_after,
+        .repeats = r->res.repeats, .t_layer_min_us = tl_lo, .t_layer_max_us = tl_hi,
+        .t_baseline_min_us = tb_lo, .t_baseline_max_us = tb_hi,
     };
     if (!replaying) {
         for (int e = 0; e < x->model.experts; e++) r->prec8[e] = (uint8_t)r->plan.expert_prec[e];
+        if (r->rf) mplb_runfile_stage_repeats(r->rf, r->res.rep_layer, r->res.n_base ? r->res.rep_base : r->base_res.rep_layer,
+                                              r->res.repeats);
         if (r->rf && (rc = mplb_runfile_append(r->rf, &row, r->res.rank_load, r->res.rank_compute, r->rt.expert_counts,
                                                r->prec8, err)) < 0)
             return rc;
@@ -273,7 +283,7 @@ static int run_policy(run *r, int i, const mplb_layer_in *in, double lis, int re
  * (resume) feed stateful policies without writing. */
 static int run_layer(run *r, int step, int layer, int replaying, mplb_err *err) {
     const mplb_exp *x = r->x;
-    mplb_layer_in in = {step, layer, &r->rt};
+    mplb_layer_in in = {step, layer, &r->rt, NULL};
     int rc = 0;
     if (r->acc) {   /* the model's own router on the step's text */
         if (layer == 0 && (rc = mplb_accrun_step(r->acc, step, err)) < 0) return rc;
@@ -286,6 +296,7 @@ static int run_layer(run *r, int step, int layer, int replaying, mplb_err *err) 
     if ((rc = r->be->eval(r->be_ctx, &in, &r->base_plan, &r->base_res, &r->base_error, err)) < 0)
         return mplb_err_wrap(err, "baseline, step %d, layer %d", step + 1, layer + 1);
     double lis = mplb_lis(r->rt.expert_counts, x->model.experts, r->rt.tokens, x->model.top_k);
+    in.baseline = &r->base_plan;   /* measuring backends time each plan interleaved with it */
     for (int i = 0; i < r->P && rc == 0; i++) {
         mplb_plan_reset(&r->plan, base_of(r, layer));
         rc = run_policy(r, i, &in, lis, replaying, err);

@@ -1,9 +1,11 @@
 /* The HDF5 run file: see include/mplb/runfile.h. */
 #include "mplb/runfile.h"
 #include "mplb/prec.h"
+#include "mplb/cost.h"
 #include "h5check.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,11 @@
 
 struct mplb_runfile {
     hid_t file, steps, rank_load, rank_compute, exp_load, exp_prec;
+    hid_t rep_layer, rep_base;   /* /repeats (N > 0) */
+    int N;
+    double staged[2 * MPLB_REPEATS_MAX];
+    int n_staged;
+    double *b_rep;               /* [flush_rows x 2N]: layer runs, then baseline runs */
     hid_t row_t, prec_t;
     int R, E, flush_rows;
     int broken;           /* a flush failed: nothing more is written, the file stays as its last flush left it */
@@ -42,6 +49,9 @@ static hid_t row_type(void) {
     F(bytes_intra, H5T_NATIVE_DOUBLE); F(bytes_inter, H5T_NATIVE_DOUBLE);
     F(kl, H5T_NATIVE_DOUBLE); F(top1_agree, H5T_NATIVE_DOUBLE); F(ppl_delta, H5T_NATIVE_DOUBLE);
     F(lis_after, H5T_NATIVE_DOUBLE);
+    F(t_layer_min_us, H5T_NATIVE_DOUBLE); F(t_layer_max_us, H5T_NATIVE_DOUBLE);
+    F(t_baseline_min_us, H5T_NATIVE_DOUBLE); F(t_baseline_max_us, H5T_NATIVE_DOUBLE);
+    F(repeats, H5T_NATIVE_INT32);
 #undef F
     return t;
 }
@@ -99,12 +109,12 @@ static hid_t make_table(hid_t loc, const char *name, hid_t type, int width) {
 
 static void rf_free(mplb_runfile *rf) {
     if (!rf) return;
-    hid_t ds[] = {rf->steps, rf->rank_load, rf->rank_compute, rf->exp_load, rf->exp_prec};
-    for (int i = 0; i < 5; i++) if (ds[i] > 0) H5Dclose(ds[i]);
+    hid_t ds[] = {rf->steps, rf->rank_load, rf->rank_compute, rf->exp_load, rf->exp_prec, rf->rep_layer, rf->rep_base};
+    for (int i = 0; i < 7; i++) if (ds[i] > 0) H5Dclose(ds[i]);
     if (rf->row_t > 0) H5Tclose(rf->row_t);
     if (rf->prec_t > 0) H5Tclose(rf->prec_t);
     if (rf->file > 0) H5Fclose(rf->file);
-    free(rf->rows); free(rf->b_rload); free(rf->b_rcomp); free(rf->b_eload); free(rf->b_eprec);
+    free(rf->rows); free(rf->b_rload); free(rf->b_rcomp); free(rf->b_eload); free(rf->b_eprec); free(rf->b_rep);
     free(rf);
 }
 
@@ -130,7 +140,9 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     rf->b_rcomp = calloc(fr * R, sizeof(double));
     rf->b_eload = calloc(fr * E, sizeof(int32_t));
     rf->b_eprec = calloc(fr * E, 1);
-    if (!rf->rows || !rf->b_rload || !rf->b_rcomp || !rf->b_eload || !rf->b_eprec) {
+    rf->N = meta->repeats > 0 ? (meta->repeats < MPLB_REPEATS_MAX ? meta->repeats : MPLB_REPEATS_MAX) : 0;
+    rf->b_rep = calloc(fr * 2 * (size_t)rf->N + 1, sizeof(double));
+    if (!rf->rows || !rf->b_rload || !rf->b_rcomp || !rf->b_eload || !rf->b_eprec || !rf->b_rep) {
         rf_free(rf);
         return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
     }
@@ -210,6 +222,13 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
     rf->exp_load = make_table(ge, "load", H5T_NATIVE_INT32, E);
     rf->exp_prec = make_table(ge, "precision", rf->prec_t, E);
     H5Gclose(ge);
+    if (rf->N > 0) {   /* every timed run of a measuring backend */
+        hid_t gp = H5Gcreate2(f, "repeats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        rf->rep_layer = make_table(gp, "t_layer_us", H5T_NATIVE_DOUBLE, rf->N);
+        rf->rep_base = make_table(gp, "t_baseline_us", H5T_NATIVE_DOUBLE, rf->N);
+        bad |= gp < 0 || rf->rep_layer < 0 || rf->rep_base < 0;
+        if (gp >= 0) H5Gclose(gp);
+    }
     if (bad || rf->steps < 0 || rf->rank_load < 0 || rf->rank_compute < 0 || rf->exp_load < 0 || rf->exp_prec < 0 ||
         H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fstart_swmr_write(f) < 0) {
         rf_free(rf);
@@ -260,7 +279,7 @@ static int reserve(mplb_runfile *rf, int64_t rows, mplb_err *err) {
     /* the rows uncompressed (deflate never grows data by more than a few
      * bytes per 16 KB block, zlib's deflateBound) plus room for the chunk
      * index and object headers */
-    off_t bytes = (off_t)rows * (off_t)(sizeof(mplb_step_row) + (size_t)rf->R * 16 + (size_t)rf->E * 5) + (64 << 10);
+    off_t bytes = (off_t)rows * (off_t)(sizeof(mplb_step_row) + (size_t)rf->R * 16 + (size_t)rf->E * 5 + (size_t)rf->N * 16) + (64 << 10);
     int e = posix_fallocate(*fd, (off_t)eoa, bytes);
     if (e == 0 || e == EOPNOTSUPP || e == EINVAL) return 0;
     rf->broken = 1;
@@ -280,6 +299,9 @@ int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err) {
         append_rows(rf->rank_compute, H5T_NATIVE_DOUBLE, at, n, rf->R, rf->b_rcomp) < 0 ||
         append_rows(rf->exp_load, H5T_NATIVE_INT32, at, n, rf->E, rf->b_eload) < 0 ||
         append_rows(rf->exp_prec, rf->prec_t, at, n, rf->E, rf->b_eprec) < 0 ||
+        (rf->N > 0 && (append_rows(rf->rep_layer, H5T_NATIVE_DOUBLE, at, n, rf->N, rf->b_rep) < 0 ||
+                       append_rows(rf->rep_base, H5T_NATIVE_DOUBLE, at, n, rf->N, rf->b_rep + (size_t)rf->flush_rows * rf->N) < 0 ||
+                       H5Dflush(rf->rep_layer) < 0 || H5Dflush(rf->rep_base) < 0)) ||
         H5Dflush(rf->steps) < 0 || H5Dflush(rf->rank_load) < 0 || H5Dflush(rf->rank_compute) < 0 ||
         H5Dflush(rf->exp_load) < 0 || H5Dflush(rf->exp_prec) < 0 || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) {
         rf->broken = 1;
@@ -292,6 +314,13 @@ int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err) {
     return 0;
 }
 
+void mplb_runfile_stage_repeats(mplb_runfile *rf, const double *t_layer, const double *t_baseline, int n) {
+    if (n > MPLB_REPEATS_MAX) n = MPLB_REPEATS_MAX;
+    memcpy(rf->staged, t_layer, (size_t)n * sizeof(double));
+    memcpy(rf->staged + MPLB_REPEATS_MAX, t_baseline, (size_t)n * sizeof(double));
+    rf->n_staged = n;
+}
+
 int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double *rank_load,
                         const double *rank_compute, const int32_t *expert_load,
                         const uint8_t *expert_prec, mplb_err *err) {
@@ -301,6 +330,12 @@ int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double
     memcpy(rf->b_rcomp + i * R, rank_compute, R * sizeof(double));
     memcpy(rf->b_eload + i * E, expert_load, E * sizeof(int32_t));
     memcpy(rf->b_eprec + i * E, expert_prec, E);
+    for (int j = 0; j < rf->N; j++) {   /* layer runs in the first half of b_rep, baseline runs in the second */
+        int have = j < rf->n_staged;
+        rf->b_rep[i * rf->N + j] = have ? rf->staged[j] : NAN;
+        rf->b_rep[(size_t)rf->flush_rows * rf->N + i * rf->N + j] = have ? rf->staged[MPLB_REPEATS_MAX + j] : NAN;
+    }
+    rf->n_staged = 0;
     rf->nbuf++;
     if (rf->nbuf >= rf->flush_rows || mono_s() - rf->last_flush >= rf->flush_seconds) return mplb_runfile_flush(rf, err);
     return 0;
@@ -426,6 +461,33 @@ static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
     return 0;
 }
 
+/* /repeats, when the file has it (measuring backends): rows kept as in
+ * /steps' common prefix. */
+static int read_repeats(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
+    static const char *const name[2] = {"repeats/t_layer_us", "repeats/t_baseline_us"};
+    double **out[2] = {&info->rep_layer, &info->rep_baseline};
+    if (H5Lexists(h->id, "repeats", H5P_DEFAULT) <= 0) return 0;
+    for (int i = 0; i < 2; i++) {
+        hsize_t want[2] = {MPLB_H5_ANY, MPLB_H5_ANY}, dims[2];
+        hid_t d = mplb_h5_dset_open(h, name[i], H5T_FLOAT, 2, want, sizeof(double), dims, err);
+        if (d == 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /%s", h->path, name[i]);
+        if (d < 0) return err->code;
+        int bad = dims[1] < 1 || dims[1] > MPLB_REPEATS_MAX || (i && (int)dims[1] != info->repeats) ||
+                  (int64_t)dims[0] < info->n_rows;
+        if (bad) {
+            H5Dclose(d);
+            return mplb_err_set(err, MPLB_EFORMAT, "%s: /%s is %llu x %llu: expected %lld rows (or more) of 1..%d runs, "
+                                "as many as /%s", h->path, name[i], (unsigned long long)dims[0],
+                                (unsigned long long)dims[1], (long long)info->n_rows, MPLB_REPEATS_MAX, name[0]);
+        }
+        info->repeats = (int)dims[1];
+        *out[i] = mplb_h5_read_rows(h, d, name[i], H5T_NATIVE_DOUBLE, 8, 2, dims, (hsize_t)info->n_rows, err);
+        H5Dclose(d);
+        if (!*out[i]) return err->code;
+    }
+    return 0;
+}
+
 /* The per-rank and per-expert tables, policy texts and hardware. */
 static int read_arrays(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
     static const struct { const char *name; int experts; H5T_class_t cls; size_t elem; } tab[4] = {
@@ -472,7 +534,7 @@ static int read_arrays(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
         if (rc > 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /%s", h->path, sn[i]);
     }
     if ((rc = mplb_h5_dset_str(h, "hardware", &info->hardware, err)) < 0) return rc;
-    return 0;
+    return read_repeats(h, info, err);
 }
 
 static int read_file(const char *path, int arrays, mplb_runfile_info *info, mplb_err *err) {
@@ -536,6 +598,7 @@ void mplb_runfile_info_free(mplb_runfile_info *info) {
     }
     free(info->policy_names); free(info->policy_sources); free(info->policy_params);
     free(info->rank_load); free(info->rank_compute); free(info->expert_load); free(info->expert_prec);
+    free(info->rep_layer); free(info->rep_baseline);
     free(info->hardware); free(info->host); free(info->times_source); free(info->backend); free(info->error_metric);
     memset(info, 0, sizeof *info);
 }

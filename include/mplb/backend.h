@@ -58,12 +58,19 @@ typedef struct mplb_backend_env {
     const double *relerr;                           /* [MPLB_PREC_COUNT] the proxy's table */
     const struct mplb_ep_transport *transport;      /* ep */
     const struct mplb_exec_device *device;          /* cuda */
+    /* measuring backends (cpu, cuda, ep; mplb/measure.h): timed repeats per
+     * evaluation (0 = 1) and untimed warm-up runs before them; ep refuses
+     * more processes than cores on a host unless allow_oversubscribed */
+    int repeats, warmup, allow_oversubscribed;
 } mplb_backend_env;
 
 /* One (step, layer) and its routing. */
 typedef struct mplb_layer_in {
     int step, layer;
     const mplb_routing *rt;
+    /* the layer's baseline plan when a policy's plan is evaluated (NULL when
+     * the baseline itself is): measuring backends time the two interleaved */
+    const struct mplb_plan *baseline;
 } mplb_layer_in;
 
 typedef struct mplb_backend_ops {

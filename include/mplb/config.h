@@ -99,6 +99,7 @@ typedef struct mplb_exp {
     int n_policies;
     mplb_policy_ref *policies;
     char backend[MPLB_NAME_MAX];  /* "model" */
+    int repeats, warmup;          /* measuring backends: timed repeats per plan, warm-up runs (mplb/measure.h) */
     char accuracy[MPLB_PATH_MAX]; /* an accuracy table (mplb calibrate --accuracy), or "" */
     char placement_file[MPLB_PATH_MAX]; /* an engine physical->logical map as the initial placement, or "" */
     uint64_t seed;

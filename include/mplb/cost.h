@@ -72,6 +72,8 @@ MPLB_API double mplb_expert_bytes(const mplb_model *m, mplb_prec p, int mode);
 /* Per-rank weight memory of a plan (bytes), into mem[R]. */
 MPLB_API void mplb_plan_memory(const mplb_plan *pl, const mplb_model *m, double *mem);
 
+#define MPLB_REPEATS_MAX 32   /* timed repeats of one evaluation, at most */
+
 typedef struct mplb_cost_result {
     int R;
     double t_layer, t_dispatch, t_combine, t_compute_max, exposed_conv;
@@ -83,6 +85,12 @@ typedef struct mplb_cost_result {
     double *rank_load;        /* [R] token copies computed on r */
     double *rank_compute;     /* [R] t_r + exposed_r */
     double *scratch;          /* owned: per-rank accumulators of one evaluation */
+    /* Repeated measurement (mplb/measure.h): t_layer is the low median of
+     * rep_layer[0..repeats); rep_base[0..n_base) the baseline's layer times
+     * measured interleaved with this plan (n_base 0: none). The cost model
+     * sets repeats 1, rep_layer[0] = t_layer, n_base 0. */
+    int repeats, n_base;
+    double rep_layer[MPLB_REPEATS_MAX], rep_base[MPLB_REPEATS_MAX];
 } mplb_cost_result;
 
 MPLB_API int mplb_cost_result_alloc(mplb_cost_result *res, int R, mplb_err *err);

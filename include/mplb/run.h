@@ -41,12 +41,17 @@ typedef struct mplb_run_opts {
     /* The hardware profile to use instead of loading the experiment's
      * cluster.profile (NULL: load it); mplb_sensitivity moves its values. */
     const mplb_profile *hw;
+    /* backend ep: run even when a host has more processes than cores (the
+     * times are then labelled OVERSUBSCRIBED); refused otherwise */
+    int allow_oversubscribed;
 } mplb_run_opts;
 
 typedef struct mplb_policy_summary {
     char name[MPLB_LABEL_MAX];
     long rows;
     double sum_t_layer, sum_t_baseline, sum_imbalance, sum_error_proxy, sum_decide_us;
+    double sum_t_layer_min, sum_t_layer_max;   /* the repeats' spread (mplb/measure.h) */
+    int repeats;                /* timed runs per row (the last row's) */
     long acc_rows;              /* steps whose accuracy was measured (workload.kind = "lm") */
     double sum_kl, sum_top1, sum_ppl_delta;
     double dom_kl[8], dom_top1[8], dom_ppl_delta[8];  /* per text domain, over the steps run here (not resumed) */

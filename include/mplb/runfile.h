@@ -14,7 +14,9 @@
  * experiment (Lua text). /policy/{names,sources,params}. /hardware: the
  * profile's source. /steps: one compound row per (policy, step, layer);
  * /ranks/{load,compute} [rows x R]; /experts/{load,precision} [rows x E],
- * precision as an HDF5 enum of the mplb precision names. Datasets are
+ * precision as an HDF5 enum of the mplb precision names;
+ * /repeats/{t_layer_us,t_baseline_us} [rows x N] every timed run of a
+ * measuring backend (mplb/measure.h). Datasets are
  * chunked and deflated with an unlimited first axis; rows are buffered and
  * flushed every flush_rows rows, so a killed run keeps every flushed row.
  * The file is opened with H5Fcreate(EXCL) unless force: results are never
@@ -43,6 +45,11 @@ typedef struct mplb_step_row {
     double kl, top1_agree, ppl_delta;
     /* LIS after the policy's plan (mplb_lis_rows); `lis` is the routing's, before it */
     double lis_after;
+    /* measuring backends (mplb/measure.h): t_layer_us and t_baseline_us are
+     * low medians of `repeats` timed runs, these their min and max (the
+     * model: repeats 1, min = max = the time) */
+    double t_layer_min_us, t_layer_max_us, t_baseline_min_us, t_baseline_max_us;
+    int32_t repeats;
 } mplb_step_row;
 
 typedef struct mplb_runfile_meta {
@@ -53,6 +60,7 @@ typedef struct mplb_runfile_meta {
     uint64_t seed;
     int n_policies;
     const char *const *policy_names, *const *policy_sources, *const *policy_params;
+    int repeats;   /* > 0: /repeats/{t_layer_us,t_baseline_us} [rows x repeats] hold every timed run */
 } mplb_runfile_meta;
 
 typedef struct mplb_runfile mplb_runfile;
@@ -63,6 +71,9 @@ MPLB_API int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta
 MPLB_API int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double *rank_load,
                         const double *rank_compute, const int32_t *expert_load,
                         const uint8_t *expert_prec, mplb_err *err);
+/* The timed runs of the next appended row (n = meta->repeats values each;
+ * mplb/measure.h); a row appended without them gets NaN. */
+MPLB_API void mplb_runfile_stage_repeats(mplb_runfile *rf, const double *t_layer, const double *t_baseline, int n);
 MPLB_API int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err);
 /* Flush, write status ("complete" or "failed") and error, close, free rf. */
 MPLB_API int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err);
@@ -86,6 +97,9 @@ typedef struct mplb_runfile_info {
     char *hardware, *host;
     char *times_source;   /* NULL in files written before mplb recorded it */
     char *backend, *error_metric;   /* NULL in files written before mplb recorded them */
+    /* with mplb_runfile_read_arrays, when the file has /repeats: [n_rows x repeats] each, else NULL and 0 */
+    int repeats;
+    double *rep_layer, *rep_baseline;
 } mplb_runfile_info;
 
 MPLB_API int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
