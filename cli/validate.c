@@ -15,7 +15,7 @@
 #include <string.h>
 
 /* The goals per component (|model - measured| / measured). */
-static const double goal[MPLB_VC_COUNT] = {0.25, 0.20, 0.25, 0.25};
+static const double goal[MPLB_VC_COUNT] = {0.25, 0.20, 0.25, 0.25, 0.25};
 
 static int cmp_dbl(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -8,9 +8,10 @@
 
 /* Bounds on the median |model - measured| / measured per component that
  * cost model v2 reaches (docs/cost-model.md lists the rows over the goals
- * and why); the issue's goals are 25 / 20 / 25 / 25%. */
-static const double median_bound[MPLB_VC_COUNT] = {0.15, 0.05, 0.10, 0.10};
-static const double goal[MPLB_VC_COUNT] = {0.25, 0.20, 0.25, 0.25};
+ * and why); the issue's goals are 25 / 20 / 25 / 25%, and 25% for the
+ * bf16 -> fp8/fp4 conversion rate. */
+static const double median_bound[MPLB_VC_COUNT] = {0.15, 0.05, 0.10, 0.10, 0.05};
+static const double goal[MPLB_VC_COUNT] = {0.25, 0.20, 0.25, 0.25, 0.25};
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -128,6 +129,38 @@ static void test_validation_file_errors(void **st) {
                         "    params = { m = 1, n = 1, k = 1 }, measured = -3, unit = 'TFLOPS', source = 's', setting = 't' },\n}\n");
     assert_int_equal(mplb_valid_load("v.lua", &rows, &n, &err), MPLB_ECONFIG);
     assert_contains(err.msg, "field measured: missing or not a positive number");
+    write_text("v.lua", "return {\n  { id = 'd', component = 'conversion', profile = 'h100', kind = 'cast',\n"
+                        "    params = { m = 8, k = 8, prec = 'fp8_e4m3', out_bits = 8, group = 128, scale_bytes = 4 },\n"
+                        "    measured = 1, unit = 'GB/s', source = 's', setting = 't' },\n}\n");
+    assert_int_equal(mplb_valid_load("v.lua", &rows, &n, &err), MPLB_ECONFIG);
+    assert_contains(err.msg, "v.lua:2: row 1 (d): field params: a cast needs");
+}
+
+/* A cast row is the cost model's online conversion: bf16 read and p
+ * written at hbm_gbps x conv_eff, reported in the source's logical IO
+ * (scales included): closed form on random shapes and scale layouts. */
+static void test_cast_closed_form(void **st) {
+    (void)st;
+    mplb_profile hw;
+    mplb_err err = {0};
+    if (mplb_profile_load("h100", MPLB_SRC "/profiles", &hw, &err) < 0) fail_msg("%s", err.msg);
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    static const mplb_prec precs[] = {MPLB_PREC_FP8_E4M3, MPLB_PREC_NVFP4, MPLB_PREC_MXFP4};
+    for (int t = 0; t < 200; t++) {
+        mplb_vrow r = {.kind = MPLB_VK_CAST, .component = MPLB_VC_CONVERSION, .metric = MPLB_VM_BW_IO};
+        r.prec = precs[t % 3];
+        r.m = 1 + (double)(mplb_rng_next(&g) % 100000);
+        r.k = 1 + (double)(mplb_rng_next(&g) % 10000);
+        r.group = 1 + (double)(mplb_rng_next(&g) % 20000);
+        r.scale_bytes = (double)(mplb_rng_next(&g) % 5);
+        r.out_bits = 4 + 4 * (double)(mplb_rng_next(&g) % 2);
+        double model;
+        assert_int_equal(mplb_valid_model(&r, &hw, &model, &err), 0);
+        /* bytes the model moves per element: 2 + bits(p)/8; the source counts 2 + out_bits/8 + scale_bytes/group */
+        double per_model = 2 + mplb_prec_bits(r.prec) / 8, per_src = 2 + r.out_bits / 8 + r.scale_bytes / r.group;
+        assert_close(model, hw.hbm_gbps * hw.conv_eff * per_src / per_model, 1e-12);
+    }
 }
 
 int main(void) {
@@ -136,6 +169,7 @@ int main(void) {
         cmocka_unit_test(test_profile_provenance),
         cmocka_unit_test(test_profile_errors),
         cmocka_unit_test(test_validation_file_errors),
+        cmocka_unit_test(test_cast_closed_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

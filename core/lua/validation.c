@@ -91,7 +91,7 @@ static int read_params(lua_State *L, const vctx *c, mplb_vrow *r) {
             if (!sv || (r->ll = lookup(sv, modes, 3)) < 0) rc = vfail(c, field, "expected \"normal\", \"ll\" or \"ll_nvlink\"");
         } else if (!strcmp(k, "metric")) {
             if (!sv || (r->metric = lookup(sv, metric_names, MPLB_VM_COUNT)) <= 0)
-                rc = vfail(c, field, "expected bw_nvl, bw_rdma or latency");
+                rc = vfail(c, field, "expected bw_nvl, bw_rdma, latency or bw_io");
         } else if (!num) rc = vfail(c, field, "expected a non-negative number");
         else if (!strcmp(k, "groups")) r->groups = v;
         else if (!strcmp(k, "m")) r->m = v;
@@ -104,7 +104,11 @@ static int read_params(lua_State *L, const vctx *c, mplb_vrow *r) {
         else if (!strcmp(k, "topk")) r->topk = (int)v;
         else if (!strcmp(k, "experts")) r->experts = (int)v;
         else if (!strcmp(k, "node_groups")) r->node_groups = (int)v;
-        else rc = vfail(c, field, "unknown parameter (valid: groups m n k prec base mode metric ranks gpn tokens hidden topk experts node_groups)");
+        else if (!strcmp(k, "group")) r->group = v;
+        else if (!strcmp(k, "scale_bytes")) r->scale_bytes = v;
+        else if (!strcmp(k, "out_bits")) r->out_bits = v;
+        else rc = vfail(c, field, "unknown parameter (valid: groups m n k prec base mode metric ranks gpn tokens hidden "
+                        "topk experts node_groups group scale_bytes out_bits)");
         lua_pop(L, 1);
     }
     if (rc < 0) lua_pop(L, 1);
@@ -120,6 +124,12 @@ static int check_row(const vctx *c, const mplb_vrow *r) {
             return vfail(c, "params", "a2a needs ranks >= 2, gpn, tokens, hidden, topk, experts (a multiple of ranks), metric");
         if (r->component != MPLB_VC_DISPATCH && r->component != MPLB_VC_COMBINE)
             return vfail(c, "component", "an a2a row is a dispatch or a combine");
+    } else if (r->kind == MPLB_VK_CAST) {
+        if (!(r->m >= 1 && r->k >= 1 && r->group >= 1 && r->out_bits >= 1) || r->prec == MPLB_PREC_BF16 ||
+            r->metric != MPLB_VM_BW_IO)
+            return vfail(c, "params", "a cast needs m, k, group >= 1, out_bits >= 1, scale_bytes, a prec other than "
+                         "bf16 and metric = \"bw_io\"");
+        if (r->component != MPLB_VC_CONVERSION) return vfail(c, "component", "a cast row is the conversion component");
     } else {
         if (!(r->m >= 1 && r->n >= 1 && r->k >= 1 && r->groups >= 1))
             return vfail(c, "params", "a gemm needs groups, m, n, k >= 1");
@@ -153,10 +163,10 @@ int mplb_valid_load(const char *path, mplb_vrow **rows, int *n, mplb_err *err) {
         if ((rc = get_str(L, &c, "id", r->id, sizeof r->id)) == 0) snprintf(c.id, sizeof c.id, "%s", r->id);
         if (rc == 0) rc = get_str(L, &c, "component", comp, sizeof comp);
         if (rc == 0 && (r->component = lookup(comp, comp_names, MPLB_VC_COUNT)) < 0)
-            rc = vfail(&c, "component", "expected compute, ratio, dispatch or combine");
+            rc = vfail(&c, "component", "expected compute, ratio, dispatch, combine or conversion");
         if (rc == 0) rc = get_str(L, &c, "kind", kind, sizeof kind);
         if (rc == 0 && (r->kind = lookup(kind, kind_names, MPLB_VK_COUNT)) < 0)
-            rc = vfail(&c, "kind", "expected gemm, gemm_ratio or a2a");
+            rc = vfail(&c, "kind", "expected gemm, gemm_ratio, a2a or cast");
         if (rc == 0) rc = get_str(L, &c, "profile", r->profile, sizeof r->profile);
         if (rc == 0) rc = get_str(L, &c, "unit", r->unit, sizeof r->unit);
         if (rc == 0) rc = get_str(L, &c, "source", r->source, sizeof r->source);

@@ -66,6 +66,8 @@ double mplb_expert_bytes(const mplb_model *m, mplb_prec p, int mode) {
     return mode == MPLB_CONV_STORED ? low : bf16 + low;
 }
 
+double mplb_cost_conv_bytes(double elements, mplb_prec p) { return elements * (2.0 + mplb_prec_bits(p) / 8.0); }
+
 void mplb_plan_memory(const mplb_plan *pl, const mplb_model *m, double *mem) {
     const mplb_placement *p = &pl->placement;
     memset(mem, 0, (size_t)pl->R * sizeof *mem);
@@ -278,7 +280,7 @@ int mplb_cost_eval(const mplb_profile *hw, const mplb_model *m, int gpn,
     for (int e = 0; e < E; e++) {
         mplb_prec p = plan->expert_prec[e];
         int online = p != MPLB_PREC_BF16 && plan->expert_mode[e] == MPLB_CONV_ONLINE;
-        double c = online ? w_bf16 + w_bf16 * mplb_prec_bits(p) / 16.0 : 0; /* read bf16, write p */
+        double c = online ? mplb_cost_conv_bytes(w_bf16 / 2.0, p) : 0;
         if (rows) {
             /* every rank computing rows of e; one without a copy computes them
              * after it prefetches the weights from host memory (HarMoEny) */

@@ -1,6 +1,7 @@
 /* The model's value for a published measurement: see include/mplb/validate.h. */
 #include "mplb/validate.h"
 #include "mplb/cost.h"
+#include "mplb/prec.h"
 #include "mplb/routing.h"
 #include "mplb/workload.h"
 
@@ -96,11 +97,23 @@ out:
     return rc;
 }
 
+/* A bf16 -> p cast of m x k elements as the cost model prices an online
+ * conversion (one HBM stream at hbm_gbps x conv_eff, no launch term: the
+ * model has none), in the source's unit: logical IO bytes (bf16 read, p
+ * written at out_bits, the source's scales) over the time, GB/s. */
+static double cast_gbps(const mplb_vrow *r, const mplb_profile *hw) {
+    double n = r->m * r->k;
+    double us = mplb_cost_conv_bytes(n, r->prec) / (hw->hbm_gbps * 1e3 * hw->conv_eff);
+    double io = n * (2.0 + r->out_bits / 8.0) + n / r->group * r->scale_bytes;
+    return io / (us * 1e-6) / 1e9;
+}
+
 int mplb_valid_model(const mplb_vrow *r, const mplb_profile *hw, double *model, mplb_err *err) {
     switch (r->kind) {
     case MPLB_VK_GEMM: *model = gemm_tflops(r, hw, r->prec); return 0;
     case MPLB_VK_GEMM_RATIO: *model = gemm_tflops(r, hw, r->prec) / gemm_tflops(r, hw, r->base); return 0;
     case MPLB_VK_A2A: return a2a(r, hw, model, err);
+    case MPLB_VK_CAST: *model = cast_gbps(r, hw); return 0;
     }
     return mplb_err_set(err, MPLB_EINVAL, "validation %s: unknown kind", r->id);
 }

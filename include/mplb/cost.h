@@ -121,6 +121,9 @@ MPLB_API double mplb_gemm_us(const mplb_gemm_acc *a, const mplb_profile *hw);
 /* Bytes per element of an activation in precision p, scales included
  * (fp8: one float per 128 channels, DeepEP/DeepGEMM; MX/NV: block scales). */
 MPLB_API double mplb_cost_act_bytes(mplb_prec p);
+/* Bytes an online conversion of `elements` bf16 weights to p moves: read
+ * bf16, write p with its scales (mplb_prec_bits). */
+MPLB_API double mplb_cost_conv_bytes(double elements, mplb_prec p);
 /* Time of a link carrying `sent` bytes out and `recv` bytes in (full duplex). */
 MPLB_API double mplb_cost_link_us(double sent, double recv, double gbps, double eff);
 /* eff(n) of a measured curve for precision p (1 when the profile has none). */

@@ -5,7 +5,10 @@
  * (TFLOPS), the ratio of two precisions' GEMM rates, or a DeepEP-style
  * dispatch or combine (bandwidth as the source's test defines it, or
  * latency), rebuilt with the source's routing rule and run through
- * mplb_cost_eval. The model value comes from the row's profile; nothing here
+ * mplb_cost_eval, or a bf16 -> p cast of m x k elements (the cost model's
+ * online conversion, mplb_cost_conv_bytes at hbm_gbps x conv_eff) as
+ * logical IO bandwidth: bf16 read, `out_bits` per element and `scale_bytes`
+ * per `group` elements written, over the time. The model value comes from the row's profile; nothing here
  * is fitted to the rows.
  *
  *   mplb_vrow *rows; int n;
@@ -22,9 +25,10 @@
 MPLB_BEGIN_DECLS
 
 /*  X(id, name) */
-#define MPLB_VCOMP_MAP(X) X(COMPUTE, "compute") X(RATIO, "ratio") X(DISPATCH, "dispatch") X(COMBINE, "combine")
-#define MPLB_VKIND_MAP(X) X(GEMM, "gemm") X(GEMM_RATIO, "gemm_ratio") X(A2A, "a2a")
-#define MPLB_VMETRIC_MAP(X) X(NONE, "") X(BW_NVL, "bw_nvl") X(BW_RDMA, "bw_rdma") X(LATENCY, "latency")
+#define MPLB_VCOMP_MAP(X) \
+    X(COMPUTE, "compute") X(RATIO, "ratio") X(DISPATCH, "dispatch") X(COMBINE, "combine") X(CONVERSION, "conversion")
+#define MPLB_VKIND_MAP(X) X(GEMM, "gemm") X(GEMM_RATIO, "gemm_ratio") X(A2A, "a2a") X(CAST, "cast")
+#define MPLB_VMETRIC_MAP(X) X(NONE, "") X(BW_NVL, "bw_nvl") X(BW_RDMA, "bw_rdma") X(LATENCY, "latency") X(BW_IO, "bw_io")
 
 enum {
 #define MPLB_VC_ENUM(id, name) MPLB_VC_##id,
@@ -58,6 +62,9 @@ typedef struct mplb_vrow {
      * kernels, one copy per (token, expert): 1 every peer over RDMA, 2 peers
      * in the node over NVLink */
     int ranks, gpn, tokens, hidden, topk, experts, node_groups, ll;
+    /* cast: m x k elements to prec, written at out_bits per element plus one
+     * scale of scale_bytes per group elements (the source's IO accounting) */
+    double group, scale_bytes, out_bits;
     double measured;
     char unit[16];
     char source[320], setting[400];
