@@ -48,9 +48,10 @@ done
 
 # finding 6: a full disk (here a file-size limit) ends the run with a clear
 # error, no crash at exit, and every flushed row readable
-# 120 steps: the finished file (about 630 KB compressed) cannot fit 400 KB whatever
-# the flush timing (a slow sanitizer build flushes fewer rows at a time)
-( trap '' XFSZ; ulimit -f 400; exec "$MPLB" run exp.lua -o full.h5 --set workload.steps=120 ) > full.txt 2>&1; rc=$?
+# 240 steps: the finished file (about 1.2 MB compressed) cannot fit 600 KB whatever
+# the flush timing (a slow sanitizer build flushes fewer rows at a time), while
+# the first flush's claim (512 uncompressed rows, ~410 KB) fits under it
+( trap '' XFSZ; ulimit -f 600; exec "$MPLB" run exp.lua -o full.h5 --set workload.steps=240 ) > full.txt 2>&1; rc=$?
 rows=$("$MPLB" inspect full.h5 2>&1 | sed -n 's/.*rows: \([0-9]*\).*/\1/p')
 if [ $rc = 1 ] && grep -q "no room for rows" full.txt && [ "${rows:-0}" -gt 0 ] \
    && "$MPLB" inspect full.h5 | grep -q "status:   failed" \
