@@ -687,6 +687,8 @@ static int cross_checks(cfg *c, mplb_exp *x, const int *present) {
         warn(x, "%s: workload.src_affinity = %g has no effect with workload.families = 1", x->path, w->src_affinity);
     if (P(WORKLOAD, vision_zipf) && w->vision_frac == 0 && !trace)
         warn(x, "%s: workload.vision_zipf has no effect with workload.vision_frac = 0 (no vision tokens)", x->path);
+    if (P(WORKLOAD, vision_sigma) && w->vision_frac == 0 && !trace)
+        warn(x, "%s: workload.vision_sigma has no effect with workload.vision_frac = 0 (no vision tokens)", x->path);
     if (P(WORKLOAD, decode_tokens) && w->prefill_every == 1)
         warn(x, "%s: workload.decode_tokens has no effect with workload.prefill_every = 1 (every step is a prefill)",
              x->path);

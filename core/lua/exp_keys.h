@@ -88,6 +88,8 @@
       "share of vision tokens in prefill steps")                                                               \
     X(WORKLOAD, vision_zipf, NUM, workload.vision_zipf, 0, "1.5", 0, 10, "",                                   \
       "Zipf exponent of vision routing (vision tokens flood few experts)")                                     \
+    X(WORKLOAD, vision_sigma, NUM, workload.vision_sigma, 0, "0.0", 0, 10, "",                                 \
+      "sd of a prefill step's log-popularity fluctuation of vision routing (other images, other experts); 0: the same vision hot set every step") \
     X(WORKLOAD, families, INT, workload.families, 0, "1", 1, 64, "",                                           \
       "task families (code, math, chat, ...) each with its own expert popularity")                             \
     X(WORKLOAD, drift, NUM, workload.drift, 0, "0.0", 0, 1, "share",                                           \

@@ -225,6 +225,20 @@ static inline int draw(const double *prob, const int32_t *alias, int E, mplb_rng
     return (i & keep) | (a & ~keep);
 }
 
+/* The vision popularity of (step, layer): the static base times
+ * exp(sigma * z_e), z standard normal drawn afresh for each (step, layer)
+ * (independent of the token draws), renormalised; sigma 0 = the base. */
+static void vision_pop(const mplb_wl *wl, int step, int layer, double sigma, double *pop) {
+    int E = wl->E;
+    const double *base = wl->pop + ((size_t)wl->F * wl->layers + layer) * E;
+    if (sigma <= 0) { memcpy(pop, base, (size_t)E * sizeof *pop); return; }
+    mplb_rng rng;
+    mplb_rng_seed(&rng, wl->seed ^ 0x76697369ULL ^ ((uint64_t)step * 0xbf58476d1ce4e5b9ULL) ^ ((uint64_t)(layer + 1) << 32));
+    double sum = 0;
+    for (int e = 0; e < E; e++) { pop[e] = base[e] * exp(sigma * normal(&rng)); sum += pop[e]; }
+    for (int e = 0; e < E; e++) pop[e] /= sum;
+}
+
 int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placement *pl,
                      mplb_routing *rt, mplb_err *err) {
     if (layer < 0 || layer >= wl->layers || step < 0)
@@ -244,12 +258,14 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
         cum[f] = tot;
     }
     /* tables of this layer: static, or the step's fluctuated text
-     * popularity (families 0..F-1; vision stays static) built here */
+     * popularity (families 0..F-1) and, with vision_sigma, the step's
+     * vision popularity (other images route to other experts) built here */
     const double *tab_pop = wl->pop, *tab_prob = wl->prob;
     const int32_t *tab_alias = wl->alias;
     size_t fstride = (size_t)L * E, loff = (size_t)layer * E;
     double *cell = NULL;
-    if (wl->layer_sigma) {
+    double vsig = decode ? 0 : wl->cfg.vision_sigma;
+    if (wl->layer_sigma || vsig > 0) {
         cell = malloc((size_t)(F + 1) * E * (2 * sizeof(double) + sizeof(int32_t)) + 2 * (size_t)E * sizeof(int));
         if (!cell) return mplb_err_set(err, MPLB_ENOMEM, "workload: out of memory");
         double *cprob = cell + (size_t)(F + 1) * E;
@@ -258,7 +274,7 @@ int mplb_wl_generate(const mplb_wl *wl, int step, int layer, const mplb_placemen
         for (int f = 0; f <= F; f++) {
             double *cp = cell + (size_t)f * E;
             if (f < F) mplb_wl_cell_pop(wl, step, layer, f, cp);
-            else memcpy(cp, wl->pop + (size_t)F * fstride + loff, (size_t)E * sizeof *cp);
+            else vision_pop(wl, step, layer, vsig, cp);
             build_alias(cp, E, cprob + (size_t)f * E, calias + (size_t)f * E, work);
         }
         tab_pop = cell; tab_prob = cprob; tab_alias = calias;

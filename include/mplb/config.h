@@ -47,6 +47,7 @@ typedef struct mplb_workload_cfg {
     double zipf;                  /* skew of text routing */
     double vision_frac;           /* share of vision tokens (prefill steps) */
     double vision_zipf;           /* skew of vision routing (vision tokens flood few experts) */
+    double vision_sigma;          /* sd of a prefill step's log-popularity fluctuation of vision routing; 0: static */
     int families;                 /* task families (code, math, chat, ...) with their own popularity */
     double drift;                 /* 0..1: how much the family mix swings over drift_period steps */
     int drift_period;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ReaLB reproduction card (docs/reproductions/realb.md): run.sh --bin MPLB --out DIR [--small]
-# Timing: timing.lua at 4K and 8K tokens and two vision shares, each with --sensitivity.
+# Timing: timing.lua at 4K and 8K tokens and two vision shares, each with --sensitivity, and at 8K
+# with the vision routing fluctuating from batch to batch (workload.vision_sigma 0.45, 1.0).
 # Accuracy: accuracy.lua (the lm workload on models/tiny-moe). Then summarize.py writes
 # DIR/results.md, timing.csv, accuracy.csv and speedup.png.
 # --small: 4 MoE layers x 2 steps and 2 lm steps (the shape of the card, for make test).
@@ -26,6 +27,13 @@ for tokens in 4096 8192; do
     "$bin" run "$here/timing.lua" --force -o "$out/timing_${tokens}_v${vis}.h5" --sensitivity \
       --set workload.tokens=$tokens --set workload.vision_frac=0.$vis "${size[@]}" > "$out/timing_${tokens}_v${vis}.txt"
   done
+done
+# the vision hot set redrawn in part every batch (other images, other experts): sd of the log-popularity
+# 0.45 (the fitted text model's own step fluctuation) and 1.0
+for vs in 45 100; do
+  "$bin" run "$here/timing.lua" --force -o "$out/timing_8192_v85_s${vs}.h5" --sensitivity \
+    --set workload.tokens=8192 --set workload.vision_frac=0.85 --set workload.vision_sigma=$(awk "BEGIN{print $vs/100}") \
+    "${size[@]}" > "$out/timing_8192_v85_s${vs}.txt"
 done
 "$bin" run "$here/accuracy.lua" --force -o "$out/accuracy.h5" "${acc[@]}" > "$out/accuracy.txt"
 PYTHONPATH="$root/analysis${PYTHONPATH:+:$PYTHONPATH}" "$py" "$here/summarize.py" "$out" "$root" > /dev/null

@@ -64,10 +64,11 @@ def timing_rows():
     rows = []
     peak = bf16_peak_tflops()
     for fn in sorted(os.listdir(OUT)):
-        m = re.match(r"timing_(\d+)_v(\d+)\.h5$", fn)
+        m = re.match(r"timing_(\d+)_v(\d+)(?:_s(\d+))?\.h5$", fn)
         if not m:
             continue
         tokens, vis = int(m.group(1)), int(m.group(2)) / 100
+        vsig = int(m.group(3)) / 100 if m.group(3) else 0.0
         path = os.path.join(OUT, fn)
         run = mplb.load(path)
         st = run.steps
@@ -86,7 +87,7 @@ def timing_rows():
             s, lo, hi = band[i]
             sub = st[st["policy_name"] == p]
             rows.append(dict(
-                tokens=tokens, vision_frac=vis, policy=p, speedup=s, band_lo=lo, band_hi=hi,
+                tokens=tokens, vision_frac=vis, vision_sigma=vsig, policy=p, speedup=s, band_lo=lo, band_hi=hi,
                 imbalance=g["imbalance"].mean()[p], fp4_share=float(np.nan),
                 exposed_conv_us=sub["exposed_conv_us"].mean(), t_layer_us=sub["t_layer_us"].mean(),
                 speedup_last_step=last_step(sub),
@@ -102,6 +103,7 @@ def timing_rows():
         for r in rows[-len(pol):]:
             k = pol.index(r["policy"])
             r["fp4_share"] = float((prec[pidx == k] != 0).mean())
+    rows.sort(key=lambda r: (r["tokens"], r["vision_frac"], r["vision_sigma"]))   # stable: policy order kept
     return rows
 
 
@@ -129,15 +131,16 @@ def figure(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
-    conds = sorted({(r["tokens"], r["vision_frac"]) for r in rows})
-    pols = [r["policy"] for r in rows if (r["tokens"], r["vision_frac"]) == conds[0]]
-    fig = Figure(figsize=(8, 3.6))
+    key = lambda r: (r["tokens"], r["vision_frac"], r["vision_sigma"])
+    conds = sorted({key(r) for r in rows})
+    pols = [r["policy"] for r in rows if key(r) == conds[0]]
+    fig = Figure(figsize=(9, 3.8))
     ax = fig.subplots()
     w = 0.8 / len(pols)
     for j, p in enumerate(pols):
         xs, ys, lo, hi = [], [], [], []
         for i, c in enumerate(conds):
-            r = next(r for r in rows if (r["tokens"], r["vision_frac"]) == c and r["policy"] == p)
+            r = next(r for r in rows if key(r) == c and r["policy"] == p)
             xs.append(i + j * w)
             ys.append(r["speedup"])
             lo.append(r["speedup"] - r["band_lo"])
@@ -146,7 +149,7 @@ def figure(rows, path):
     ax.axhline(1.0, color="black", lw=0.8)
     ax.axhline(1.29, color="grey", ls="--", lw=0.8, label="paper: 1.29x (layer, v1)")
     ax.set_xticks([i + w * (len(pols) - 1) / 2 for i in range(len(conds))])
-    ax.set_xticklabels([f"{t // 1024}K, vision {v:.0%}" for t, v in conds])
+    ax.set_xticklabels([f"{t // 1024}K, vision {v:.0%}" + (f"\nvision σ {g}" if g else "") for t, v, g in conds], fontsize=8)
     ax.set_ylabel("MoE-layer speedup vs bf16")
     ax.set_title("ReaLB on 8x RTX 5090 (cost model v2, profile rtx5090; bars: sensitivity band)", fontsize=9)
     ax.set_ylim(0, 1.55)
@@ -165,11 +168,12 @@ def main():
           "times / sum of the policy's, same routing; band = `--sensitivity` (every profile assumption at each end "
           "of its range). e2e = step-model estimate 1/((1-f)+f/s), f = MoE share of the language model's prefill "
           "step (attention as bf16 FLOPs at 40-70% of peak, sequence length 1K..batch; vision encoder not counted). "
-          "last step = speedup over the run's last step (EPLB: after its rebalance, migration paid).", "",
-          "| tokens | vision | policy | MoE-layer speedup | band | last step | FP4 share | imbalance | dispatch+combine share | exposed conv us | f (MoE share) | e2e estimate |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "last step = speedup over the run's last step (EPLB: after its rebalance, migration paid). "
+          "vision σ = workload.vision_sigma, the per-batch fluctuation of vision routing (0: the same hot set every batch).", "",
+          "| tokens | vision | vision σ | policy | MoE-layer speedup | band | last step | FP4 share | imbalance | dispatch+combine share | exposed conv us | f (MoE share) | e2e estimate |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in t:
-        md.append(f"| {r['tokens']} | {r['vision_frac']:.2f} | {r['policy']} | {r['speedup']:.3f}x | "
+        md.append(f"| {r['tokens']} | {r['vision_frac']:.2f} | {r['vision_sigma']:.2f} | {r['policy']} | {r['speedup']:.3f}x | "
                   f"{r['band_lo']:.3f}-{r['band_hi']:.3f}x | {r['speedup_last_step']:.3f}x | {r['fp4_share']:.2f} | {r['imbalance']:.3f} | "
                   f"{(r['t_dispatch_us'] + r['t_combine_us']) / r['t_layer_us']:.2f} | "
                   f"{r['exposed_conv_us']:.1f} | {r['moe_share']:.2f} ({r['moe_share_lo']:.2f}-{r['moe_share_hi']:.2f}) | "
