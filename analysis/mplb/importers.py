@@ -293,18 +293,32 @@ def read_vllm_eplb(paths, args):
     per forward pass) with physical_to_logical_map [layers, physical], saved
     with np.savez or torch.save under those names; optional
     expert_load_window_step (the circular buffer's next slot: rows are
-    reordered oldest first)."""
-    (path,) = _one(paths, "vllm-eplb")
-    obj = _npz_or_torch(path)
-    for key in ("expert_load_window", "physical_to_logical_map"):
-        if key not in obj:
-            _fail(f"{path}: no '{key}' (a vLLM EPLB state needs expert_load_window and physical_to_logical_map)")
-    win = np.asarray(obj["expert_load_window"])
-    p2l = _int_array(obj["physical_to_logical_map"], f"{path}: physical_to_logical_map")
-    if win.ndim != 3:
-        _fail(f"{path}: expert_load_window has shape {win.shape}, expected [window, layers, physical]")
-    if "expert_load_window_step" in obj:
-        win = np.roll(win, -int(np.asarray(obj["expert_load_window_step"])), axis=0)
+    reordered oldest first). vLLM keeps each rank's window over its local
+    physical experts: several files (rank order) are joined along the
+    physical axis."""
+    path = paths[0]
+    wins, p2l = [], None
+    for fp in paths:      # one file per EP rank (its local physical experts), in rank order, or one global
+        obj = _npz_or_torch(fp)
+        for key in ("expert_load_window", "physical_to_logical_map"):
+            if key not in obj:
+                _fail(f"{fp}: no '{key}' (a vLLM EPLB state needs expert_load_window and physical_to_logical_map)")
+        win = np.asarray(obj["expert_load_window"])
+        m = _int_array(obj["physical_to_logical_map"], f"{fp}: physical_to_logical_map")
+        if p2l is not None and not np.array_equal(m, p2l):
+            _fail(f"{fp}: physical_to_logical_map differs from {path}'s")
+        p2l = m
+        if win.ndim != 3:
+            _fail(f"{fp}: expert_load_window has shape {win.shape}, expected [window, layers, physical]")
+        if "expert_load_window_step" in obj:
+            win = np.roll(win, -int(np.asarray(obj["expert_load_window_step"])), axis=0)
+        if wins and win.shape[:2] != wins[0].shape[:2]:
+            _fail(f"{fp}: expert_load_window is {win.shape}, {path}'s {wins[0].shape}")
+        wins.append(win)
+    win = np.concatenate(wins, axis=2)
+    if win.shape[2] != p2l.shape[1]:
+        _fail(f"{path}: the windows hold {win.shape[2]} physical experts, the map {p2l.shape[1]}"
+              + (" (give every rank's file, in rank order)" if len(paths) > 1 or win.shape[2] < p2l.shape[1] else ""))
     E = args.experts or int(p2l.max()) + 1
     r = _Routing(path, "vllm-eplb")
     c = _scatter_logical(win, p2l, E, f"{path}: expert_load_window")

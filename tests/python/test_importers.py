@@ -32,13 +32,11 @@ def mplb(*args, ok=True):
 
 
 def routing(r, tokens, layers, experts, k):
-    """[layers, tokens, k]: k distinct experts per token, skewed popularity."""
-    pop = r.dirichlet(np.full(experts, 0.7), size=layers)
-    out = np.empty((layers, tokens, k), np.int64)
-    for layer in range(layers):
-        for t in range(tokens):
-            out[layer, t] = r.choice(experts, size=k, replace=False, p=pop[layer])
-    return out
+    """[layers, tokens, k]: k distinct experts per token, skewed popularity
+    (Gumbel top-k: sampling without replacement proportional to popularity)."""
+    pop = r.dirichlet(np.full(experts, 0.7), size=layers) + 1e-12
+    keys = np.log(pop)[:, None, :] + r.gumbel(size=(layers, tokens, experts))
+    return np.argsort(-keys, axis=-1, kind="stable")[..., :k].astype(np.int64)
 
 
 def loop_counts(ids, experts):
@@ -251,6 +249,16 @@ def test_vllm_eplb_window(tmp_path, as_torch):
     out = tmp_path / "t.h5"
     mplb("trace", "import", f, "-o", out, "--top-k", k, "--experts", E)
     assert np.array_equal(read(out)["counts"], np.stack(logical_want))
+    # per-rank windows over each rank's local physical experts (2 ranks x 7)
+    files = []
+    for rank in (0, 1):
+        part = dict(state, expert_load_window=state["expert_load_window"][..., 7 * rank:7 * rank + 7])
+        files.append(tmp_path / f"rank{rank}.npz")
+        np.savez(files[-1], **part)
+    mplb("trace", "import", *files, "-o", out, "--top-k", k, "--experts", E, "--force", "--format", "vllm-eplb")
+    assert np.array_equal(read(out)["counts"], np.stack(logical_want))
+    p = mplb("trace", "import", files[0], "-o", out, "--top-k", k, "--force", "--format", "vllm-eplb", ok=False)
+    assert p.returncode == 1 and "7 physical experts, the map 14" in p.stderr
 
 
 def test_float_loads_decayed(tmp_path):
