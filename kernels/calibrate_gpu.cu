@@ -23,6 +23,7 @@ extern "C" int mplb_calibrate_gpu(const mplb_calib_opts *o, FILE *out, mplb_err 
     cudaStream_t s = (cudaStream_t)mplb_cuda_stream(c);
     static const mplb_prec precs[] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_NVFP4, MPLB_PREC_MXFP4};
     enum { NP = 4, NG = 16 };
+    static_assert(NP == MPLB_CALIB_FORMATS && NG <= MPLB_CALIB_GRID, "mplb_calib_gpu holds the grid");
     int grid[NG], ng = 0, path[NP] = {0}, graphed_all = 1;
     for (int n = 1; n <= nmax && ng < NG; n *= 2) grid[ng++] = n;
     double tf[NP][NG], best[NP] = {0, 0, 0, 0};
@@ -88,57 +89,26 @@ extern "C" int mplb_calibrate_gpu(const mplb_calib_opts *o, FILE *out, mplb_err 
     free(w); free(hx);
     mplb_cuda_close(c);
     if (rc < 0) return rc;
-    time_t now = time(NULL);
-    char stamp[64];
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    fprintf(out, "-- Hardware profile measured by `mplb calibrate --backend cuda` (mplb %s, git %s)\n", MPLB_VERSION,
-            mplb_git_revision());
-    fprintf(out, "-- on %s at %s.\n", dev, stamp);
-    fprintf(out, "-- Measured: expert SwiGLU FFNs through cuBLASLt (d=%d, f=%d; n = 1..%d tokens), device time\n", d, f, nmax);
-    fprintf(out, "-- only (GEMM plans prepared first, a warm-up, then %s, best replay).\n",
-            graphed_all ? "CUDA graph replays of back-to-back FFNs" : "back-to-back launches (graph capture refused)");
-    fprintf(out, "-- Per format, what ran:\n");
-    for (int p = 0; p < NP; p++)
-        fprintf(out, "--   %-8s %s: best %.2f TFLOP/s%s\n", mplb_prec_name(precs[p]), mplb_cuda_path_name(path[p], precs[p]),
-                best[p], path[p] == MPLB_CUDA_PATH_WEIGHT_ONLY ? " (weight-only: not FP4 speed; not written as an FP4 peak)" : "");
-    int tc[NP];
-    for (int p = 0; p < NP; p++) tc[p] = path[p] != MPLB_CUDA_PATH_WEIGHT_ONLY && best[p] > 0;
-    fprintf(out, "-- A weight-only FP4 format computes as bf16 here (what the device ran); fp4_e2m1 computes as\n");
-    fprintf(out, "-- nvfp4, mxfp8 and fp8_e5m2 as fp8_e4m3, fp16 and int4 as bf16 (assumed, not measured).\n");
-    fprintf(out, "-- HBM: a device-to-device copy (read + write); conv_eff: the fp8 conversion kernel over that bandwidth.\n");
-    fprintf(out, "-- Not measured: nvlink_gbps, net_gbps and latencies are the h100 datasheet's; edit them.\n");
-    fprintf(out, "return {\n  name = \"%s\",\n", name);
-    fprintf(out, "  peak_tflops = { bf16 = %.3f, fp8_e4m3 = %.3f", best[0], best[1]);
-    for (int p = 2; p < NP; p++)
-        if (tc[p]) fprintf(out, ", %s = %.3f", mplb_prec_name(precs[p]), best[p]);
-    fprintf(out, " },\n");
-    fprintf(out, "  compute_as = { fp16 = \"bf16\", fp8_e5m2 = \"fp8_e4m3\", mxfp8 = \"fp8_e4m3\", int8 = \"fp8_e4m3\",\n");
-    fprintf(out, "    fp4_e2m1 = \"%s\", int4_g32 = \"bf16\", int4_g128 = \"bf16\"", tc[2] ? "nvfp4" : "bf16");
-    for (int p = 2; p < NP; p++)
-        if (!tc[p]) fprintf(out, ", %s = \"bf16\"", mplb_prec_name(precs[p]));
-    fprintf(out, " },\n");
-    double ce = bw > 0 ? conv / bw : 0.01;
-    if (!(ce > 0)) ce = 0.01;
-    if (ce > 1) ce = 1;
-    fprintf(out, "  hbm_gbps = %.1f,\n  nvlink_gbps = 450,\n  net_gbps = 50,\n", bw);
-    fprintf(out, "  nvlink_lat_us = 8,\n  net_lat_us = 15,\n  launch_us = 5,\n  conv_eff = %.4f,\n", ce);
-    fprintf(out, "  memory_gb = %.1f,\n", (double)mem_total / 1e9);
-    mplb_calib_unmeasured(out);   /* link efficiencies, host link, mma_eff: with their provenance */
-    fprintf(out, "  eff = {\n");
+    // the profile is written on the host (core/exec/calibrate.c): every value with its provenance
+    mplb_calib_gpu cg;
+    memset(&cg, 0, sizeof cg);
+    cg.name = name;
+    cg.device = dev;
+    cg.d = d;
+    cg.f = f;
+    cg.nmax = nmax;
+    cg.graphed = graphed_all;
     for (int p = 0; p < NP; p++) {
-        if (p >= 2 && !tc[p]) continue;   // a weight-only FP4 format computes as bf16: no curve of its own
-        fprintf(out, "    %s = {", p == 0 ? "default" : mplb_prec_name(precs[p]));
-        for (int i = 0; i < ng; i++) {
-            double e = best[p] > 0 ? tf[p][i] / best[p] : 1e-4;
-            fprintf(out, " {%d, %.4f},", grid[i], e < 1e-4 ? 1e-4 : e);
-        }
-        fprintf(out, " },\n");
+        cg.prec[p] = precs[p];
+        cg.path_name[p] = mplb_cuda_path_name(path[p], precs[p]);
+        cg.weight_only[p] = path[p] == MPLB_CUDA_PATH_WEIGHT_ONLY;
+        cg.best[p] = best[p];
+        for (int i = 0; i < ng; i++) cg.tf[p][i] = tf[p][i];
     }
-    fprintf(out, "  },\n  -- raw TFLOP/s per n:");
-    for (int p = 0; p < NP; p++) {
-        fprintf(out, "\n  --   %s (%s):", mplb_prec_name(precs[p]), path[p] == MPLB_CUDA_PATH_WEIGHT_ONLY ? "weight-only" : "tensor cores");
-        for (int i = 0; i < ng; i++) fprintf(out, " %d:%.2f", grid[i], tf[p][i]);
-    }
-    fprintf(out, "\n}\n");
-    return ferror(out) ? mplb_err_set(err, MPLB_EIO, "calibrate: write error") : 0;
+    for (int i = 0; i < ng; i++) cg.grid[i] = grid[i];
+    cg.ng = ng;
+    cg.hbm_gbps = bw;
+    cg.conv_gbps = conv;
+    cg.memory_gb = (double)mem_total / 1e9;
+    return mplb_calib_write_gpu(&cg, out, err);
 }

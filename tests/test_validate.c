@@ -3,7 +3,9 @@
  * profile value carries its provenance, and bad files name file, line and
  * field. */
 #include <math.h>
+#include <dirent.h>
 #include <time.h>
+#include <unistd.h>
 #include "testutil.h"
 
 /* Bounds on the median |model - measured| / measured per component that
@@ -55,25 +57,125 @@ static void test_medians_under_bounds(void **st) {
     free(rows);
 }
 
-/* Every parameter of every shipped profile says where it comes from; an
- * assumption's range holds its value. */
+/* Every value of hw says where it comes from: each parameter and each eff(n)
+ * curve has a src (and a ref unless assumed); an assumption's range holds
+ * its value. */
+static void check_provenance(const char *label, mplb_profile *hw) {
+    mplb_param ps[MPLB_PARAMS_MAX];
+    int np = mplb_profile_params(hw, ps);
+    assert_true(np > MPLB_PS_COUNT);
+    for (int k = 0; k < np; k++) {
+        const mplb_prov *pv = ps[k].prov;
+        if (pv->src == MPLB_SRC_UNSPECIFIED) fail_msg("%s: %s has no provenance", label, ps[k].name);
+        if (pv->src != MPLB_SRC_ASSUMPTION && !pv->ref[0]) fail_msg("%s: %s has no ref", label, ps[k].name);
+        if (!(pv->lo <= *ps[k].value && *ps[k].value <= pv->hi))
+            fail_msg("%s: %s = %g outside [%g, %g]", label, ps[k].name, *ps[k].value, pv->lo, pv->hi);
+    }
+    for (int p = 0; p < MPLB_PREC_COUNT; p++)
+        if (hw->n_eff[p] > 0 && (hw->eff_prov[p].src == MPLB_SRC_UNSPECIFIED || !hw->eff_prov[p].ref[0]))
+            fail_msg("%s: the eff(n) curve of %s has no provenance", label, mplb_prec_name(p));
+}
+
+/* Every profile shipped in profiles/ (all of them, found by listing the
+ * folder) carries its provenance. */
 static void test_profile_provenance(void **st) {
     (void)st;
-    const char *names[] = {"h100", "h800", "h200", "b200", "rtx5090"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    DIR *dir = opendir(MPLB_SRC "/profiles");
+    assert_non_null(dir);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 4, ".lua") != 0) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(len - 4), de->d_name);
         mplb_profile hw;
         mplb_err err = {0};
-        if (mplb_profile_load(names[i], MPLB_SRC "/profiles", &hw, &err) < 0) fail_msg("%s", err.msg);
-        mplb_param ps[MPLB_PARAMS_MAX];
-        int np = mplb_profile_params(&hw, ps);
-        assert_true(np > MPLB_PS_COUNT);
-        for (int k = 0; k < np; k++) {
-            const mplb_prov *pv = ps[k].prov;
-            if (pv->src == MPLB_SRC_UNSPECIFIED) fail_msg("%s: %s has no provenance", names[i], ps[k].name);
-            if (pv->src != MPLB_SRC_ASSUMPTION && !pv->ref[0]) fail_msg("%s: %s has no ref", names[i], ps[k].name);
-            if (!(pv->lo <= *ps[k].value && *ps[k].value <= pv->hi))
-                fail_msg("%s: %s = %g outside [%g, %g]", names[i], ps[k].name, *ps[k].value, pv->lo, pv->hi);
+        if (mplb_profile_load(name, MPLB_SRC "/profiles", &hw, &err) < 0) fail_msg("%s", err.msg);
+        check_provenance(name, &hw);
+        n++;
+    }
+    closedir(dir);
+    assert_true(n >= 5);
+    /* the check itself fails on a value or a curve without a tag */
+    write_text("bare.lua", "return { inherit = 'h100', launch_us = 4 }\n");
+    write_text("curve.lua", "return { inherit = 'h100', eff = { default = { {1, 0.5}, {64, 1} } } }\n");
+    const char *bad[2] = {"./bare.lua", "./curve.lua"};
+    for (int i = 0; i < 2; i++) {
+        mplb_profile hw;
+        mplb_err err = {0};
+        assert_int_equal(mplb_profile_load(bad[i], ".", &hw, &err), 0);
+        assert_true(i == 0 ? hw.prov[MPLB_PS_launch_us].src == MPLB_SRC_UNSPECIFIED
+                           : hw.eff_prov[MPLB_PREC_BF16].src == MPLB_SRC_UNSPECIFIED);
+    }
+}
+
+/* A profile `mplb calibrate` writes (cpu: measured here, on a tiny grid;
+ * cuda: the host-side writer fed a GPU's numbers) loads, tags every value
+ * (measured ones with the machine and the date), and runs an experiment. */
+static void test_calibrated_profiles(void **st) {
+    (void)st;
+    mplb_err err = {0};
+    FILE *f = fopen("cal_cpu.lua", "w");
+    assert_non_null(f);
+    mplb_calib_opts co = {.hidden = 64, .ffn = 32, .max_tokens = 8, .min_seconds = 0.002, .name = "cal_cpu"};
+    if (mplb_calibrate_cpu(&co, f, &err) < 0) fail_msg("%s", err.msg);
+    fclose(f);
+    mplb_profile hw;
+    if (mplb_profile_load("./cal_cpu.lua", ".", &hw, &err) < 0) fail_msg("%s", err.msg);
+    check_provenance("cal_cpu", &hw);
+    char host[256] = "unknown", want[300];
+    gethostname(host, sizeof host - 1);
+    snprintf(want, sizeof want, "mplb calibrate --backend cpu on %s at 20", host);
+    assert_int_equal(hw.prov[MPLB_PS_hbm_gbps].src, MPLB_SRC_MEASURED);
+    assert_contains(hw.prov[MPLB_PS_hbm_gbps].ref, want);
+    assert_int_equal(hw.eff_prov[MPLB_PREC_BF16].src, MPLB_SRC_MEASURED);
+    assert_contains(hw.eff_prov[MPLB_PREC_BF16].ref, want);
+    /* the cuda writer on fresh random numbers: nvfp4 on tensor cores, mxfp4 fell back to weight-only */
+    mplb_rng g;
+    mplb_rng_seed(&g, test_seed());
+    mplb_calib_gpu cg = {.name = "cal_gpu", .device = "NVIDIA B200 (sm_100, 180 GB)", .d = 4096, .f = 1536, .nmax = 64,
+                         .graphed = 1, .ng = 7, .memory_gb = 180};
+    const mplb_prec precs[MPLB_CALIB_FORMATS] = {MPLB_PREC_BF16, MPLB_PREC_FP8_E4M3, MPLB_PREC_NVFP4, MPLB_PREC_MXFP4};
+    for (int p = 0; p < MPLB_CALIB_FORMATS; p++) {
+        cg.prec[p] = precs[p];
+        cg.path_name[p] = p == 3 ? "weight-only (dequantize + bf16 GEMM)" : "tensor cores";
+        cg.weight_only[p] = p == 3;
+        for (int i = 0; i < cg.ng; i++) {
+            cg.grid[i] = 1 << i;
+            cg.tf[p][i] = 10 + (double)(mplb_rng_next(&g) % 100000) / 50;
+            if (cg.tf[p][i] > cg.best[p]) cg.best[p] = cg.tf[p][i];
         }
+    }
+    cg.hbm_gbps = 4000 + (double)(mplb_rng_next(&g) % 4000);
+    cg.conv_gbps = cg.hbm_gbps * 0.7;
+    f = fopen("cal_gpu.lua", "w");
+    assert_non_null(f);
+    assert_int_equal(mplb_calib_write_gpu(&cg, f, &err), 0);
+    fclose(f);
+    if (mplb_profile_load("./cal_gpu.lua", ".", &hw, &err) < 0) fail_msg("%s", err.msg);
+    check_provenance("cal_gpu", &hw);
+    assert_contains(hw.prov[MPLB_PS_hbm_gbps].ref, "mplb calibrate --backend cuda on NVIDIA B200 (sm_100, 180 GB) at 20");
+    assert_close(hw.hbm_gbps, cg.hbm_gbps, 1e-5);
+    assert_close(hw.conv_eff, 0.7, 1e-4);
+    assert_close(hw.peak_tflops[MPLB_PREC_NVFP4], cg.best[2], 1e-5);
+    assert_true(hw.peak_tflops[MPLB_PREC_MXFP4] == 0 && hw.compute_as[MPLB_PREC_MXFP4] == MPLB_PREC_BF16);   /* never an FP4 peak */
+    assert_int_equal(hw.n_eff[MPLB_PREC_NVFP4], cg.ng);
+    for (int i = 0; i < cg.ng; i++) assert_close(hw.eff[MPLB_PREC_NVFP4][i].eff, cg.tf[2][i] / cg.best[2], 1e-3);
+    /* both run an experiment on the cost model */
+    write_text("cal.lua", "return { model = { layers = 2, experts = 8, top_k = 2, hidden = 64, ffn = 32 },\n"
+                          "  cluster = { gpus_per_node = 2, profile = './cal_cpu.lua' },\n"
+                          "  workload = { steps = 2, tokens = 64 }, policies = { 'baseline', 'threshold' } }\n");
+    const char *profs[2] = {"cluster.profile='./cal_cpu.lua'", "cluster.profile='./cal_gpu.lua'"};
+    for (int i = 0; i < 2; i++) {
+        mplb_exp x;
+        if (mplb_exp_load("cal.lua", &profs[i], 1, &x, &err) < 0) fail_msg("%s", err.msg);
+        mplb_run_opts o = {.out_path = NULL, .command = "test"};
+        mplb_run_summary sum;
+        if (mplb_run(&x, &o, &sum, &err) < 0) fail_msg("%s: %s", profs[i], err.msg);
+        assert_true(sum.pol[0].rows == 4 && sum.pol[1].sum_t_layer > 0);
+        mplb_run_summary_free(&sum);
+        mplb_exp_free(&x);
     }
 }
 
@@ -167,6 +269,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_medians_under_bounds),
         cmocka_unit_test(test_profile_provenance),
+        cmocka_unit_test(test_calibrated_profiles),
         cmocka_unit_test(test_profile_errors),
         cmocka_unit_test(test_validation_file_errors),
         cmocka_unit_test(test_cast_closed_form),

@@ -118,11 +118,79 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
         if (e < 1e-4) e = 1e-4;
         fprintf(out, " {%d, %.4f},", grid[i], e);
     }
-    fprintf(out, " },\n  },\n");
+    fprintf(out, " src = \"measured\", ref = \"%s: GFLOP/s at n over the best\" },\n  },\n", ref);
     fprintf(out, "  -- raw: GFLOP/s per n:");
     for (int i = 0; i < ng; i++) fprintf(out, " %d:%.2f", grid[i], gf[i]);
     fprintf(out, "\n}\n");
     free(x); free(w1); free(w2); free(h); free(y); free(a); free(b);
+    return ferror(out) ? mplb_err_set(err, MPLB_EIO, "calibrate: write error") : 0;
+}
+
+int mplb_calib_write_gpu(const mplb_calib_gpu *g, FILE *out, mplb_err *err) {
+    time_t now_t = time(NULL);
+    char stamp[64], ref[400];
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now_t));
+    snprintf(ref, sizeof ref, "mplb calibrate --backend cuda on %s at %s", g->device, stamp);
+    fprintf(out, "-- Hardware profile measured by `mplb calibrate --backend cuda` (mplb %s, git %s)\n", MPLB_VERSION,
+            mplb_git_revision());
+    fprintf(out, "-- on %s at %s.\n", g->device, stamp);
+    fprintf(out, "-- Measured: expert SwiGLU FFNs through cuBLASLt (d=%d, f=%d; n = 1..%d tokens), device time\n", g->d,
+            g->f, g->nmax);
+    fprintf(out, "-- only (GEMM plans prepared first, a warm-up, then %s, best replay).\n",
+            g->graphed ? "CUDA graph replays of back-to-back FFNs" : "back-to-back launches (graph capture refused)");
+    fprintf(out, "-- Per format, what ran:\n");
+    for (int p = 0; p < MPLB_CALIB_FORMATS; p++)
+        fprintf(out, "--   %-8s %s: best %.2f TFLOP/s%s\n", mplb_prec_name(g->prec[p]), g->path_name[p], g->best[p],
+                g->weight_only[p] ? " (weight-only: not FP4 speed; not written as an FP4 peak)" : "");
+    int tc[MPLB_CALIB_FORMATS];
+    for (int p = 0; p < MPLB_CALIB_FORMATS; p++) tc[p] = !g->weight_only[p] && g->best[p] > 0;
+    fprintf(out, "-- A weight-only FP4 format computes as bf16 here (what the device ran); fp4_e2m1 computes as\n");
+    fprintf(out, "-- nvfp4, mxfp8 and fp8_e5m2 as fp8_e4m3, fp16 and int4 as bf16 (assumed, not measured).\n");
+    fprintf(out, "-- HBM: a device-to-device copy (read + write); conv_eff: the fp8 conversion kernel over that bandwidth.\n");
+    fprintf(out, "-- Not measured (assumptions with ranges: edit them): NVLink, NIC, latencies, launch.\n");
+    fprintf(out, "return {\n  name = \"%s\",\n  peak_tflops = {\n", g->name);
+    char key[64], pref[480];
+    snprintf(pref, sizeof pref, "%s: best TFLOP/s of the cuBLASLt FFN over the n grid", ref);
+    for (int p = 0; p < MPLB_CALIB_FORMATS; p++) {
+        if (p >= 2 && !tc[p]) continue;   /* weight-only FP4: never an FP4 peak */
+        snprintf(key, sizeof key, "  %s", mplb_prec_name(g->prec[p]));
+        mplb_calib_value(out, key, g->best[p] > 0 ? g->best[p] : 1e-3, "measured", pref, 0, 0);
+    }
+    fprintf(out, "  },\n");
+    fprintf(out, "  compute_as = { fp16 = \"bf16\", fp8_e5m2 = \"fp8_e4m3\", mxfp8 = \"fp8_e4m3\", int8 = \"fp8_e4m3\",\n");
+    fprintf(out, "    fp4_e2m1 = \"%s\", int4_g32 = \"bf16\", int4_g128 = \"bf16\"", tc[2] ? "nvfp4" : "bf16");
+    for (int p = 2; p < MPLB_CALIB_FORMATS; p++)
+        if (!tc[p]) fprintf(out, ", %s = \"bf16\"", mplb_prec_name(g->prec[p]));
+    fprintf(out, " },\n");
+    double ce = g->hbm_gbps > 0 ? g->conv_gbps / g->hbm_gbps : 0.01;
+    if (!(ce > 0)) ce = 0.01;
+    if (ce > 1) ce = 1;
+    mplb_calib_value(out, "hbm_gbps", g->hbm_gbps > 0 ? g->hbm_gbps : 1, "measured", ref, 0, 0);
+    mplb_calib_value(out, "conv_eff", ce, "measured", ref, 0, 0);
+    mplb_calib_value(out, "memory_gb", g->memory_gb, "measured", ref, 0, 0);
+    mplb_calib_value(out, "nvlink_gbps", 450, "assumption", "not measured: H100/H200 NVLink 4 per direction; "
+                     "PCIe-only boards ~32", 32, 900);
+    mplb_calib_value(out, "net_gbps", 50, "assumption", "not measured: a 400 Gb/s NIC per GPU", 12.5, 100);
+    mplb_calib_value(out, "nvlink_lat_us", 8, "assumption", "not measured", 2, 25);
+    mplb_calib_value(out, "net_lat_us", 15, "assumption", "not measured", 5, 40);
+    mplb_calib_value(out, "launch_us", 5, "assumption", "not measured: launch and tail of one grouped GEMM", 2, 10);
+    mplb_calib_unmeasured(out);
+    fprintf(out, "  eff = {\n");
+    for (int p = 0; p < MPLB_CALIB_FORMATS; p++) {
+        if (p >= 2 && !tc[p]) continue;   /* a weight-only FP4 format computes as bf16: no curve of its own */
+        fprintf(out, "    %s = {", p == 0 ? "default" : mplb_prec_name(g->prec[p]));
+        for (int i = 0; i < g->ng; i++) {
+            double e = g->best[p] > 0 ? g->tf[p][i] / g->best[p] : 1e-4;
+            fprintf(out, " {%d, %.4f},", g->grid[i], e < 1e-4 ? 1e-4 : e);
+        }
+        fprintf(out, " src = \"measured\", ref = \"%s: TFLOP/s at n over the best\" },\n", ref);
+    }
+    fprintf(out, "  },\n  -- raw TFLOP/s per n:");
+    for (int p = 0; p < MPLB_CALIB_FORMATS; p++) {
+        fprintf(out, "\n  --   %s (%s):", mplb_prec_name(g->prec[p]), g->weight_only[p] ? "weight-only" : "tensor cores");
+        for (int i = 0; i < g->ng; i++) fprintf(out, " %d:%.2f", g->grid[i], g->tf[p][i]);
+    }
+    fprintf(out, "\n}\n");
     return ferror(out) ? mplb_err_set(err, MPLB_EIO, "calibrate: write error") : 0;
 }
 
@@ -140,6 +208,11 @@ void mplb_calib_unmeasured(FILE *out) {
     mplb_calib_value(out, "net_eff", 0.8, "assumption", "not measured by calibrate", 0.5, 1);
     mplb_calib_value(out, "host_gbps", 25, "assumption", "not measured by calibrate (PCIe Gen4-Gen5 x16)", 12, 64);
     mplb_calib_value(out, "host_eff", 0.8, "assumption", "not measured by calibrate", 0.5, 1);
+    /* no tile or wave model: the measured eff(n) curves already hold those effects */
+    static const char *const tiles[] = {"sms", "tile_m", "tile_n"};
+    for (int i = 0; i < 3; i++)
+        mplb_calib_value(out, tiles[i], 0, "measured", "0 = off: the measured eff(n) curves include tile and wave effects",
+                         0, 0);
     /* the peaks are measured best rates and eff(n) is measured relative to them */
     static const char *measured_peaks[] = {"bf16", "fp8_e4m3", "nvfp4", "mxfp4"};
     fprintf(out, "  mma_eff = {\n");

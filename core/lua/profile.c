@@ -9,7 +9,9 @@
  * provenance "unspecified" (shipped profiles have none: a test checks).
  * `inherit = "h100"` loads that profile first and overrides what is given.
  * `compute_as = { nvfp4 = "fp8_e4m3" }` says a format has no native units and
- * runs at another format's rate after dequantisation (FP4 on Hopper). */
+ * runs at another format's rate after dequantisation (FP4 on Hopper).
+ * `eff = { default = { {n, e}, ..., src = "measured", ref = "..." } }`: a
+ * measured eff(n) curve, its provenance in the same table. */
 #include "mplb/config.h"
 #include "lsandbox.h"
 
@@ -147,8 +149,29 @@ static int read_value(lua_State *L, const pfile *f, const char *field, int max_o
     return 0;
 }
 
+/* A curve's provenance: its table's src and ref keys (unspecified when it
+ * has no src; a measured or published curve must say where: ref). */
+static int read_curve_prov(lua_State *L, int t, const pfile *f, const char *field, mplb_prov *pv, mplb_err *err) {
+    memset(pv, 0, sizeof *pv);
+    pv->src = MPLB_SRC_UNSPECIFIED;
+    int ty = lua_getfield(L, t, "src");
+    const char *sn = ty == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    for (int i = 1; sn && i < MPLB_SRC_COUNT; i++)
+        if (strcmp(sn, mplb_src_name(i)) == 0) pv->src = i;
+    lua_pop(L, 1);
+    if (ty != LUA_TNIL && (!sn || pv->src == MPLB_SRC_UNSPECIFIED))
+        return pfail(f, field, "src must be datasheet, published, measured or assumption", err);
+    if (lua_getfield(L, t, "ref") == LUA_TSTRING) snprintf(pv->ref, sizeof pv->ref, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (pv->src != MPLB_SRC_UNSPECIFIED && pv->src != MPLB_SRC_ASSUMPTION && !pv->ref[0])
+        return pfail(f, field, "ref missing: say which measurement or table", err);
+    return 0;
+}
+
 static int read_curve(lua_State *L, int t, const pfile *f, const char *field,
-                      mplb_eff_pt *pts, int *n, mplb_err *err) {
+                      mplb_eff_pt *pts, int *n, mplb_prov *pv, mplb_err *err) {
+    int rc = read_curve_prov(L, t, f, field, pv, err);
+    if (rc < 0) return rc;
     int len = (int)luaL_len(L, t);
     if (len < 1 || len > MPLB_EFF_MAX) {
         char m[96];
@@ -235,11 +258,13 @@ static int read_eff(lua_State *L, int t, const pfile *f, mplb_profile *p, mplb_e
     int et = lua_gettop(L), rc = 0;
     if (lua_getfield(L, et, "default") == LUA_TTABLE) {
         mplb_eff_pt pts[MPLB_EFF_MAX];
+        mplb_prov pv;
         int n;
-        if ((rc = read_curve(L, lua_gettop(L), f, "eff.default", pts, &n, err)) == 0)
+        if ((rc = read_curve(L, lua_gettop(L), f, "eff.default", pts, &n, &pv, err)) == 0)
             for (int pr = 0; pr < MPLB_PREC_COUNT; pr++) {
                 memcpy(p->eff[pr], pts, sizeof pts);
                 p->n_eff[pr] = n;
+                p->eff_prov[pr] = pv;
             }
     }
     lua_pop(L, 1);
@@ -252,7 +277,7 @@ static int read_eff(lua_State *L, int t, const pfile *f, mplb_profile *p, mplb_e
         if (strcmp(k, "default") != 0) {
             if (mplb_prec_parse(k, &pr) < 0 || !lua_istable(L, -1))
                 rc = pfail(f, field, "unknown precision or not a curve", err);
-            else rc = read_curve(L, lua_gettop(L), f, field, p->eff[pr], &p->n_eff[pr], err);
+            else rc = read_curve(L, lua_gettop(L), f, field, p->eff[pr], &p->n_eff[pr], &p->eff_prov[pr], err);
         }
         lua_pop(L, rc == 0 ? 1 : 2);
     }

@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include "mplb/err.h"
+#include "mplb/prec.h"
 
 MPLB_BEGIN_DECLS
 
@@ -27,6 +28,25 @@ typedef struct mplb_calib_opts {
 
 /* Measure and write the profile as Lua source to out. */
 MPLB_API int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err);
+
+/* What `mplb calibrate --backend cuda` measured (kernels/calibrate_gpu.cu
+ * fills it on the GPU), written as a profile by mplb_calib_write_gpu on the
+ * host: measured values tagged measured with the device and the date, the
+ * rest assumptions with ranges, every eff(n) curve with its src and ref. */
+#define MPLB_CALIB_FORMATS 4   /* bf16, fp8_e4m3, nvfp4, mxfp4 (in prec[] order) */
+#define MPLB_CALIB_GRID 16
+typedef struct mplb_calib_gpu {
+    const char *name, *device;                  /* profile name; "NVIDIA H100 ... (sm_90, 80 GB)" */
+    int d, f, nmax, graphed;                    /* expert shape, top of the n grid, CUDA graphs used */
+    mplb_prec prec[MPLB_CALIB_FORMATS];
+    const char *path_name[MPLB_CALIB_FORMATS];  /* what ran per format (mplb_cuda_path_name) */
+    int weight_only[MPLB_CALIB_FORMATS];        /* an FP4 format that fell back to weight-only */
+    double best[MPLB_CALIB_FORMATS];            /* TFLOP/s */
+    double tf[MPLB_CALIB_FORMATS][MPLB_CALIB_GRID];
+    int grid[MPLB_CALIB_GRID], ng;
+    double hbm_gbps, conv_gbps, memory_gb;      /* copy bandwidth (read + write), fp8 conversion, device memory */
+} mplb_calib_gpu;
+MPLB_API int mplb_calib_write_gpu(const mplb_calib_gpu *g, FILE *out, mplb_err *err);
 
 /* Write one profile value with its provenance: "  key = { v, src = "...",
  * ref = "..." }," (src "assumption" adds range = {lo, hi}). */

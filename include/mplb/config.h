@@ -172,6 +172,7 @@ typedef struct mplb_profile {
     mplb_prec compute_as[MPLB_PREC_COUNT]; /* the rate a format really runs at on this chip */
     int n_eff[MPLB_PREC_COUNT];            /* measured eff(n) curves (mplb calibrate); 0 = tile model */
     mplb_eff_pt eff[MPLB_PREC_COUNT][MPLB_EFF_MAX]; /* eff(n), piecewise-linear in log n */
+    mplb_prov eff_prov[MPLB_PREC_COUNT];   /* where each curve comes from (its src and ref keys) */
 #define MPLB_PS_FIELD(f, req, m1, what) double f;
     MPLB_PROFILE_SCALARS(MPLB_PS_FIELD)
 #undef MPLB_PS_FIELD
