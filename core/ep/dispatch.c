@@ -114,6 +114,9 @@ typedef struct ep_state {
     size_t *recv_n;
     uint8_t **held;      /* two hops: the rows this rank proxied, kept for the reduce */
     size_t *held_n;
+    int borrowed;        /* local: recv and held point into the senders' blocks (lent) */
+    uint8_t *lent[8];    /* local: this rank's sent blocks, read in place by the others until the layer ends */
+    int n_lent;
     mplb_ep_stats *st;
 } ep_state;
 
@@ -127,7 +130,7 @@ int mplb_ep_proxy(int R, int gpn, int s, int n) {
 }
 
 static void drop_recv(ep_state *s) {
-    free(s->recv[0]);
+    if (!s->borrowed) free(s->recv[0]);
     memset(s->recv, 0, (size_t)s->R * sizeof *s->recv);
     memset(s->recv_n, 0, (size_t)s->R * sizeof *s->recv_n);
 }
@@ -370,12 +373,18 @@ static int ep_compute(ep_state *s, mplb_err *err) {
     return rc;
 }
 
-/* Add the received records into acc[id] (n_ids rows of d), ranks in order. */
 /* a[0..d) += the d floats at p (unaligned bytes), eight at a time as one
- * vector (GCC/Clang vector extension: SSE pairs on baseline x86-64) */
+ * vector (GCC/Clang vector extension), compiled for AVX-512, AVX2 and the
+ * baseline and picked at load time where the toolchain can (x86 ifunc) */
 typedef float v8f __attribute__((vector_size(32)));
 
-static void add_row(float *a, const uint8_t *p, int d) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define MPLB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MPLB_CLONES
+#endif
+
+MPLB_CLONES static void add_row(float *a, const uint8_t *p, int d) {
     int c = 0;
     for (; c + 8 <= d; c += 8) {
         v8f x, y;
@@ -391,7 +400,11 @@ static void add_row(float *a, const uint8_t *p, int d) {
     }
 }
 
-static int add_records(const ep_state *s, float *acc, int64_t n_ids, mplb_err *err) {
+/* Sum the received records into acc[id] (n_ids rows of d), ranks in order.
+ * With seen (n_ids flags, zeroed), acc need not be cleared: a row's first
+ * record is copied (0 + v is v but for the sign of a zero) and rows without
+ * one are zeroed at the end, which saves a pass over acc. */
+static int add_records(const ep_state *s, float *acc, int64_t n_ids, uint8_t *seen, mplb_err *err) {
     int d = s->d;
     size_t out_rb = rec_bytes(d);
     for (int r = 0; r < s->R; r++)
@@ -400,8 +413,15 @@ static int add_records(const ep_state *s, float *acc, int64_t n_ids, mplb_err *e
             int32_t id;
             memcpy(&id, rec, 4);
             if (id < 0 || id >= n_ids) return mplb_err_set(err, MPLB_EIO, "dispatch: rank %d returned row %d of %lld", r, id, (long long)n_ids);
-            add_row(acc + (size_t)id * d, rec + 4, d);
+            if (seen && !seen[id]) {
+                memcpy(acc + (size_t)id * d, rec + 4, (size_t)d * 4);
+                seen[id] = 1;
+            } else {
+                add_row(acc + (size_t)id * d, rec + 4, d);
+            }
         }
+    for (int64_t t = 0; seen && t < n_ids; t++)
+        if (!seen[t]) memset(acc + (size_t)t * d, 0, (size_t)d * 4);
     return 0;
 }
 
@@ -413,7 +433,7 @@ static int ep_reduce(ep_state *s, mplb_err *err) {
     double t0 = now_s();
     for (int r = 0; r < R; r++) n += s->held_n[r] / rb;
     float *acc = calloc((n ? n : 1) * (size_t)d, sizeof *acc);
-    int rc = acc ? add_records(s, acc, (int64_t)n, err) : oom(err);
+    int rc = acc ? add_records(s, acc, (int64_t)n, NULL, err) : oom(err);
     for (int r = 0; r < R; r++) s->send_n[r] = s->held_n[r] / rb * out_rb;
     if (rc == 0) rc = alloc_send(s, err);
     n = 0;
@@ -424,7 +444,7 @@ static int ep_reduce(ep_state *s, mplb_err *err) {
         }
     free(acc);
     drop_recv(s);
-    free(s->held[0]);
+    if (!s->borrowed) free(s->held[0]);
     memset(s->held, 0, (size_t)R * sizeof *s->held);
     s->st->t_combine_s += now_s() - t0;
     return rc;
@@ -433,8 +453,9 @@ static int ep_reduce(ep_state *s, mplb_err *err) {
 /* Phase: y = the records that came home, summed in rank order. */
 static int ep_unpack(ep_state *s, mplb_err *err) {
     double t0 = now_s();
-    memset(s->me->y, 0, (size_t)s->me->tokens * s->d * sizeof(float));
-    int rc = add_records(s, s->me->y, s->me->tokens, err);
+    uint8_t *seen = calloc(s->me->tokens > 0 ? (size_t)s->me->tokens : 1, 1);
+    int rc = seen ? add_records(s, s->me->y, s->me->tokens, seen, err) : oom(err);
+    free(seen);
     drop_recv(s);
     s->st->t_combine_s += now_s() - t0;
     return rc;
@@ -473,8 +494,9 @@ static int state_init(ep_state *s, int R, const mplb_ep_topo *topo, int rank, co
 
 static void state_free(ep_state *s) {
     if (s->send) free_send(s);
-    if (s->recv) free(s->recv[0]);
-    if (s->held) free(s->held[0]);
+    if (s->recv && !s->borrowed) free(s->recv[0]);
+    if (s->held && !s->borrowed) free(s->held[0]);
+    for (int i = 0; i < s->n_lent; i++) free(s->lent[i]);
     free(s->send); free(s->send_n); free(s->recv); free(s->recv_n); free(s->held); free(s->held_n);
 }
 
@@ -497,20 +519,23 @@ int mplb_ep_layer(const mplb_ep_transport *tp, const mplb_placement *pl, int d, 
     return rc;
 }
 
-/* Rank r receives what every rank sent to r, in one block as a transport
- * would deliver it. */
+/* Rank r receives what every rank sent to r: in one process it reads the
+ * senders' rows in place (as a shared-memory transport would), so each
+ * sender's block is lent until the layer ends instead of copied. */
 static int local_exchange(ep_state *s, int R, mplb_err *err) {
     for (int r = 0; r < R; r++) {
-        size_t total = 0, off = 0;
-        for (int src = 0; src < R; src++) total += s[src].send_n[r];
-        uint8_t *block = malloc(total + 1);
-        if (!block) return oom(err);
+        if (s[r].n_lent == (int)(sizeof s[r].lent / sizeof s[r].lent[0]))
+            return mplb_err_set(err, MPLB_EINVAL, "dispatch: more exchanges in a layer than phases");
         for (int src = 0; src < R; src++) {
-            memcpy(block + off, s[src].send[r], s[src].send_n[r]);
-            s[r].recv[src] = block + off;
+            s[r].recv[src] = s[src].send[r];
             s[r].recv_n[src] = s[src].send_n[r];
-            off += s[src].send_n[r];
         }
+        s[r].borrowed = 1;
+    }
+    for (int r = 0; r < R; r++) {
+        s[r].lent[s[r].n_lent++] = s[r].send_block;
+        s[r].send_block = NULL;
+        memset(s[r].send, 0, (size_t)R * sizeof *s[r].send);
     }
     return 0;
 }
