@@ -24,10 +24,11 @@
  * one-hop path only by float summation order. With topo.direct every row
  * goes straight to its rank across nodes too (DeepEP's low-latency mode).
  *
- * Transports move bytes: "local" runs all ranks in one process (buffers
- * are copied), "mpi" is MPI_Alltoallv with one rank per process (in the mplb
- * binary, built with MPI), "nccl" grouped send/recv (mplb/ep_nccl.h). The
- * data path is the same, so their results are bit-identical.
+ * Transports move bytes: "local" runs all ranks in one process (receivers
+ * read the senders' buffers in place, as shared memory would), "mpi" is
+ * MPI_Alltoallv with one rank per process (in the mplb binary, built with
+ * MPI), "nccl" grouped send/recv (mplb/ep_nccl.h). The data path is the
+ * same, so their results are bit-identical.
  */
 #ifndef MPLB_DISPATCH_H
 #define MPLB_DISPATCH_H
