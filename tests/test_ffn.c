@@ -262,6 +262,26 @@ static void test_paths(void **st) {
     assert_contains(err.msg, "avx512_bf16");
     mplb_ffn_ws_free(&ws);
     mplb_expert_free(&w);
+    /* auto keeps activations that bf16 cannot hold (fp8 with a per-token
+     * scale) on the float32 path: the same bits as the forced AVX2 path */
+    if (__builtin_cpu_supports("avx2")) {
+        enum { D = 64, F = 48, N = 40 };
+        float *wg = malloc(sizeof(float) * D * F), *xs = malloc(sizeof(float) * N * D);
+        float *y1 = malloc(sizeof(float) * N * D), *y2 = malloc(sizeof(float) * N * D);
+        mplb_rng g;
+        mplb_rng_seed(&g, test_seed());
+        heavy(&g, wg, (size_t)D * F, 0.1);
+        heavy(&g, xs, (size_t)N * D, 1.0);
+        assert_int_equal(mplb_expert_quantize(wg, wg, wg, D, F, MPLB_PREC_FP8_E4M3, NULL, &w, &err), 0);
+        mplb_ffn_ws wa = {.path = MPLB_FFN_AUTO}, w2 = {.path = MPLB_FFN_AVX2};
+        assert_int_equal(mplb_ffn_forward(&w, xs, N, MPLB_PREC_FP8_E4M3, y1, &wa, &err), 0);
+        assert_int_equal(mplb_ffn_forward(&w, xs, N, MPLB_PREC_FP8_E4M3, y2, &w2, &err), 0);
+        assert_memory_equal(y1, y2, sizeof(float) * N * D);
+        mplb_ffn_ws_free(&wa);
+        mplb_ffn_ws_free(&w2);
+        mplb_expert_free(&w);
+        free(wg); free(xs); free(y1); free(y2);
+    }
 }
 
 static void test_activation_formats_and_edges(void **st) {

@@ -70,6 +70,17 @@ int mplb_ffn_path_parse(const char *name) {
  * (bench/gemm, forced paths side by side). */
 #define BF16_MIN_TOKENS 8
 
+/* Activations of this precision are exact in bf16 once rounded (bf16, MX
+ * and unscaled E2M1: a few significant bits times a power of two), so the
+ * bf16 path computes what the float32 paths compute but for summation order.
+ * Per-token or per-tensor float32 scales (fp8, nvfp4, int8, int4) and fp16
+ * are not: auto keeps those on the float32 paths, so that a quantized
+ * plan's result does not depend on the CPU (the accuracy harness compares
+ * it with a numpy model of "round the activations, then float32 GEMMs"). */
+static int acts_exact_in_bf16(mplb_prec p) {
+    return p == MPLB_PREC_BF16 || p == MPLB_PREC_MXFP8 || p == MPLB_PREC_MXFP4 || p == MPLB_PREC_FP4_E2M1;
+}
+
 static int have_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -114,9 +125,10 @@ static int grow(float **p, size_t *cap, size_t n) {
 }
 
 /* out[n x rows(W)] = a[n x k] * W^T, W packed [rows x k], dequantized by tiles */
-static int tiled_gemm(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws, mplb_err *err) {
+static int tiled_gemm(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws, int exact,
+                      mplb_err *err) {
     mplb_ffn_path p = ws->path;
-    if (p == MPLB_FFN_AVX512_BF16 || (p == MPLB_FFN_AUTO && n >= BF16_MIN_TOKENS)) {
+    if (p == MPLB_FFN_AVX512_BF16 || (p == MPLB_FFN_AUTO && exact && n >= BF16_MIN_TOKENS)) {
         int rc = mplb_ffn_gemm_bf16(W, a, n, k, out, ws, err);
         if (rc <= 0) return rc;
     }
@@ -166,12 +178,13 @@ int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec ac
         grow(&ws->g, &ws->cap_g, (size_t)n * f) < 0 || !(ws->u = realloc(ws->u, (size_t)n * f * sizeof(float))))
         return mplb_err_set(err, MPLB_ENOMEM, "ffn: out of memory for %d tokens", n);
     int rc = quantize_acts(x, n, d, act_prec, ws->xq, err);
-    if (rc == 0) rc = tiled_gemm(&w->gate, ws->xq, n, d, ws->g, ws, err);
-    if (rc == 0) rc = tiled_gemm(&w->up, ws->xq, n, d, ws->u, ws, err);
+    int exact = acts_exact_in_bf16(act_prec);
+    if (rc == 0) rc = tiled_gemm(&w->gate, ws->xq, n, d, ws->g, ws, exact, err);
+    if (rc == 0) rc = tiled_gemm(&w->up, ws->xq, n, d, ws->u, ws, exact, err);
     if (rc < 0) return rc;
     for (size_t i = 0; i < (size_t)n * f; i++) ws->g[i] = mplb_swiglu(ws->g[i], ws->u[i]);
     rc = quantize_acts(ws->g, n, f, act_prec, ws->g, err);
-    if (rc == 0) rc = tiled_gemm(&w->down, ws->g, n, f, y, ws, err);
+    if (rc == 0) rc = tiled_gemm(&w->down, ws->g, n, f, y, ws, exact, err);
     ws->t_total_s += now_s() - t0;
     return rc;
 }

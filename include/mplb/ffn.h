@@ -12,7 +12,10 @@
  * mxfp8 with one per 32 channels. n = 0 is allowed (nothing to do).
  * mplb_ffn_ref_f64 is the float64 reference on the unquantized weights.
  *
- * Paths (mplb_ffn_ws.path; MPLB_FFN_AUTO picks by cpuid and token count):
+ * Paths (mplb_ffn_ws.path; MPLB_FFN_AUTO picks by cpuid, token count and
+ * act_prec: avx512_bf16 only for activations exact in bf16 once rounded --
+ * bf16, mxfp8, mxfp4, fp4_e2m1 -- so results do not depend on the CPU but
+ * for float32 summation order):
  *   avx512_bf16  weights decoded once per GEMM to bf16, activations rounded to
  *                bf16, vdpbf16ps with float32 sums (mplb_ffn_gemm_bf16), for
  *                weights exact in bf16 (bf16, fp8, fp4, mxfp8/4, nvfp4)
@@ -24,9 +27,11 @@
  * x bf16 fits float32) and each output is one float32 sum over k in order, so
  * against float64 on the same bf16-rounded activations and decoded weights
  * |err| <= (k + 2) 2^-24 sum_i |w_i x_i| (+ 2^-126 per flushed subnormal
- * input: vdpbf16ps flushes denormals); the one extra rounding against the
- * fp32 paths is that of activations not already exact in bf16 (act_prec fp8
- * with a per-token scale, nvfp4: 2^-9 relative each, 1/16 of an e4m3 step).
+ * input: vdpbf16ps flushes denormals); forced onto activations not exact in
+ * bf16 (fp8 with a per-token scale, nvfp4, int8) it adds one rounding of each
+ * (2^-9 relative, 1/16 of an e4m3 step). tests/test_ffn.c checks that bound
+ * per output (test_gemm_bf16) and every path's FFN against float64 within
+ * 1.5/256 (the bf16 rounding of the hidden activations dominates).
  */
 #ifndef MPLB_FFN_H
 #define MPLB_FFN_H
