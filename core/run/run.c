@@ -29,6 +29,7 @@ typedef struct run {
     mplb_routing rt;
     mplb_plan plan, base_plan;
     mplb_placement *bases;   /* [layers] initial placements from placement_file, or NULL (r->base for all) */
+    double *base_mem;        /* [layers * R] their all-bf16 expert bytes per rank (obs.rank_mem), or NULL */
     int n_bases;
     mplb_cost_result res, base_res;
     double base_error;
@@ -66,6 +67,7 @@ static void run_free(run *r) {
     mplb_placement_free(&r->base);
     for (int l = 0; l < r->n_bases; l++) mplb_placement_free(&r->bases[l]);
     free(r->bases);
+    free(r->base_mem);
     mplb_wl_free(&r->wl);
     mplb_routing_free(&r->rt);
     mplb_plan_free(&r->plan);
@@ -105,6 +107,18 @@ static int open_model(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb
         if (!(r->bases = calloc((size_t)x->model.layers, sizeof *r->bases))) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
         if ((rc = mplb_placement_load_map(x->placement_file, x->model.layers, R, E, r->bases, err)) < 0) return rc;
         r->n_bases = x->model.layers;
+        /* obs.rank_mem per layer (replicas take memory); an unset budget covers the busiest rank x 1.25 */
+        if (!(r->base_mem = calloc((size_t)x->model.layers * R, sizeof *r->base_mem)))
+            return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
+        double most = 0;
+        for (int l = 0; l < x->model.layers; l++) {
+            mplb_plan bf16;
+            if ((rc = mplb_plan_init(&bf16, &r->bases[l], err)) < 0) return rc;
+            mplb_plan_memory(&bf16, &x->model, r->base_mem + (size_t)l * R);
+            mplb_plan_free(&bf16);
+            for (int q = 0; q < R; q++) if (r->base_mem[(size_t)l * R + q] > most) most = r->base_mem[(size_t)l * R + q];
+        }
+        if (x->cluster.expert_memory_gb <= 0) r->ob.mem_budget = 1.25 * most;
     }
     r->prev = calloc((size_t)r->P * x->model.layers + 1, sizeof *r->prev);
     if (!r->prev) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
@@ -292,6 +306,7 @@ static int run_layer(run *r, int step, int layer, int replaying, mplb_err *err) 
     } else if ((rc = mplb_wl_generate(&r->wl, step, layer, base_of(r, layer), &r->rt, err)) < 0)
         return rc;
     r->ob.base = base_of(r, layer);   /* obs.expert_rank: this layer's homes */
+    if (r->base_mem) memcpy(r->ob.rank_mem, r->base_mem + (size_t)layer * r->base.R, (size_t)r->base.R * sizeof *r->ob.rank_mem);
     mplb_plan_reset(&r->base_plan, base_of(r, layer));
     if ((rc = r->be->eval(r->be_ctx, &in, &r->base_plan, &r->base_res, &r->base_error, err)) < 0)
         return mplb_err_wrap(err, "baseline, step %d, layer %d", step + 1, layer + 1);

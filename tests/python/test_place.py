@@ -184,3 +184,33 @@ def test_placement_file_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("num_slots: 64\ninitial_global_assignments:\n  0: [1, 2\n")
     p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
     assert p.returncode == 1 and "bad.yaml" in p.stderr and "not YAML" in p.stderr
+
+
+MEMCHECK = """-- fails the run unless obs.rank_mem is the expected count of expert copies per rank
+local P = { params = { l1 = "", l2 = "", l3 = "" } }
+function P.decide(obs, act)
+  local got = {}
+  for r = 1, obs.ranks do got[r] = string.format("%.0f", obs.rank_mem[r] / obs.expert_bytes) end
+  local s = table.concat(got, ",")
+  if s ~= P.params["l" .. obs.layer] then error("layer " .. obs.layer .. ": rank_mem copies " .. s) end
+end
+return P
+"""
+
+
+def test_placement_file_rank_mem(tmp_path):
+    """obs.rank_mem under a 72-slot map: each rank's distinct experts (two
+    slots of one expert on a rank count once) times the bf16 expert bytes."""
+    mplb("place", OLMOE, "-o", tmp_path / "p.json", "--gpus", 8, "--slots", 72)
+    p2l = np.array(json.loads((tmp_path / "p.json").read_text())["phy2log"])
+    want = {f"l{l + 1}": ",".join(str(len(set(p2l[l, 9 * g:9 * g + 9]))) for g in range(8)) for l in range(3)}
+    assert any(w != ",".join(["8"] * 8) for w in want.values())
+    (tmp_path / "memcheck.lua").write_text(MEMCHECK)
+    params = ", ".join(f'{k} = "{v}"' for k, v in want.items())
+    (tmp_path / "m.lua").write_text(f"""return {{
+  model = {{ preset = "olmoe-1b-7b", layers = 3 }}, cluster = {{ gpus_per_node = 8 }},
+  workload = {{ kind = "trace", file = "{OLMOE}", steps = 2 }},
+  policies = {{ {{ "{tmp_path / 'memcheck.lua'}", {params} }} }},
+  placement_file = "{tmp_path / 'p.json'}",
+}}""")
+    mplb("run", tmp_path / "m.lua", "-o", tmp_path / "m.h5")
