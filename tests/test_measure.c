@@ -203,11 +203,46 @@ static void test_run_drift(void **st) {
     mplb_runfile_info_free(&info);
 }
 
+/* backend cpu, timed for real: the stored times are the low medians of the
+ * stored runs (3 by default), the spreads their extremes. */
+static void test_run_cpu(void **st) {
+    (void)st;
+    write_text("cpu.lua",
+               "return { model = { layers = 2, experts = 8, top_k = 2, hidden = 64, ffn = 32 },\n"
+               "  cluster = { gpus_per_node = 2 }, backend = 'cpu',\n"
+               "  workload = { steps = 2, tokens = 256, zipf = 1.0 },\n"
+               "  policies = { 'baseline', {'static', prec = 'nvfp4', mode = 'online'} }, seed = 6 }\n");
+    mplb_exp x;
+    mplb_err err = {0};
+    assert_int_equal(mplb_exp_load("cpu.lua", NULL, 0, &x, &err), 0);
+    assert_int_equal(x.repeats, 3);
+    mplb_run_opts o = {.out_path = "cpu.h5", .force = 1, .command = "test"};
+    mplb_run_summary sum;
+    if (mplb_run(&x, &o, &sum, &err)) fail_msg("%s", err.msg);
+    assert_contains(sum.times_source, "median of 3 repeats");
+    mplb_run_summary_free(&sum);
+    mplb_exp_free(&x);
+    mplb_runfile_info info;
+    assert_int_equal(mplb_runfile_read_arrays("cpu.h5", &info, &err), 0);
+    assert_int_equal(info.repeats, 3);
+    for (int64_t i = 0; i < info.n_rows; i++) {
+        const mplb_step_row *r = &info.rows[i];
+        const double *L = info.rep_layer + i * 3, *B = info.rep_baseline + i * 3;
+        double lo, hi;
+        assert_true(r->t_layer_us == ref_median_low(L, 3) && r->t_baseline_us == ref_median_low(B, 3));
+        mplb_min_max(L, 3, &lo, &hi);
+        assert_true(r->t_layer_min_us == lo && r->t_layer_max_us == hi && lo > 0);
+        if (r->policy == 0) assert_memory_equal(L, B, 3 * sizeof(double));   /* the baseline row is its own baseline */
+    }
+    mplb_runfile_info_free(&info);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_median),
         cmocka_unit_test(test_driver),
         cmocka_unit_test(test_run_drift),
+        cmocka_unit_test(test_run_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
