@@ -15,8 +15,11 @@
 -- run's memory budget); quantized experts are stored at `low` (no per-layer
 -- conversion). The dynamic variant (window) uses the loads of the last
 -- `window` steps of this layer instead of the current batch alone.
+-- calib = n > 0 is R&Q's calibration (its finding iii): loads and importance
+-- are the mean of this layer's first n steps, then frozen, so later batches
+-- are balanced with statistics that did not see them.
 local P = {
-  params = { bound = 1.5, low = "int4_g128", max_replicas = 0, budget = "baseline", window = 1, importance = "auto" },
+  params = { bound = 1.5, low = "int4_g128", max_replicas = 0, budget = "baseline", window = 1, importance = "auto", calib = 0 },
 }
 
 local history = {}   -- history[layer] = list of per-expert load lists
@@ -55,16 +58,37 @@ local function importance(obs, p)
   return obs.expert_importance
 end
 
+local calib = {}   -- calib[layer] = { seen = steps, n = summed loads, imp = summed importance }
+
+-- R&Q's calibration: the mean of the first p.calib steps' statistics (loads as
+-- shares of the batch's T * k slots), then frozen; loads scaled to this batch.
+local function calibrated(layer, n, imp, steps, slots)
+  local c = calib[layer]
+  if not c then
+    c = { seen = 0, n = {}, imp = {} }
+    for e = 1, #n do c.n[e], c.imp[e] = 0, 0 end
+    calib[layer] = c
+  end
+  if c.seen < steps then
+    for e = 1, #n do c.n[e], c.imp[e] = c.n[e] + n[e] / slots, c.imp[e] + (imp[e] or 0) end
+    c.seen = c.seen + 1
+  end
+  local mn, mi = {}, {}
+  for e = 1, #n do mn[e], mi[e] = c.n[e] / c.seen * slots, c.imp[e] / c.seen end
+  return mn, mi
+end
+
 function P.decide(obs, act)
   local p = P.params
   local R, E, T, k = obs.ranks, obs.experts, obs.tokens, obs.top_k
   if T * k == 0 then return end
   local n = loads(obs)
+  local imp = mplb.values(importance(obs, p))   -- measured by ablation where the run has it
+  if p.calib > 0 then n, imp = calibrated(obs.layer, n, imp, p.calib, T * k) end
   local home = mplb.values(obs.expert_rank)
   local on_rank = mplb.group_by(home, R)            -- on_rank[r]: experts homed on r
   local load = mplb.rank_sums(n, home, R)
   local mem = mplb.values(obs.rank_mem)
-  local imp = mplb.values(importance(obs, p))   -- measured by ablation where the run has it
   local copies, holders, low_done = {}, {}, {}
   for e = 1, E do copies[e] = 1 end
   local bf16 = obs.expert_bytes

@@ -84,3 +84,33 @@ def test_lis_after_zero_tokens(tmp_path):
     with h5py.File(out, "r") as f:
         st = f["steps"][()]
     assert (st["lis_after"] == 0).all() and (st["lis"] == 0).all()
+
+
+def test_lis_calib_freezes_the_plan(tmp_path):
+    """lis with calib = n (R&Q's calibration set): from step n on, every layer's
+    plan is the one the first n steps' mean statistics give, whatever the batch;
+    without calib the plan follows the batch."""
+    rng = np.random.default_rng()
+    n_cal, seed = int(rng.integers(1, 3)), int(rng.integers(1, 10**6))
+    (tmp_path / "exp.lua").write_text(f"""return {{
+  name = "calib", model = {{ name = "t", layers = 2, experts = 16, top_k = 2, hidden = 256, ffn = 128 }},
+  cluster = {{ nodes = 1, gpus_per_node = 4, profile = "h100" }},
+  workload = {{ steps = 6, tokens = 2048, families = 4, drift = 1.0, drift_period = 3, zipf = 1.2 }},
+  policies = {{ "baseline", {{ "lis", bound = 1.0, max_replicas = 3, calib = {n_cal} }}, {{ "lis", bound = 1.0, max_replicas = 3 }} }},
+  seed = {seed},
+}}""")
+    out = tmp_path / "run.h5"
+    subprocess.run([BIN, "run", str(tmp_path / "exp.lua"), "-o", str(out)], check=True, capture_output=True)
+    with h5py.File(out, "r") as f:
+        st, prec, load = f["steps"][()], f["experts/precision"][()], f["experts/load"][()]
+    for layer in (0, 1):
+        rows = lambda pol: [i for i in range(len(st)) if st[i]["policy"] == pol and st[i]["layer"] == layer]
+        cal, free = rows(1), rows(2)
+        frozen = [prec[i] for i in cal[n_cal - 1:]]
+        assert all((p == frozen[0]).all() for p in frozen)
+        # the calibrated plan is what the mean shares of steps 0..n-1 give: the same as the
+        # uncalibrated policy's at step 0 when n = 1
+        if n_cal == 1:
+            assert (prec[cal[0]] == prec[free[0]]).all() and st[cal[0]]["lis_after"] == st[free[0]]["lis_after"]
+        # the batches differ (drifting families), so the free policy's plans change
+        assert len({load[i].tobytes() for i in free}) > 1

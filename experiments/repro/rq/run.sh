@@ -3,7 +3,7 @@
 # trace.lua on OLMoE-1B-7B's and Mixtral-8x7B's recorded routing (--sensitivity for the
 # speedup column), accuracy.lua on models/tiny-moe with importance by ablation; then
 # summarize.py writes DIR/results.md, lis.csv and lis.png.
-# --small: 2 trace steps and 1 lm step (the shape of the card, for make test).
+# --small: 4 trace steps and 1 lm step (the shape of the card, for make test).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
 bin="$root/build/mplb"; out=""; small=0
@@ -20,7 +20,7 @@ done
 mkdir -p "$out"
 py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
 olmoe_steps=6; mixtral_steps=5; lm=()
-if [ $small = 1 ]; then olmoe_steps=2; mixtral_steps=2; lm=(--set workload.steps=1); fi
+if [ $small = 1 ]; then olmoe_steps=4; mixtral_steps=4; lm=(--set workload.steps=1); fi
 "$bin" run "$here/trace.lua" --force -o "$out/olmoe.h5" --sensitivity --set workload.steps=$olmoe_steps > "$out/olmoe.txt"
 # Mixtral: 8 experts; on 2 ranks (4 experts each) so that quantizing frees room for a copy
 # (on 8 ranks, one expert each, no replica fits the rank's bf16 footprint)
