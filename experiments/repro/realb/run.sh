@@ -35,6 +35,13 @@ for vs in 45 100; do
     --set workload.tokens=8192 --set workload.vision_frac=0.85 --set workload.vision_sigma=$(awk "BEGIN{print $vs/100}") \
     "${size[@]}" > "$out/timing_8192_v85_s${vs}.txt"
 done
+# routing seeds beside the card's (11): the spread the random routing adds (full size only)
+if [ $small = 0 ]; then
+  for seed in 12 13 14; do
+    "$bin" run "$here/timing.lua" --force -o "$out/seed_8192_v85_${seed}.h5" --set seed=$seed \
+      --set workload.tokens=8192 --set workload.vision_frac=0.85 > "$out/seed_8192_v85_${seed}.txt"
+  done
+fi
 "$bin" run "$here/accuracy.lua" --force -o "$out/accuracy.h5" "${acc[@]}" > "$out/accuracy.txt"
 PYTHONPATH="$root/analysis${PYTHONPATH:+:$PYTHONPATH}" "$py" "$here/summarize.py" "$out" "$root" > /dev/null
 echo "realb: $out/results.md"
