@@ -4,7 +4,7 @@
 # with the vision routing fluctuating from batch to batch (workload.vision_sigma 0.45, 1.0).
 # Accuracy: accuracy.lua (the lm workload on models/tiny-moe). Then summarize.py writes
 # DIR/results.md, timing.csv, accuracy.csv and speedup.png.
-# --small: 4 MoE layers x 2 steps and 2 lm steps (the shape of the card, for make test).
+# --small: 2 MoE layers x 2 steps, one fluctuating-vision point, 2 lm steps (the card's shape, for make test).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
 bin="$root/build/mplb"; out=""; small=0
@@ -21,7 +21,8 @@ done
 mkdir -p "$out"
 py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
 size=(); acc=()
-if [ $small = 1 ]; then size=(--set model.layers=4 --set workload.steps=2); acc=(--set workload.steps=2); fi
+sigmas="45 100"
+if [ $small = 1 ]; then size=(--set model.layers=2 --set workload.steps=2); acc=(--set workload.steps=2); sigmas=100; fi
 for tokens in 4096 8192; do
   for vis in 60 85; do
     "$bin" run "$here/timing.lua" --force -o "$out/timing_${tokens}_v${vis}.h5" --sensitivity \
@@ -30,7 +31,7 @@ for tokens in 4096 8192; do
 done
 # the vision hot set redrawn in part every batch (other images, other experts): sd of the log-popularity
 # 0.45 (the fitted text model's own step fluctuation) and 1.0
-for vs in 45 100; do
+for vs in $sigmas; do
   "$bin" run "$here/timing.lua" --force -o "$out/timing_8192_v85_s${vs}.h5" --sensitivity \
     --set workload.tokens=8192 --set workload.vision_frac=0.85 --set workload.vision_sigma=$(awk "BEGIN{print $vs/100}") \
     "${size[@]}" > "$out/timing_8192_v85_s${vs}.txt"
