@@ -214,9 +214,64 @@ static void test_resumable_and_exclusive(void **st) {
     remove("ex.h5.part");
 }
 
+/* /accuracy: per-domain rows, buffered until the next flush, read back by
+ * mplb_runfile_read_arrays; appending to a file made without domains is an error. */
+static void test_domains(void **st) {
+    (void)st;
+    mplb_rng rng;
+    mplb_rng_seed(&rng, test_seed());
+    const char *names[] = {"baseline", "static"}, *srcs[] = {"-- a", "-- b"}, *params[] = {"{}", "{}"};
+    const char *doms[] = {"code", "prose", "vision"};
+    mplb_runfile_meta meta;
+    meta_init(&meta, names, srcs, params);
+    meta.n_domains = 3;
+    meta.domain_names = doms;
+    mplb_runfile *rf;
+    mplb_err err = {0};
+    remove("dom.h5");
+    assert_int_equal(mplb_runfile_create("dom.h5", &meta, 2, 3, 0, 4, 0, &rf, &err), 0);
+    enum { N = 37 };
+    mplb_domain_row d[N];
+    mplb_step_row row = {0};
+    double rl[2] = {0}, rc2[2] = {0};
+    int32_t el[3] = {0};
+    uint8_t ep[3] = {0};
+    for (int i = 0; i < N; i++) {
+        d[i] = (mplb_domain_row){i % 2, i / 6, i % 3, (int64_t)(mplb_rng_next(&rng) >> 40), mplb_rng_uniform(&rng),
+                                 mplb_rng_uniform(&rng), mplb_rng_uniform(&rng) - 0.5, 1 + mplb_rng_uniform(&rng),
+                                 1 + mplb_rng_uniform(&rng)};
+        assert_int_equal(mplb_runfile_append_domain(rf, &d[i], &err), 0);
+        if (i % 5 == 0) assert_int_equal(mplb_runfile_append(rf, &row, rl, rc2, el, ep, &err), 0);
+    }
+    assert_int_equal(mplb_runfile_close(rf, "complete", "", &err), 0);   /* the last rows: flushed at close */
+    mplb_runfile_info info;
+    if (mplb_runfile_read_arrays("dom.h5", &info, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(info.n_domains, 3);
+    assert_string_equal(info.domain_names[2], "vision");
+    assert_int_equal(info.n_domain_rows, N);
+    for (int i = 0; i < N; i++) {   /* field by field: the struct has padding */
+        const mplb_domain_row *a = &info.domain_rows[i], *b = &d[i];
+        assert_true(a->policy == b->policy && a->step == b->step && a->domain == b->domain && a->positions == b->positions);
+        assert_true(a->kl == b->kl && a->top1_agree == b->top1_agree && a->ppl_delta == b->ppl_delta &&
+                    a->ppl_ref == b->ppl_ref && a->ppl_q == b->ppl_q);
+    }
+    mplb_runfile_info_free(&info);
+    /* a file without domains has none, and takes none */
+    meta.n_domains = 0;
+    assert_int_equal(mplb_runfile_create("dom.h5", &meta, 2, 3, 1, 4, 0, &rf, &err), 0);
+    assert_int_equal(mplb_runfile_append_domain(rf, &d[0], &err), MPLB_EINVAL);
+    assert_int_equal(mplb_runfile_close(rf, "complete", "", &err), 0);
+    if (mplb_runfile_read_arrays("dom.h5", &info, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(info.n_domains, 0);
+    assert_int_equal(info.n_domain_rows, 0);
+    mplb_runfile_info_free(&info);
+    remove("dom.h5");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_domains),
         cmocka_unit_test(test_no_silent_overwrite),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_schema_and_truncation),

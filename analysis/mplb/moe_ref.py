@@ -135,8 +135,9 @@ def _wq(w, p):
 
 def forward(model, tokens, prec=None, acts="matched", return_routing=False):
     """tokens [S, T] ints; prec None or [layers][experts] precision names.
-    Returns logits [S, T, V] (float64) and, with return_routing, the per-layer
-    top-k ids and the smallest gap between the k-th and (k+1)-th router logit."""
+    Returns logits [S, T, V] (float64) and, with return_routing, per layer the
+    top-k ids, the smallest gap between the k-th and (k+1)-th router logit and
+    that gap per token [S*T]."""
     cfg, W = model
     mt = cfg["model_type"]
     moe, gn, un, dn, shn, sgn, ek, fk = FAMILIES[mt]
@@ -194,12 +195,13 @@ def forward(model, tokens, prec=None, acts="matched", return_routing=False):
         order = np.argsort(-lg, -1, kind="stable")
         top = order[:, :K]
         srt = np.take_along_axis(lg, order, -1)
-        gap = float((srt[:, K - 1] - srt[:, K]).min()) if K < E else np.inf
+        gaps = srt[:, K - 1] - srt[:, K] if K < E else np.full(len(lg), np.inf)
+        gap = float(gaps.min())
         w = np.take_along_axis(pr, top, -1)
         if norm_topk:
             w = w / w.sum(-1, keepdims=True)
         w = w * scale
-        routing.append((top, gap))
+        routing.append((top, gap, gaps))
         for e in range(E):
             rows, slot = np.nonzero(top == e)
             if rows.size == 0:

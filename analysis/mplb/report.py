@@ -27,7 +27,8 @@ CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
        " .src{background:#f4f4f4;padding:4px 8px}")
 # columns of the tables, in order; a sweep's table adds point and its axes first
 TABLE_COLUMNS = ["policy", "speedup", "t_layer_us", "t_baseline_us", "imbalance", "lis", "error_proxy",
-                 "exposed_conv_us", "bytes_inter", "decide_us"]
+                 "kl", "top1_agree", "ppl_delta", "exposed_conv_us", "bytes_inter", "decide_us"]
+DOMAIN_COLUMNS = ["policy", "domain", "steps", "kl", "top1_agree", "ppl_delta"]
 
 
 class _Files:
@@ -56,6 +57,18 @@ def _table(df, cols):
         "</colgroup>"
     text = text.replace(">\n  <thead>", ">" + group + "\n  <thead>", 1)
     return f"<div class='tbl'>{text}</div>"
+
+
+def _domains(run):
+    """Measured accuracy split by text domain (workload kind "lm"), if the run has it."""
+    d = run.domain_summary()
+    if d.empty:
+        return []
+    return ["<h3>Measured accuracy by text domain</h3>",
+            "<p>kl: mean KL(p_bf16 || p_plan) of the model's next-token distributions, nats per token; "
+            "top1_agree and ppl_delta against the bf16 model on the same tokens; means over the steps "
+            "(/accuracy/by_domain). Measured on the model's output, not the proxy.</p>",
+            _table(d, DOMAIN_COLUMNS)]
 
 
 def _img(name, alt):
@@ -162,6 +175,7 @@ def report_sweep(obj: Sweep, path, files, points=None):
         where = f"point {p} ({plots.axis_text(row, obj.axes)})" if obj.axes else f"point {p}"
         page += [f"<h2 id='p{p}'>{html.escape(where)}</h2>", _source_html(run),
                  _table(run.summary().reset_index(), TABLE_COLUMNS)]
+        page += _domains(run)
         page += _run_figures(run, where, f"p{p:04d}_", files)
     return f"mplb report: sweep {name}", page
 
@@ -175,6 +189,7 @@ def report_run(run, path, files):
             "<p>error_proxy is a proxy for accuracy loss, not a measured accuracy. "
             f"Source: <code>{html.escape(str(path))}</code></p>",
             _table(run.summary().reset_index(), TABLE_COLUMNS)]
+    page += _domains(run)
     files.save(plots.pareto(run.summary(), title=f"{name}: speedup vs error proxy", source=plots.source_label(run)),
                "pareto.png")
     page.append(_img("pareto.png", "Pareto front"))

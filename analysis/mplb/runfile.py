@@ -117,6 +117,9 @@ class Run:
     policies: list
     config: str
     attrs: dict = field(default_factory=dict)
+    # measured accuracy per text domain (workload kind "lm", /accuracy/by_domain): one row per
+    # (policy, step, domain); empty for runs without a model
+    domains: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def status(self):
@@ -136,6 +139,18 @@ class Run:
         """One row per policy: mean times, speedup over baseline (sum of baseline
         time over sum of layer time), imbalance, error proxy, decide time."""
         return summarize_steps(self.steps)
+
+    def domain_summary(self) -> pd.DataFrame:
+        """One row per (policy, domain): measured kl, top1_agree and ppl_delta,
+        each the mean over the steps (as `mplb run` prints them); empty without
+        /accuracy."""
+        d = self.domains
+        if d.empty:
+            return pd.DataFrame(columns=["policy", "domain", "steps", "kl", "top1_agree", "ppl_delta"])
+        g = d.groupby(["policy_name", "domain"], sort=False)
+        out = pd.DataFrame({"steps": g.size(), "kl": g["kl"].mean(), "top1_agree": g["top1_agree"].mean(),
+                            "ppl_delta": g["ppl_delta"].mean()}).reset_index()
+        return out.rename(columns={"policy_name": "policy"})
 
 
 def summarize_steps(steps: pd.DataFrame) -> pd.DataFrame:
@@ -219,10 +234,34 @@ def _read_run(f, path) -> Run:
               rank_load=tables["ranks/load"][:n], rank_compute_us=tables["ranks/compute_us"][:n],
               expert_load=tables["experts/load"][:n], expert_precision=prec,
               policies=names, config=_scalar_text(f, path, "config", attr=False), attrs=attrs)
+    run.domains = _read_domains(f, path, names)
     steps.attrs["status"] = attrs.get("status")
     steps.attrs["ranks"] = R
     steps.attrs["experts"] = E
     return run
+
+
+_DOMAIN_FIELDS = ("policy", "step", "domain", "positions", "kl", "top1_agree", "ppl_delta", "ppl_ref", "ppl_q")
+
+
+def _read_domains(f, path, names) -> pd.DataFrame:
+    """/accuracy: the per-domain rows with policy_name and the domain's name."""
+    if "accuracy" not in f:
+        return pd.DataFrame(columns=["policy_name", *_DOMAIN_FIELDS])
+    doms = [_clean(_text(x)) for x in _table(f, path, "accuracy/domains", 1, kinds="OSU")[()]]
+    d = _table(f, path, "accuracy/by_domain", 1, kinds="V")
+    missing = set(_DOMAIN_FIELDS) - set(d.dtype.names or ())
+    if missing:
+        raise RunFileError(_clean(f"{path}: /accuracy/by_domain lacks the fields {sorted(missing)}"))
+    t = pd.DataFrame(d[()])
+    for col, n in (("policy", len(names)), ("domain", len(doms))):
+        v = t[col].to_numpy()
+        if len(v) and (v.min() < 0 or v.max() >= n):
+            bad = int(np.flatnonzero((v < 0) | (v >= n))[0])
+            raise RunFileError(_clean(f"{path}: /accuracy/by_domain row {bad}: {col} {v[bad]} is not in 0..{n - 1}"))
+    t.insert(0, "policy_name", [names[i] for i in t["policy"]])
+    t["domain"] = [doms[i] for i in t["domain"]]
+    return t
 
 
 def load_run(path) -> Run:

@@ -70,6 +70,18 @@ int run_resume_copy(run_resume *rs, mplb_runfile *rf, const mplb_exp *x, int P, 
                                  rs->old.expert_load + i * E, rs->old.expert_prec + i * E, err);
         if (rc == 0 && row->policy >= 0 && row->policy < P) run_summary_add(&sum->pol[row->policy], row);
     }
+    for (int64_t i = 0; i < rs->old.n_domain_rows && rc == 0; i++) {   /* /accuracy/by_domain of the kept steps */
+        const mplb_domain_row *d = &rs->old.domain_rows[i];
+        if (d->step >= rs->start_step || d->policy >= P) continue;
+        rc = mplb_runfile_append_domain(rf, d, err);
+        mplb_policy_summary *ps = &sum->pol[d->policy];
+        if (rc == 0 && d->domain < 8) {
+            ps->dom_kl[d->domain] += d->kl;
+            ps->dom_top1[d->domain] += d->top1_agree;
+            ps->dom_ppl_delta[d->domain] += d->ppl_delta;
+            ps->dom_rows += d->domain == 0;
+        }
+    }
     sum->resumed_steps = rs->start_step;
     mplb_runfile_info_free(&rs->old);
     memset(&rs->old, 0, sizeof rs->old);

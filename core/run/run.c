@@ -179,12 +179,16 @@ static int open_file(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb_
         params[i] = mplb_policy_params(r->pols[i]);
     }
     gethostname(host, sizeof host - 1);
+    const char *doms[8];   /* workload.kind = "lm": the text domains of /accuracy */
+    int nd = r->acc ? mplb_accrun_domains(r->acc) : 0;
+    for (int g = 0; g < nd && g < 8; g++) doms[g] = mplb_accrun_domain(r->acc, g);
     mplb_runfile_meta meta = {.mplb_version = MPLB_VERSION, .git_revision = mplb_git_revision(),
                               .command = opts->command ? opts->command : "", .config = x->resolved, .hardware = hw_src,
                               .host = host, .times_source = r->sum->times_source, .backend = r->be->name,
                               .error_metric = r->be->error_metric, .seed = x->seed, .n_policies = P,
                               .repeats = strcmp(r->be->name, "model") != 0 ? x->repeats : 0,
-                              .policy_names = names, .policy_sources = srcs, .policy_params = params};
+                              .policy_names = names, .policy_sources = srcs, .policy_params = params,
+                              .n_domains = nd < 8 ? nd : 8, .domain_names = doms};
     /* resume only a file of the same config, policy sources and params */
     if (rc == 0 && r->rs.active) rc = mplb_runfile_resumable(opts->out_path, &r->rs.old, &meta, R, E, err);
     if (rc == 0)
@@ -259,6 +263,12 @@ static int run_policy(run *r, int i, const mplb_layer_in *in, double lis, int re
                 ps->dom_ppl_delta[g] += r->met[g].ppl_q - r->met[g].ppl_ref;
             }
             if (!replaying) ps->dom_rows++;
+            for (int g = 0; g < r->sum->n_domains && !replaying && r->rf && rc == 0; g++) {
+                const mplb_lm_metrics *m = &r->met[g];
+                mplb_domain_row dr = {i, in->step, g, m->n, m->kl, m->top1, m->ppl_q - m->ppl_ref, m->ppl_ref, m->ppl_q};
+                rc = mplb_runfile_append_domain(r->rf, &dr, err);
+            }
+            if (rc < 0) return rc;
         }
     }
     /* LIS after the plan (R&Q's measure of what a policy achieved): per expert

@@ -25,6 +25,7 @@ struct mplb_runfile {
     int n_staged;
     double *b_rep;               /* [flush_rows x 2N]: layer runs, then baseline runs */
     hid_t row_t, prec_t;
+    hid_t by_dom, dom_t;  /* /accuracy/by_domain and its row type (0 without domains) */
     int R, E, flush_rows;
     int broken;           /* a flush failed: nothing more is written, the file stays as its last flush left it */
     double flush_seconds, last_flush;
@@ -34,6 +35,8 @@ struct mplb_runfile {
     double *b_rload, *b_rcomp;
     int32_t *b_eload;
     uint8_t *b_eprec;
+    mplb_domain_row *b_dom;   /* buffered /accuracy/by_domain rows */
+    int64_t dom_written, n_dom, cap_dom;
 };
 
 static hid_t row_type(void) {
@@ -52,6 +55,17 @@ static hid_t row_type(void) {
     F(t_layer_min_us, H5T_NATIVE_DOUBLE); F(t_layer_max_us, H5T_NATIVE_DOUBLE);
     F(t_baseline_min_us, H5T_NATIVE_DOUBLE); F(t_baseline_max_us, H5T_NATIVE_DOUBLE);
     F(repeats, H5T_NATIVE_INT32);
+#undef F
+    return t;
+}
+
+static hid_t domain_row_type(void) {
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(mplb_domain_row));
+#define F(name, type) H5Tinsert(t, #name, offsetof(mplb_domain_row, name), type)
+    F(policy, H5T_NATIVE_INT32); F(step, H5T_NATIVE_INT32); F(domain, H5T_NATIVE_INT32);
+    F(positions, H5T_NATIVE_INT64);
+    F(kl, H5T_NATIVE_DOUBLE); F(top1_agree, H5T_NATIVE_DOUBLE); F(ppl_delta, H5T_NATIVE_DOUBLE);
+    F(ppl_ref, H5T_NATIVE_DOUBLE); F(ppl_q, H5T_NATIVE_DOUBLE);
 #undef F
     return t;
 }
@@ -111,10 +125,13 @@ static void rf_free(mplb_runfile *rf) {
     if (!rf) return;
     hid_t ds[] = {rf->steps, rf->rank_load, rf->rank_compute, rf->exp_load, rf->exp_prec, rf->rep_layer, rf->rep_base};
     for (int i = 0; i < 7; i++) if (ds[i] > 0) H5Dclose(ds[i]);
+    if (rf->by_dom > 0) H5Dclose(rf->by_dom);
+    if (rf->dom_t > 0) H5Tclose(rf->dom_t);
     if (rf->row_t > 0) H5Tclose(rf->row_t);
     if (rf->prec_t > 0) H5Tclose(rf->prec_t);
     if (rf->file > 0) H5Fclose(rf->file);
     free(rf->rows); free(rf->b_rload); free(rf->b_rcomp); free(rf->b_eload); free(rf->b_eprec); free(rf->b_rep);
+    free(rf->b_dom);
     free(rf);
 }
 
@@ -229,6 +246,14 @@ int mplb_runfile_create(const char *path, const mplb_runfile_meta *meta, int R, 
         bad |= gp < 0 || rf->rep_layer < 0 || rf->rep_base < 0;
         if (gp >= 0) H5Gclose(gp);
     }
+    if (meta->n_domains > 0) {   /* measured accuracy per text domain (workload.kind = "lm") */
+        hid_t ga = H5Gcreate2(f, "accuracy", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        bad |= ga < 0 || write_strings(ga, "domains", meta->n_domains, meta->domain_names) < 0;
+        rf->dom_t = domain_row_type();
+        rf->by_dom = ga < 0 ? -1 : make_table(ga, "by_domain", rf->dom_t, 0);
+        bad |= rf->by_dom < 0;
+        if (ga >= 0) H5Gclose(ga);
+    }
     if (bad || rf->steps < 0 || rf->rank_load < 0 || rf->rank_compute < 0 || rf->exp_load < 0 || rf->exp_prec < 0 ||
         H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fstart_swmr_write(f) < 0) {
         rf_free(rf);
@@ -279,7 +304,8 @@ static int reserve(mplb_runfile *rf, int64_t rows, mplb_err *err) {
     /* the rows uncompressed (deflate never grows data by more than a few
      * bytes per 16 KB block, zlib's deflateBound) plus room for the chunk
      * index and object headers */
-    off_t bytes = (off_t)rows * (off_t)(sizeof(mplb_step_row) + (size_t)rf->R * 16 + (size_t)rf->E * 5 + (size_t)rf->N * 16) + (64 << 10);
+    off_t bytes = (off_t)rows * (off_t)(sizeof(mplb_step_row) + (size_t)rf->R * 16 + (size_t)rf->E * 5 + (size_t)rf->N * 16) +
+                  (off_t)rf->n_dom * (off_t)sizeof(mplb_domain_row) + (64 << 10);
     int e = posix_fallocate(*fd, (off_t)eoa, bytes);
     if (e == 0 || e == EOPNOTSUPP || e == EINVAL) return 0;
     rf->broken = 1;
@@ -289,7 +315,7 @@ static int reserve(mplb_runfile *rf, int64_t rows, mplb_err *err) {
 }
 
 int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err) {
-    if (rf->nbuf == 0) return 0;
+    if (rf->nbuf == 0 && rf->n_dom == 0) return 0;
     if (rf->broken) return mplb_err_set(err, MPLB_EIO, "%s: an earlier write failed; no more rows are written", rf->path);
     int64_t n = rf->nbuf, at = rf->written;
     int rc = reserve(rf, n, err);
@@ -303,11 +329,16 @@ int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err) {
                        append_rows(rf->rep_base, H5T_NATIVE_DOUBLE, at, n, rf->N, rf->b_rep + (size_t)rf->flush_rows * rf->N) < 0 ||
                        H5Dflush(rf->rep_layer) < 0 || H5Dflush(rf->rep_base) < 0)) ||
         H5Dflush(rf->steps) < 0 || H5Dflush(rf->rank_load) < 0 || H5Dflush(rf->rank_compute) < 0 ||
-        H5Dflush(rf->exp_load) < 0 || H5Dflush(rf->exp_prec) < 0 || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) {
+        H5Dflush(rf->exp_load) < 0 || H5Dflush(rf->exp_prec) < 0 ||
+        (rf->n_dom && (append_rows(rf->by_dom, rf->dom_t, rf->dom_written, rf->n_dom, 0, rf->b_dom) < 0 ||
+                       H5Dflush(rf->by_dom) < 0)) ||
+        H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) {
         rf->broken = 1;
         return mplb_err_set(err, MPLB_EIO, "%s: cannot append rows %lld..%lld (disk full or I/O error)", rf->path,
                             (long long)at, (long long)(at + n - 1));
     }
+    rf->dom_written += rf->n_dom;
+    rf->n_dom = 0;
     rf->written += n;
     rf->nbuf = 0;
     rf->last_flush = mono_s();
@@ -338,6 +369,19 @@ int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, const double
     rf->n_staged = 0;
     rf->nbuf++;
     if (rf->nbuf >= rf->flush_rows || mono_s() - rf->last_flush >= rf->flush_seconds) return mplb_runfile_flush(rf, err);
+    return 0;
+}
+
+int mplb_runfile_append_domain(mplb_runfile *rf, const mplb_domain_row *row, mplb_err *err) {
+    if (rf->by_dom <= 0) return mplb_err_set(err, MPLB_EINVAL, "%s: created without text domains", rf->path);
+    if (rf->n_dom == rf->cap_dom) {
+        int64_t cap = rf->cap_dom ? 2 * rf->cap_dom : 64;
+        mplb_domain_row *b = realloc(rf->b_dom, (size_t)cap * sizeof *b);
+        if (!b) return mplb_err_set(err, MPLB_ENOMEM, "runfile: out of memory");
+        rf->b_dom = b;
+        rf->cap_dom = cap;
+    }
+    rf->b_dom[rf->n_dom++] = *row;
     return 0;
 }
 
@@ -488,6 +532,43 @@ static int read_repeats(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err)
     return 0;
 }
 
+/* /accuracy: domain names and the per-domain rows (absent: none). */
+static int read_domains(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
+    int64_t nd = 0;
+    int rc = mplb_h5_dset_strs(h, "accuracy/domains", -1, &info->domain_names, &nd, err);
+    if (rc < 0) return rc;
+    if (rc > 0) return 0;
+    if (nd > MAX_POLICIES || nd < 1) {
+        for (int64_t i = 0; i < nd; i++) free(info->domain_names[i]);
+        free(info->domain_names);
+        info->domain_names = NULL;
+        return mplb_err_set(err, MPLB_EFORMAT, "%s: /accuracy/domains holds %lld names (1 to %d)", h->path, (long long)nd,
+                            MAX_POLICIES);
+    }
+    info->n_domains = (int)nd;
+    for (int i = 0; i < info->n_domains; i++) info->domain_names[i] = display(info->domain_names[i]);
+    hsize_t dims[1];
+    hid_t d = mplb_h5_dset_open(h, "accuracy/by_domain", H5T_COMPOUND, 1, NULL, sizeof(mplb_domain_row), dims, err);
+    if (d == 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /accuracy/by_domain", h->path);
+    if (d < 0) return err->code;
+    hid_t t = domain_row_type();
+    info->domain_rows = mplb_h5_read_rows(h, d, "accuracy/by_domain", t, sizeof(mplb_domain_row), 1, dims, dims[0], err);
+    H5Tclose(t);
+    H5Dclose(d);
+    if (!info->domain_rows) return err->code;
+    info->n_domain_rows = (int64_t)dims[0];
+    for (int64_t i = 0; i < info->n_domain_rows; i++) {
+        const mplb_domain_row *r = &info->domain_rows[i];
+        if (r->policy < 0 || r->policy >= info->n_policies || r->step < 0 || r->domain < 0 || r->domain >= info->n_domains ||
+            r->positions < 0)
+            return mplb_err_set(err, MPLB_EFORMAT, "%s: /accuracy/by_domain row %lld: policy %d, step %d, domain %d, "
+                                "positions %lld: expected policy in 0..%d, domain in 0..%d, the rest >= 0", h->path,
+                                (long long)i, r->policy, r->step, r->domain, (long long)r->positions,
+                                info->n_policies - 1, info->n_domains - 1);
+    }
+    return 0;
+}
+
 /* The per-rank and per-expert tables, policy texts and hardware. */
 static int read_arrays(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) {
     static const struct { const char *name; int experts; H5T_class_t cls; size_t elem; } tab[4] = {
@@ -534,7 +615,8 @@ static int read_arrays(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
         if (rc > 0) return mplb_err_set(err, MPLB_EFORMAT, "%s: missing dataset /%s", h->path, sn[i]);
     }
     if ((rc = mplb_h5_dset_str(h, "hardware", &info->hardware, err)) < 0) return rc;
-    return read_repeats(h, info, err);
+    if ((rc = read_repeats(h, info, err)) < 0) return rc;
+    return read_domains(h, info, err);
 }
 
 static int read_file(const char *path, int arrays, mplb_runfile_info *info, mplb_err *err) {
@@ -600,5 +682,7 @@ void mplb_runfile_info_free(mplb_runfile_info *info) {
     free(info->rank_load); free(info->rank_compute); free(info->expert_load); free(info->expert_prec);
     free(info->rep_layer); free(info->rep_baseline);
     free(info->hardware); free(info->host); free(info->times_source); free(info->backend); free(info->error_metric);
+    for (int i = 0; i < info->n_domains && info->domain_names; i++) free(info->domain_names[i]);
+    free(info->domain_names); free(info->domain_rows);
     memset(info, 0, sizeof *info);
 }

@@ -54,7 +54,7 @@ typedef struct mplb_policy_summary {
     int repeats;                /* timed runs per row (the last row's) */
     long acc_rows;              /* steps whose accuracy was measured (workload.kind = "lm") */
     double sum_kl, sum_top1, sum_ppl_delta;
-    double dom_kl[8], dom_top1[8], dom_ppl_delta[8];  /* per text domain, over the steps run here (not resumed) */
+    double dom_kl[8], dom_top1[8], dom_ppl_delta[8];  /* per text domain (kept steps of a resume from /accuracy) */
     long dom_rows;
 } mplb_policy_summary;
 

@@ -16,7 +16,9 @@
  * /ranks/{load,compute} [rows x R]; /experts/{load,precision} [rows x E],
  * precision as an HDF5 enum of the mplb precision names;
  * /repeats/{t_layer_us,t_baseline_us} [rows x N] every timed run of a
- * measuring backend (mplb/measure.h). Datasets are
+ * measuring backend (mplb/measure.h). With text domains
+ * (workload.kind = "lm"): /accuracy/domains [D] names and /accuracy/by_domain,
+ * one compound row per (policy, step, domain) measured. Datasets are
  * chunked and deflated with an unlimited first axis; rows are buffered and
  * flushed every flush_rows rows, so a killed run keeps every flushed row.
  * The file is opened with H5Fcreate(EXCL) unless force: results are never
@@ -52,6 +54,14 @@ typedef struct mplb_step_row {
     int32_t repeats;
 } mplb_step_row;
 
+/* Measured accuracy on one text domain (workload.kind = "lm"), from the
+ * step's model output; written with the step's last-layer /steps row. */
+typedef struct mplb_domain_row {
+    int32_t policy, step, domain;      /* domain: index into /accuracy/domains */
+    int64_t positions;                 /* positions compared (tokens with a next token) */
+    double kl, top1_agree, ppl_delta, ppl_ref, ppl_q;
+} mplb_domain_row;
+
 typedef struct mplb_runfile_meta {
     const char *mplb_version, *git_revision, *command, *config, *hardware, *host;
     const char *times_source;   /* where the times come from: "cost model, profile h100", "measured on ..." */
@@ -61,6 +71,8 @@ typedef struct mplb_runfile_meta {
     int n_policies;
     const char *const *policy_names, *const *policy_sources, *const *policy_params;
     int repeats;   /* > 0: /repeats/{t_layer_us,t_baseline_us} [rows x repeats] hold every timed run */
+    int n_domains;                     /* 0: no /accuracy group */
+    const char *const *domain_names;
 } mplb_runfile_meta;
 
 typedef struct mplb_runfile mplb_runfile;
@@ -74,6 +86,8 @@ MPLB_API int mplb_runfile_append(mplb_runfile *rf, const mplb_step_row *row, con
 /* The timed runs of the next appended row (n = meta->repeats values each;
  * mplb/measure.h); a row appended without them gets NaN. */
 MPLB_API void mplb_runfile_stage_repeats(mplb_runfile *rf, const double *t_layer, const double *t_baseline, int n);
+/* Buffered; flushed with the next /steps rows (a file created with n_domains > 0). */
+MPLB_API int mplb_runfile_append_domain(mplb_runfile *rf, const mplb_domain_row *row, mplb_err *err);
 MPLB_API int mplb_runfile_flush(mplb_runfile *rf, mplb_err *err);
 /* Flush, write status ("complete" or "failed") and error, close, free rf. */
 MPLB_API int mplb_runfile_close(mplb_runfile *rf, const char *status, const char *error, mplb_err *err);
@@ -100,6 +114,11 @@ typedef struct mplb_runfile_info {
     /* with mplb_runfile_read_arrays, when the file has /repeats: [n_rows x repeats] each, else NULL and 0 */
     int repeats;
     double *rep_layer, *rep_baseline;
+    /* with mplb_runfile_read_arrays: /accuracy (0 and NULL in files without it) */
+    int n_domains;
+    char **domain_names;               /* malloc'd, n_domains */
+    int64_t n_domain_rows;
+    mplb_domain_row *domain_rows;      /* malloc'd */
 } mplb_runfile_info;
 
 MPLB_API int mplb_runfile_read(const char *path, mplb_runfile_info *info, mplb_err *err);
