@@ -50,7 +50,7 @@ void mplb_ffn_ws_free(mplb_ffn_ws *ws) {
 }
 
 #define FFN_PATHS(X) X(MPLB_FFN_AUTO, "auto") X(MPLB_FFN_AVX512_BF16, "avx512_bf16") X(MPLB_FFN_AVX2, "avx2") \
-    X(MPLB_FFN_SCALAR, "scalar")
+    X(MPLB_FFN_SCALAR, "scalar") X(MPLB_FFN_AVX512_F32, "avx512_f32")
 
 const char *mplb_ffn_path_name(mplb_ffn_path p) {
 #define X(e, s) if (p == e) return s;
@@ -69,6 +69,8 @@ int mplb_ffn_path_parse(const char *name) {
 /* From this many tokens the bf16 path beats the register-widened AVX2 one
  * (bench/gemm, forced paths side by side). */
 #define BF16_MIN_TOKENS 8
+/* the same for the float32 AVX-512 path against the AVX2 one */
+#define F32_MIN_TOKENS 16
 
 /* Activations of this precision are exact in bf16 once rounded (bf16, MX
  * and unscaled E2M1: a few significant bits times a power of two), so the
@@ -132,6 +134,10 @@ static int tiled_gemm(const mplb_qtensor *W, const float *a, int n, int k, float
         int rc = mplb_ffn_gemm_bf16(W, a, n, k, out, ws, err);
         if (rc <= 0) return rc;
     }
+    if (p == MPLB_FFN_AVX512_F32 || ((p == MPLB_FFN_AUTO || p == MPLB_FFN_AVX512_BF16) && n >= F32_MIN_TOKENS)) {
+        int rc = mplb_ffn_gemm_f32(W, a, n, k, out, ws, err);
+        if (rc <= 0) return rc;
+    }
     if (p != MPLB_FFN_SCALAR && mplb_ffn_gemm_small(W, a, n, k, out) == 0) return 0;
     int64_t rows = W->rows;
     for (int64_t r0 = 0; r0 < rows; r0 += TILE) {
@@ -167,10 +173,11 @@ int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec ac
     if (n < 0) return mplb_err_set(err, MPLB_EINVAL, "ffn: n = %d tokens", n);
     if (n == 0) return 0;
     if ((ws->path == MPLB_FFN_AVX512_BF16 && !mplb_ffn_have_bf16()) ||
-        (ws->path == MPLB_FFN_AVX2 && !have_avx2()))
+        (ws->path == MPLB_FFN_AVX2 && !have_avx2()) || (ws->path == MPLB_FFN_AVX512_F32 && !mplb_ffn_have_avx512f()))
         return mplb_err_set(err, MPLB_EINVAL, "ffn: path %s forced, but this CPU does not have it", mplb_ffn_path_name(ws->path));
-    if ((int)ws->path < 0 || ws->path > MPLB_FFN_SCALAR)
-        return mplb_err_set(err, MPLB_EINVAL, "ffn: path %d is none of auto, avx512_bf16, avx2, scalar", (int)ws->path);
+    if ((int)ws->path < 0 || ws->path >= MPLB_FFN_PATH_COUNT)
+        return mplb_err_set(err, MPLB_EINVAL, "ffn: path %d is none of auto, avx512_bf16, avx512_f32, avx2, scalar",
+                            (int)ws->path);
     double t0 = now_s();
     int d = w->d, f = w->f;
     size_t tile = (size_t)TILE * (size_t)(d > f ? d : f);

@@ -28,6 +28,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define F32 __attribute__((target("avx512f")))
 
 #define NR 8        /* weight rows per kernel call */
 #define NTMAX 3     /* token vectors (of 16) per kernel call */
@@ -72,7 +73,7 @@ BF16 static void narrow_row(const float *src, int n, uint16_t *dst, int m) {
 }
 
 /* 16 x 16 transpose of 32-bit lanes: r[i] lane j <-> r[j] lane i */
-BF16 static void transpose16(__m512i r[16]) {
+F32 static void transpose16(__m512i r[16]) {
     __m512i t[16], u[16];
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
@@ -314,8 +315,100 @@ int mplb_ffn_gemm_bf16(const mplb_qtensor *W, const float *a, int n, int k, floa
     }
     return 0;
 }
+
+/* ---- float32 on AVX-512F: the same blocking for activations bf16 cannot
+ * hold (fp8 with a per-token scale, nvfp4, int8) and weights it cannot
+ * (int4, int8, fp16). Weights are dequantized (the same floats the sgemm
+ * path multiplies) 16 rows at a time per chunk, activations go into a float
+ * panel of 16 tokens per line; products and sums are float32, so results
+ * differ from the sgemm path's only by summation order. */
+int mplb_ffn_have_avx512f(void) { return __builtin_cpu_supports("avx512f"); }
+
+/* ap[(b * k + c) * 16 + lane] = a[16 b + lane][c], zeros past n */
+F32 static void pack_acts_f32(const float *a, int n, int k, float *ap) {
+    int nb = (n + 15) / 16;
+    for (int b = 0; b < nb; b++)
+        for (int c0 = 0; c0 < k; c0 += 16) {
+            __m512i r[16];
+            __mmask16 m = (__mmask16)(k - c0 >= 16 ? 0xFFFF : (1u << (k - c0)) - 1);
+            for (int i = 0; i < 16; i++) {
+                int t = 16 * b + i;
+                r[i] = t < n ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, a + (size_t)t * k + c0)) : _mm512_setzero_si512();
+            }
+            transpose16(r);
+            for (int j = 0; j < 16 && c0 + j < k; j++) _mm512_store_si512(ap + ((size_t)b * k + c0 + j) * 16, r[j]);
+        }
+}
+
+#define KERNEL_F32(NT)                                                                                          \
+    F32 static void kf##NT(const float *wr, size_t k, const float *ap, size_t bstride, float *out, int ldo,      \
+                           int t0, int nt, int j0, int nr) {                                                    \
+        __m512 acc[NT][NR];                                                                                     \
+        _Pragma("GCC unroll 3") for (int z = 0; z < NT; z++)                                                    \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[z][r] = _mm512_setzero_ps();               \
+        for (size_t c = 0; c < k; c++) {                                                                        \
+            __m512 x[NT];                                                                                       \
+            _Pragma("GCC unroll 3") for (int z = 0; z < NT; z++) x[z] = _mm512_load_ps(ap + z * bstride + c * 16); \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {                                              \
+                __m512 wv = _mm512_set1_ps(wr[r * k + c]);                                                      \
+                _Pragma("GCC unroll 3") for (int z = 0; z < NT; z++) acc[z][r] = _mm512_fmadd_ps(x[z], wv, acc[z][r]); \
+            }                                                                                                   \
+        }                                                                                                       \
+        float tmp[NR][16];                                                                                      \
+        _Pragma("GCC unroll 3") for (int z = 0; z < NT; z++) {                                                  \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) _mm512_storeu_ps(tmp[r], acc[z][r]);           \
+            for (int l = 0; l < 16 && 16 * z + l < nt; l++)                                                     \
+                for (int r = 0; r < nr; r++) out[(size_t)(t0 + 16 * z + l) * ldo + j0 + r] = tmp[r][l];          \
+        }                                                                                                       \
+    }
+KERNEL_F32(1)
+KERNEL_F32(2)
+KERNEL_F32(3)
+#undef KERNEL_F32
+
+int mplb_ffn_gemm_f32(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws, mplb_err *err) {
+    if (n < 1 || W->cols != k || !mplb_ffn_have_avx512f()) return 1;
+    int rows = (int)W->rows, nb = (n + 15) / 16;
+    /* a 16-row tile, then NR zero rows for a last strip past rows */
+    if (grow(&ws->dtile, &ws->cap_dtile, (size_t)(16 + NR) * k * sizeof(float)) < 0 ||
+        grow(&ws->ab, &ws->cap_ab, (size_t)nb * k * 64 + 64) < 0)
+        return mplb_err_set(err, MPLB_ENOMEM, "ffn: out of memory for a %d x %d float32 GEMM", n, rows);
+    float *ap = ws->ab, *tile = ws->dtile;
+    memset(tile + (size_t)16 * k, 0, (size_t)NR * k * sizeof(float));
+    pack_acts_f32(a, n, k, ap);
+    size_t bstride = (size_t)k * 16;
+    for (int c0 = 0; c0 < nb; c0 += CHUNK) {
+        int c1 = c0 + CHUNK < nb ? c0 + CHUNK : nb;
+        for (int r0 = 0; r0 < rows; r0 += 16) {
+            int tr = rows - r0 < 16 ? rows - r0 : 16;
+            mplb_qtensor v;
+            if (mplb_qtensor_rows(W, r0, tr, &v) < 0) return mplb_err_set(err, MPLB_EINVAL, "ffn: bad tile view");
+            double t0 = now_s();
+            int rc = mplb_quant_dequantize(&v, tile, err);
+            ws->t_dequant_s += now_s() - t0;
+            if (rc < 0) return rc;
+            if (tr < 16) memset(tile + (size_t)tr * k, 0, (size_t)(16 - tr) * k * sizeof(float));
+            for (int j = 0; j < tr; j += NR) {
+                int nr = tr - j < NR ? tr - j : NR;
+                for (int b = c0; b < c1; b += NTMAX) {
+                    int nv = c1 - b < NTMAX ? c1 - b : NTMAX, tb = 16 * b, nt = n - tb < 16 * nv ? n - tb : 16 * nv;
+                    const float *x = ap + (size_t)b * bstride, *w = tile + (size_t)j * k;
+                    if (nv == 3) kf3(w, (size_t)k, x, bstride, out, rows, tb, nt, r0 + j, nr);
+                    else if (nv == 2) kf2(w, (size_t)k, x, bstride, out, rows, tb, nt, r0 + j, nr);
+                    else kf1(w, (size_t)k, x, bstride, out, rows, tb, nt, r0 + j, nr);
+                }
+            }
+        }
+    }
+    return 0;
+}
 #else
 int mplb_ffn_have_bf16(void) { return 0; }
+int mplb_ffn_have_avx512f(void) { return 0; }
+int mplb_ffn_gemm_f32(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws, mplb_err *err) {
+    (void)W; (void)a; (void)n; (void)k; (void)out; (void)ws; (void)err;
+    return 1;
+}
 int mplb_ffn_gemm_bf16(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws,
                        mplb_err *err) {
     (void)W; (void)a; (void)n; (void)k; (void)out; (void)ws; (void)err;

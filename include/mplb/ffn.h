@@ -19,11 +19,14 @@
  *   avx512_bf16  weights decoded once per GEMM to bf16, activations rounded to
  *                bf16, vdpbf16ps with float32 sums (mplb_ffn_gemm_bf16), for
  *                weights exact in bf16 (bf16, fp8, fp4, mxfp8/4, nvfp4)
+ *   avx512_f32   weights dequantized 16 rows at a time, float32 FMA on 16
+ *                tokens a vector (mplb_ffn_gemm_f32): every other format and
+ *                activation, summation order the only difference from sgemm
  *   avx2         registers-widened small batches (mplb_ffn_gemm_small), else
  *                the SIMD dequantizers + sgemm
  *   scalar       the reference dequantizers + sgemm
- * Formats a path does not take (int8, int4, fp16 on avx512_bf16) take the
- * next one down. Accuracy contract of avx512_bf16: the products are exact (bf16
+ * Formats a path does not take (int8, int4, fp16 on avx512_bf16) take
+ * avx512_f32 where the CPU has it, else the next one down. Accuracy contract of avx512_bf16: the products are exact (bf16
  * x bf16 fits float32) and each output is one float32 sum over k in order, so
  * against float64 on the same bf16-rounded activations and decoded weights
  * |err| <= (k + 2) 2^-24 sum_i |w_i x_i| (+ 2^-126 per flushed subnormal
@@ -62,7 +65,9 @@ MPLB_API int mplb_expert_quantize(const float *gate, const float *up, const floa
                          const mplb_qopts *o, mplb_expert_w *w, mplb_err *err);
 MPLB_API void mplb_expert_free(mplb_expert_w *w);
 
-typedef enum mplb_ffn_path { MPLB_FFN_AUTO = 0, MPLB_FFN_AVX512_BF16, MPLB_FFN_AVX2, MPLB_FFN_SCALAR } mplb_ffn_path;
+typedef enum mplb_ffn_path {
+    MPLB_FFN_AUTO = 0, MPLB_FFN_AVX512_BF16, MPLB_FFN_AVX2, MPLB_FFN_SCALAR, MPLB_FFN_AVX512_F32, MPLB_FFN_PATH_COUNT
+} mplb_ffn_path;
 
 typedef struct mplb_ffn_ws {
     float *xq, *tile, *g, *u;   /* scratch, grown on demand */
@@ -80,7 +85,14 @@ MPLB_API int mplb_ffn_have_bf16(void);
  * lacks it or W's format is not exact in bf16; < 0 with err on failure. */
 MPLB_API int mplb_ffn_gemm_bf16(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws,
                                 mplb_err *err);
-/* "auto", "avx512_bf16", "avx2", "scalar" -> path; -1 for anything else */
+/* 1 when the CPU has AVX-512F. out[n x rows(W)] = a . W^T in float32 on it:
+ * W dequantized 16 rows at a time (the floats sgemm would get), any format,
+ * n, k, rows; results differ from sgemm's only by summation order. Returns
+ * 1 when the CPU lacks it, < 0 with err on failure. */
+MPLB_API int mplb_ffn_have_avx512f(void);
+MPLB_API int mplb_ffn_gemm_f32(const mplb_qtensor *W, const float *a, int n, int k, float *out, mplb_ffn_ws *ws,
+                               mplb_err *err);
+/* "auto", "avx512_bf16", "avx2", "scalar", "avx512_f32" -> path; -1 for anything else */
 MPLB_API int mplb_ffn_path_parse(const char *name);
 MPLB_API const char *mplb_ffn_path_name(mplb_ffn_path p);
 
