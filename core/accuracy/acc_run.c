@@ -15,6 +15,7 @@ struct mplb_accrun {
     mplb_lm m;
     mplb_lm_run ref, q;
     int S, T, N, L, E, K, P, ndom, step;
+    int n_moe, *moe;               /* the run's layer i is the model's layer moe[i] (dense layers skipped) */
     mplb_lm_acts acts;
     char dom[MAX_DOM][MPLB_NAME_MAX];
     int32_t *text[MAX_DOM];        /* token ids of each domain's file */
@@ -74,7 +75,7 @@ void mplb_accrun_close(mplb_accrun *a) {
     mplb_lm_free(&a->m);
     for (int i = 0; i < MAX_DOM; i++) free(a->text[i]);
     free(a->tokens); free(a->seq_dom); free(a->ref_logits); free(a->q_logits);
-    free(a->ref_topk); free(a->ref_topw); free(a->snap_x); free(a->snap_h); free(a->plan);
+    free(a->ref_topk); free(a->ref_topw); free(a->snap_x); free(a->snap_h); free(a->plan); free(a->moe);
     free(a);
 }
 
@@ -86,20 +87,20 @@ int mplb_accrun_open(const struct mplb_workload_cfg *w, const struct mplb_model 
     int rc = mplb_lm_load(w->lm, &a->m, err);
     if (rc < 0) { free(a); return rc; }
     const mplb_lm_config *c = &a->m.c;
+    /* a run's layers are the MoE layers (DeepSeek's first_k_dense_replace and
+     * Qwen2-MoE's mlp_only_layers run in the forward, in bf16, unseen by policies) */
+    a->moe = malloc((size_t)c->layers * sizeof *a->moe);
+    if (!a->moe) { rc = mplb_err_set(err, MPLB_ENOMEM, "lm: out of memory"); goto fail; }
+    for (int l = 0; l < c->layers; l++)
+        if (!a->m.L[l].dense) a->moe[a->n_moe++] = l;
     /* the experiment's model table drives the cost model: it must be this checkpoint's shape */
     struct { const char *field; int exp, ck; } chk[] = {
-        {"layers", model->layers, c->layers}, {"experts", model->experts, c->experts}, {"top_k", model->top_k, c->top_k},
+        {"layers", model->layers, a->n_moe}, {"experts", model->experts, c->experts}, {"top_k", model->top_k, c->top_k},
         {"hidden", model->hidden, c->d}, {"ffn", model->ffn, c->ffn}};
     for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++)
         if (chk[i].exp != chk[i].ck) {
-            rc = mplb_err_set(err, MPLB_ECONFIG, "model.%s = %d, but the checkpoint %s has %d (workload.lm)", chk[i].field,
-                              chk[i].exp, w->lm, chk[i].ck);
-            goto fail;
-        }
-    for (int l = 0; l < c->layers; l++)
-        if (a->m.L[l].dense) {
-            rc = mplb_err_set(err, MPLB_EUNSUPP, "%s: layer %d is dense: a run's layers are MoE layers only "
-                              "(the forward supports it; the run loop does not map it yet)", w->lm, l);
+            rc = mplb_err_set(err, MPLB_ECONFIG, "model.%s = %d, but the checkpoint %s has %d%s (workload.lm)", chk[i].field,
+                              chk[i].exp, w->lm, chk[i].ck, i == 0 && a->n_moe < c->layers ? " MoE layers" : "");
             goto fail;
         }
     a->S = w->lm_batch; a->T = w->lm_seq; a->N = a->S * a->T;
@@ -171,7 +172,8 @@ int mplb_accrun_step(mplb_accrun *a, int step, mplb_err *err) {
 
 int mplb_accrun_routing(const mplb_accrun *a, int layer, const struct mplb_placement *pl, int gpus_per_node,
                         struct mplb_routing *rt, mplb_err *err) {
-    if (layer < 0 || layer >= a->L || a->step < 0) return mplb_err_set(err, MPLB_EINVAL, "lm: no routing for layer %d", layer);
+    if (layer < 0 || layer >= a->n_moe || a->step < 0) return mplb_err_set(err, MPLB_EINVAL, "lm: no routing for layer %d", layer);
+    layer = a->moe[layer];
     mplb_routing_clear(rt);
     const int *ids = a->ref_topk + (size_t)layer * a->N * a->K;
     const float *w = a->ref_topw + (size_t)layer * a->N * a->K;
@@ -184,7 +186,8 @@ int mplb_accrun_routing(const mplb_accrun *a, int layer, const struct mplb_place
 }
 
 void mplb_accrun_plan(mplb_accrun *a, int policy, int layer, const mplb_prec *prec) {
-    if (policy < 0 || policy >= a->P || layer < 0 || layer >= a->L) return;
+    if (policy < 0 || policy >= a->P || layer < 0 || layer >= a->n_moe) return;
+    layer = a->moe[layer];
     memcpy(a->plan + ((size_t)policy * a->L + layer) * a->E, prec, (size_t)a->E * sizeof *prec);
 }
 
@@ -196,7 +199,8 @@ int mplb_accrun_measure(mplb_accrun *a, int policy, mplb_lm_metrics *out, mplb_e
 }
 
 int mplb_accrun_importance(mplb_accrun *a, int layer, double *imp, mplb_err *err) {
-    if (layer < 0 || layer >= a->L || a->step < 0) return mplb_err_set(err, MPLB_EINVAL, "lm: no importance for layer %d", layer);
+    if (layer < 0 || layer >= a->n_moe || a->step < 0) return mplb_err_set(err, MPLB_EINVAL, "lm: no importance for layer %d", layer);
+    layer = a->moe[layer];
     size_t nk = (size_t)a->N * a->K, nd = (size_t)a->N * a->m.c.d;
     mplb_lm_metrics *met = malloc((size_t)(a->ndom + 1) * sizeof *met);
     if (!met) return mplb_err_set(err, MPLB_ENOMEM, "lm: out of memory");

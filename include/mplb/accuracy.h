@@ -156,7 +156,9 @@ MPLB_API int mplb_lm_compare(const float *ref, const float *q, const int32_t *to
  * recorded as it decides; after the last layer the step is run again with
  * them (the model's own router routing on the quantized hidden states) and
  * compared with the bf16 output: KL, top-1 agreement, perplexity, per
- * domain. A domain named "vision" counts as vision tokens. */
+ * domain. A domain named "vision" counts as vision tokens. The run's layer
+ * i is the checkpoint's i-th MoE layer: dense layers (first_k_dense_replace,
+ * mlp_only_layers) run in bf16 and are not run layers. */
 typedef struct mplb_accrun mplb_accrun;
 
 MPLB_API int mplb_accrun_open(const struct mplb_workload_cfg *w, const struct mplb_model *model, int n_policies,

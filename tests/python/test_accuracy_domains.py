@@ -31,7 +31,7 @@ def one_blas_thread():
     return dict(os.environ, OPENBLAS_NUM_THREADS="1")
 
 
-def windows(texts, step):
+def windows(texts, step, S=S, T=T):
     """The step's tokens [S, T] and each sequence's domain: sequence j reads
     domain j mod n, its next window (docs/accuracy.md, core/accuracy/acc_run.c)."""
     n = len(texts)
@@ -140,3 +140,48 @@ def test_by_domain_survives_resume(tmp_path):
     subprocess.run(args + ["-o", str(part), "--resume"], check=True, capture_output=True)
     a, b = mplb.load(full).domains, mplb.load(part).domains
     assert len(a) == len(b) and a.drop(columns="policy_name").equals(b.drop(columns="policy_name"))
+
+
+@pytest.mark.parametrize("family", ["deepseek", "qwen2_moe"])
+def test_dense_layers_are_not_run_layers(tmp_path, family):
+    """DeepSeek-MoE's first_k_dense_replace and Qwen2-MoE's mlp_only_layers:
+    the run's layers are the checkpoint's MoE layers (model.layers counts
+    those), the dense ones run in bf16; the stored KL is the one of the plan
+    applied to the MoE layers (C forward on one BLAS thread, numpy KL)."""
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_moe_forward import rand_ckpt
+    rng = np.random.default_rng()
+    ck = tmp_path / "ck"
+    cfg = rand_ckpt(str(ck), family, rng)
+    moe = [l for l in range(cfg["num_hidden_layers"]) if not R._dense_layer(cfg, l)]
+    assert 0 < len(moe) < cfg["num_hidden_layers"]
+    V, E = cfg["vocab_size"], cfg.get("num_experts") or cfg.get("n_routed_experts")
+    ffn = cfg.get("moe_intermediate_size") or cfg["intermediate_size"]
+    for dom in ("a", "b"):
+        (tmp_path / f"{dom}.txt").write_text(" ".join(str(x) for x in rng.integers(0, V, 400)))
+    exp = tmp_path / "exp.lua"
+    exp.write_text(f"""return {{
+  name = "dense_layers",
+  model = {{ name = "rand", layers = {len(moe)}, experts = {E}, top_k = {cfg['num_experts_per_tok']},
+            hidden = {cfg['hidden_size']}, ffn = {ffn} }},
+  cluster = {{ nodes = 1, gpus_per_node = 2, profile = "h100" }},
+  workload = {{ kind = "lm", lm = "{ck}", text = {{ a = "{tmp_path / 'a.txt'}", b = "{tmp_path / 'b.txt'}" }},
+               seq = 16, batch = 4, steps = 1 }},
+  policies = {{ "baseline", {{ "static", prec = "nvfp4" }} }},
+}}""")
+    out = tmp_path / "r.h5"
+    subprocess.run([BIN, "run", str(exp), "-o", str(out)], check=True, capture_output=True, env=one_blas_thread())
+    run = mplb.load(out)
+    st = run.steps
+    assert sorted(st["layer"].unique()) == list(range(len(moe)))
+    kl = st[(st["policy"] == 1) & st["kl"].notna()]["kl"].iloc[0]
+    texts = [np.array(open(tmp_path / f"{d}.txt").read().split(), np.int64) for d in ("a", "b")]
+    tok, dom = windows(texts, 0, S=4, T=16)
+    plan = [["nvfp4" if l in moe else "bf16"] * E for l in range(cfg["num_hidden_layers"])]
+    ref, q = R.c_forward(str(ck), tok), R.c_forward(str(ck), tok, plan)
+    want = np.average([metrics(ref, q, tok, dom, g)["kl"] for g in (0, 1)], weights=[(dom == g).sum() for g in (0, 1)])
+    assert kl > 0 and kl == pytest.approx(want, rel=1e-9)
+    p = subprocess.run([BIN, "run", str(exp), "-o", str(tmp_path / "x.h5"), "--set",
+                        f"model.layers={cfg['num_hidden_layers']}"], capture_output=True, text=True)
+    assert p.returncode != 0 and f"has {len(moe)} MoE layers" in p.stderr
