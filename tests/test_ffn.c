@@ -73,7 +73,8 @@ static void formats_on_path(mplb_rng *g, const float *gate, const float *up, con
             /* and the format's FFN error is of the order of its weight error:
              * SiLU amplifies the relative error of negative pre-activations,
              * hence the loose factor */
-            if (!(e_fmt <= 10 * ew + 1.0 / 256)) fail_msg("%s n=%d: FFN error %.5f vs weight error %.5f", mplb_prec_name(p), n, e_fmt, ew);
+            if (path == MPLB_FFN_AUTO && !(e_fmt <= 10 * ew + 1.0 / 256))   /* references only: once per format and n */
+                fail_msg("%s n=%d: FFN error %.5f vs weight error %.5f", mplb_prec_name(p), n, e_fmt, ew);
             if (p == MPLB_PREC_BF16 && !(cosv > 0.9999)) fail_msg("bf16 cosine %.6f", cosv);
             free(gq); free(uq); free(dq2); free(xb);
             free(x); free(y); free(ref); free(dq);
