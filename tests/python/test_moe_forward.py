@@ -162,3 +162,56 @@ def test_errors(tmp_path):
             R.c_forward(str(bad), tok)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         R.c_forward(str(tmp_path), np.full((1, 4), 97, np.int32))
+
+
+def write_shard(path, tensors, dtype):
+    """A safetensors file with every tensor in dtype (BF16, F16 or F32) -- values bf16-rounded first."""
+    header, blobs, off = {}, [], 0
+    for name, arr in tensors.items():
+        v = R.bf16_round(arr)
+        bits = {"BF16": lambda: (v.view(np.uint32) >> 16).astype(np.uint16).tobytes(),
+                "F16": lambda: v.astype(np.float16).tobytes(), "F32": lambda: v.astype(np.float32).tobytes()}[dtype]()
+        header[name] = {"dtype": dtype, "shape": list(np.shape(arr)), "data_offsets": [off, off + len(bits)]}
+        blobs.append(bits)
+        off += len(bits)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
+@pytest.mark.parametrize("family", ["olmoe", "deepseek"])
+def test_sharded_checkpoint(tmp_path, family):
+    """A checkpoint split into shards by model.safetensors.index.json (as Hugging
+    Face saves large models), its tensors in BF16, F32 and F16, loads to the same
+    model: the C forward gives the single-file checkpoint's logits bit for bit."""
+    rng = np.random.default_rng()
+    one, many = tmp_path / "one", tmp_path / "many"
+    cfg = rand_ckpt(str(one), family, rng)
+    t = R.read_safetensors(str(one / "model.safetensors"))
+    names = list(t)
+    rng.shuffle(names)
+    # norms (values near 1, exact in fp16) in an F16 shard; the rest split between BF16 and F32
+    norms = [n for n in names if "norm" in n]
+    rest = [n for n in names if n not in norms]
+    shards = {"model-00001-of-00003.safetensors": (rest[: len(rest) // 2], "BF16"),
+              "model-00002-of-00003.safetensors": (rest[len(rest) // 2:], "F32"),
+              "model-00003-of-00003.safetensors": (norms, "F16")}
+    os.makedirs(many)
+    wmap = {}
+    for fname, (keys, dt) in shards.items():
+        write_shard(str(many / fname), {k: t[k] for k in keys}, dt)
+        wmap.update({k: fname for k in keys})
+    with open(many / "model.safetensors.index.json", "w") as fh:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": wmap}, fh)
+    with open(many / "config.json", "w") as fh:
+        json.dump(cfg, fh)
+    tok = rng.integers(0, cfg["vocab_size"], (2, 12))
+    E = cfg.get("num_experts") or cfg.get("n_routed_experts") or cfg.get("num_local_experts")
+    prec = [["nvfp4"] * E] * cfg["num_hidden_layers"]
+    for p in (None, prec):
+        assert np.array_equal(R.c_forward(str(many), tok, p), R.c_forward(str(one), tok, p))
+    # a shard the index names but the directory lacks: the error names it
+    os.remove(many / "model-00002-of-00003.safetensors")
+    with pytest.raises(ValueError, match="model-00002-of-00003.safetensors"):
+        R.c_forward(str(many), tok)
