@@ -185,3 +185,23 @@ def test_dense_layers_are_not_run_layers(tmp_path, family):
     p = subprocess.run([BIN, "run", str(exp), "-o", str(tmp_path / "x.h5"), "--set",
                         f"model.layers={cfg['num_hidden_layers']}"], capture_output=True, text=True)
     assert p.returncode != 0 and f"has {len(moe)} MoE layers" in p.stderr
+
+
+def test_damaged_by_domain_is_refused(tmp_path):
+    """A /accuracy/by_domain row naming a domain or policy the file does not
+    have: mplb.load and the C reader (here through --resume) name the row."""
+    import shutil
+    good, bad = tmp_path / "good.h5", tmp_path / "bad.h5"
+    args = [BIN, "run", EXP, "--set", "workload.batch=2", "--set", "workload.seq=16", "--set", "workload.steps=2"]
+    subprocess.run(args + ["-o", str(good)], check=True, capture_output=True)
+    for field, value in (("domain", 2), ("policy", 9), ("domain", -1)):
+        shutil.copy(good, bad)
+        with h5py.File(bad, "r+") as f:
+            rows = f["accuracy/by_domain"][()]
+            rows[3][field] = value
+            f["accuracy/by_domain"][...] = rows
+            f.attrs["status"] = "interrupted"
+        with pytest.raises(mplb.RunFileError, match=f"/accuracy/by_domain row 3: {field} {value}"):
+            mplb.load(bad)
+        p = subprocess.run(args + ["-o", str(bad), "--resume"], capture_output=True, text=True)
+        assert p.returncode != 0 and "/accuracy/by_domain row 3" in p.stderr, p.stderr
