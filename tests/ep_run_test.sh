@@ -29,7 +29,7 @@ for np in 1 2 4; do
     ok "np=$np: EP run completes"
   else bad "np=$np"; cat run$np.txt; fi
   "$MPLB" run "$SRC/experiments/execute_small.lua" -o model$np.h5 "${sets[@]}" > /dev/null 2>&1
-  "$MPLB" run "$SRC/experiments/execute_small.lua" -o cpu$np.h5 --backend cpu "${sets[@]}" > /dev/null 2>&1
+  "$MPLB" run "$SRC/experiments/execute_small.lua" -o cpu$np.h5 --backend cpu --repeats 1 --warmup 0 "${sets[@]}" > /dev/null 2>&1
   if "$PY" - ep$np.h5 model$np.h5 cpu$np.h5 $np <<'PY'
 import sys, h5py, numpy as np
 a, b, c = (h5py.File(p, "r") for p in sys.argv[1:4])
