@@ -114,3 +114,29 @@ def test_threshold_targets_a_kl_budget(tmp_path):
     p = subprocess.run([BIN, "run", os.path.join(ROOT, "experiments", "execute_small.lua"), "-o", str(tmp_path / "x.h5"),
                         "--set", "policies={{'threshold',kl_budget=0.01}}"], capture_output=True, text=True)
     assert p.returncode != 0 and "kl_budget needs measured accuracy" in p.stderr
+
+
+def test_threshold_kl_budget_resumes_like_a_whole_run(tmp_path):
+    """threshold(kl_budget) keeps state (its measured KL-per-proxy ratio): it
+    declares itself stateful, so --resume replays the kept steps and the rest
+    of the run equals an uninterrupted one."""
+    import shutil
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    pol = "policies={'baseline',{'threshold',tau=1.1,low='nvfp4',min_tokens=0,mode='stored',kl_budget=0.006}}"
+    args = [BIN, "run", EXP, "--set", "workload.steps=7", "--set", pol]
+    subprocess.run(args + ["-o", str(full)], check=True, capture_output=True)
+    shutil.copy(full, part)
+    with h5py.File(part, "r+") as f:   # as a run interrupted after its 4th step leaves it
+        keep = int((f["steps"]["step"] < 4).sum())
+        for name in ("steps", "ranks/load", "ranks/compute_us", "experts/load", "experts/precision"):
+            f[name].resize(keep, axis=0)
+        f["accuracy/by_domain"].resize(int((f["accuracy/by_domain"]["step"] < 4).sum()), axis=0)
+        f.attrs["status"] = "interrupted"
+    subprocess.run(args + ["-o", str(part), "--resume"], check=True, capture_output=True)
+    a, b = mplb.load(full).steps, mplb.load(part).steps
+    for c in ("kl", "error_proxy", "t_layer_us"):
+        assert np.array_equal(a[c].to_numpy(), b[c].to_numpy(), equal_nan=True), c
+    with h5py.File(full, "r") as f, h5py.File(part, "r") as g:
+        assert np.array_equal(f["experts/precision"][()], g["experts/precision"][()])
+    # the policy lowered something after the kept steps (the replayed ratio mattered)
+    assert (a[(a["policy"] == 1) & (a["step"] >= 4)]["error_proxy"] > 0).any()
