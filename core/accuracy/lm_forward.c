@@ -47,11 +47,6 @@ int mplb_lm_run_init(mplb_lm_run *r, mplb_lm *m, int S, int T, mplb_err *err) {
         mplb_lm_run_free(r);
         return mplb_err_set(err, MPLB_ENOMEM, "lm: out of memory for %d x %d tokens", S, T);
     }
-    /* Expert GEMMs keep float32 activations: the avx512_bf16 path rounds a
-     * dequantized W8A8/W4A4 activation to bf16 once more, an error the
-     * modelled tensor cores do not make, and the measured KL would then
-     * depend on the host's SIMD (mplb/ffn.h). */
-    if (mplb_ffn_have_bf16()) r->ws.path = MPLB_FFN_AVX2;
     /* RoPE tables as HF computes them: inv_freq = theta^(-2i/hd), angle = t * inv_freq */
     int half = c->head_dim / 2;
     for (int t = 0; t < T; t++)
