@@ -215,3 +215,26 @@ def test_sharded_checkpoint(tmp_path, family):
     os.remove(many / "model-00002-of-00003.safetensors")
     with pytest.raises(ValueError, match="model-00002-of-00003.safetensors"):
         R.c_forward(str(many), tok)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(TINY, "model.safetensors")), reason="models/tiny-moe not trained")
+def test_tiny_model_full_batch_kl():
+    """accuracy_small's batch (8 x 64 tokens: tens of tokens per expert, so the
+    expert GEMMs take their wide-batch paths): the KL of each 4-bit and 8-bit
+    plan from the C forward equals the float64 model's."""
+    model = R.load(TINY)
+    rng = np.random.default_rng()
+    texts = [open(os.path.join(TINY, "eval", f"{d}.txt"), "rb").read() for d in ("code", "prose")]
+    tok = np.stack([np.frombuffer(t[s:s + 64], np.uint8) for t in texts * 4
+                    for s in [int(rng.integers(0, len(t) - 64))]]).astype(np.int64)
+
+    def kl(ref, q):
+        a, b = ref[:, :-1].astype(np.float64), q[:, :-1].astype(np.float64)
+        la = a - np.logaddexp.reduce(a, axis=-1, keepdims=True)
+        lb = b - np.logaddexp.reduce(b, axis=-1, keepdims=True)
+        return float((np.exp(la) * (la - lb)).sum(-1).mean())
+    ref_c, ref_n = R.c_forward(TINY, tok), R.forward(model, tok)
+    for fmt in ("fp8_e4m3", "nvfp4", "mxfp4"):
+        prec = [[fmt] * model[0]["num_local_experts"]] * model[0]["num_hidden_layers"]
+        got, want = kl(ref_c, R.c_forward(TINY, tok, prec)), kl(ref_n, R.forward(model, tok, prec))
+        assert got == pytest.approx(want, rel=5e-3), fmt   # bf16-rounded activations: 3.5% off
