@@ -491,9 +491,17 @@ static int read_header(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err) 
     hid_t rt = row_type();
     info->rows = mplb_h5_read_rows(h, d, "steps", rt, sizeof(mplb_step_row), 1, dims, dims[0], err);
     H5Tclose(rt);
+    /* Files written before /steps had lis_after read it as 0, a value a resume
+     * would then copy as if measured: mark it not recorded (NaN) instead. The
+     * repeat columns need nothing: 0 is what the model backend writes. */
+    hid_t ft = H5Dget_type(d);
+    int has_lis_after = ft >= 0 && H5Tget_member_index(ft, "lis_after") >= 0;
+    if (ft >= 0) H5Tclose(ft);
     H5Dclose(d);
     if (!info->rows) return err->code;
     info->n_rows = (int64_t)dims[0];
+    if (!has_lis_after)
+        for (int64_t i = 0; i < info->n_rows; i++) info->rows[i].lis_after = NAN;
     for (int64_t i = 0; i < info->n_rows; i++) {
         const mplb_step_row *r = &info->rows[i];
         if (r->policy < 0 || r->policy >= info->n_policies || r->step < 0 || r->layer < 0 || r->tokens < 0)

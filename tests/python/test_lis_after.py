@@ -114,3 +114,54 @@ def test_lis_calib_freezes_the_plan(tmp_path):
             assert (prec[cal[0]] == prec[free[0]]).all() and st[cal[0]]["lis_after"] == st[free[0]]["lis_after"]
         # the batches differ (drifting families), so the free policy's plans change
         assert len({load[i].tobytes() for i in free}) > 1
+
+
+def drop_field(path, dset, field):
+    """Rewrite a compound dataset without one field, as a file from before it was added."""
+    with h5py.File(path, "r+") as f:
+        old = f[dset]
+        data, attrs = old[()], dict(old.attrs)
+        kept = [n for n in data.dtype.names if n != field]
+        new = np.empty(data.shape, dtype=[(n, data.dtype[n]) for n in kept])
+        for n in kept:
+            new[n] = data[n]
+        chunks, comp = old.chunks, old.compression
+        del f[dset]
+        d = f.create_dataset(dset, data=new, maxshape=(None,), chunks=chunks, compression=comp)
+        for key, v in attrs.items():
+            d.attrs[key] = v
+
+
+def test_resume_of_a_file_without_lis_after(tmp_path):
+    """A run file from before /steps had lis_after, resumed: its old rows say
+    'not recorded' (NaN), never a 0 that reads as a measurement; new rows have it."""
+    import signal
+    import time
+    # a policy slow enough (a busy loop per decide) that an interrupt lands mid-run
+    (tmp_path / "slow.lua").write_text("""local P = {}
+function P.decide(obs, act) local x = 0; for i = 1, 3000000 do x = x + i end end
+return P""")
+    (tmp_path / "exp.lua").write_text("""return {
+  name = "old", model = { name = "t", layers = 2, experts = 16, top_k = 2, hidden = 256, ffn = 128 },
+  cluster = { nodes = 1, gpus_per_node = 4, profile = "h100" },
+  workload = { steps = 60, tokens = 2048 }, policies = { "slow.lua", "lis" }, seed = 3,
+}""")
+    out = tmp_path / "run.h5"
+    p = subprocess.Popen([BIN, "run", str(tmp_path / "exp.lua"), "-o", str(out)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=60)
+    with h5py.File(out, "r") as f:
+        n_old = len(f["steps"])
+    if n_old == 0 or n_old == 60 * 2 * 2:
+        pytest.skip(f"the interrupt came too early or too late ({n_old} rows)")
+    drop_field(out, "steps", "lis_after")
+    subprocess.run([BIN, "run", str(tmp_path / "exp.lua"), "-o", str(out), "--resume"], check=True,
+                   capture_output=True)
+    with h5py.File(out, "r") as f:
+        st = f["steps"][()]
+    assert len(st) == 60 * 2 * 2
+    kept = (n_old // 4) * 4          # resume keeps whole steps
+    assert np.isnan(st["lis_after"][:kept]).all()
+    assert np.isfinite(st["lis_after"][kept:]).all() and (st["lis_after"][kept:] > 0).all()
