@@ -62,7 +62,7 @@ static int point_state(const char *dir, int p) {
 }
 
 /* Child: run one point; its process exits with 0 (complete) or 1. */
-static int run_point(const char *dir, const char *base_dir, int p, int sensitivity) {
+static int run_point(const char *dir, const char *base_dir, int p, int sensitivity, const char *note) {
     char pt[MPLB_PATH_MAX], h5[MPLB_PATH_MAX], er[MPLB_PATH_MAX];
     snprintf(pt, sizeof pt, "%s/points/p%04d.lua", dir, p);
     run_path(dir, p, "h5", h5, sizeof h5);
@@ -73,7 +73,8 @@ static int run_point(const char *dir, const char *base_dir, int p, int sensitivi
     if (rc == 0) {
         char cmd[MPLB_PATH_MAX + 32];
         snprintf(cmd, sizeof cmd, "mplb sweep (point %s)", pt);
-        mplb_run_opts o = {.out_path = h5, .resume = 1, .command = cmd, .stop = &sweep_stop};
+        mplb_run_opts o = {.out_path = h5, .resume = 1, .command = cmd, .stop = &sweep_stop,
+                           .allow_oversubscribed = note[0] != 0, .times_note = note[0] ? note : NULL};
         mplb_run_summary sum;
         rc = mplb_run(&x, &o, &sum, &err);
         /* --sensitivity: each point's bands into its run file's /sensitivity */
@@ -165,7 +166,7 @@ static int write_index(const char *dir, const mplb_sweep *sw, const int *state) 
 
 static const char sweep_usage[] =
     "usage: mplb sweep EXP.lua -o DIR [-j N] [--set key=value]... [--zip a,b]... [--point-timeout S] [--resume]\n"
-    "                  [--sensitivity]\n"
+    "                  [--sensitivity] [--allow-oversubscribed]\n"
     "Run every point of the experiment's sweep axes: each list-valued key (cluster.profile = {\"h100\",\n"
     "\"b200\"}), policy parameter ({\"threshold\", tau = {1.1, 1.5}}) or --set value (--set\n"
     "'workload.tokens={2048,8192}'). Axes combine as a cross product, except axes tied together\n"
@@ -177,6 +178,8 @@ static const char sweep_usage[] =
     "  --resume   continue DIR: complete points are kept, failed and unfinished ones rerun\n"
     "  --sensitivity  after each point, every profile assumption at both ends of its range: the\n"
     "             speedups' bands into the point's run file (/sensitivity; see mplb run --help)\n"
+    "  --allow-oversubscribed  run measuring points (backend cpu, cuda, ep) with -j above the core count\n"
+    "             (refused otherwise: their times would share cores); their times are labelled OVERSUBSCRIBED\n"
     "Ctrl-C stops the workers, writes index.csv (pending points marked) and prints the resume command.\n"
     "Exit status: 0 every point complete, 1 some point failed (index.csv says which) or an error,\n"
     "2 usage error.\n";
@@ -184,7 +187,7 @@ static const char sweep_usage[] =
 /* Every point through the experiment checker before anything is written, so
  * a misspelled key fails the sweep at once, named at the experiment's
  * file:line (not once per point in index.csv); warnings are printed once. */
-static int check_points(const char *exp, const mplb_sweep *sw, int verbose, mplb_err *err) {
+static int check_points(const char *exp, const mplb_sweep *sw, int verbose, int *measured, mplb_err *err) {
     char *src = NULL;
     if (mplb_cli_slurp(exp, &src) < 0) return mplb_err_set(err, MPLB_EIO, "%s: cannot open", exp);
     char base_dir[MPLB_PATH_MAX];
@@ -201,6 +204,7 @@ static int check_points(const char *exp, const mplb_sweep *sw, int verbose, mplb
             if (sw->n_axes) mplb_err_wrap(err, "point %d (%s)", p, sw->points[p].label);
             break;
         }
+        if (strcmp(x.backend, "model") != 0) *measured = 1;   /* its times come from clocks, not the cost model */
         for (const char *w = x.warnings; verbose && w && *w;) {
             const char *nl = strchr(w, '\n');
             size_t n = nl ? (size_t)(nl - w) : strlen(w);
@@ -223,7 +227,8 @@ static int check_points(const char *exp, const mplb_sweep *sw, int verbose, mplb
 int mplb_cmd_sweep(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
-    int jobs = 1, resume = 0, n_sets = 0, sensitivity = 0;
+    int jobs = 1, resume = 0, n_sets = 0, sensitivity = 0, allow_over = 0;
+    char over_note[256] = "";
     double point_timeout = 3600;   /* a last line behind the sandbox's limits: no point hangs a sweep */
     char zipset[2048] = "", zipline[2100];
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -246,6 +251,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
         }
         else if (!strcmp(argv[i], "--resume")) resume = 1;
         else if (!strcmp(argv[i], "--sensitivity")) sensitivity = 1;
+        else if (!strcmp(argv[i], "--allow-oversubscribed")) allow_over = 1;
         else if (!strcmp(argv[i], "--point-timeout") && i + 1 < argc) {
             char *end;
             point_timeout = strtod(argv[++i], &end);
@@ -278,7 +284,22 @@ int mplb_cmd_sweep(int argc, char **argv) {
     }
     int rc = mplb_sweep_expand(exp, sets, n_sets, &sw, &err);
     free(sets);
-    if (rc == 0) rc = check_points(exp, &sw, rank == 0, &err);
+    int measured = 0;
+    if (rc == 0) rc = check_points(exp, &sw, rank == 0, &measured, &err);
+    /* measuring points side by side share the cores: each one's times would
+     * include the others' work (4 cpu points on 2 cores once reported speedups
+     * that were the scheduler's), so refuse unless asked, then label them */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (rc == 0 && measured && cores > 0 && jobs > cores) {
+        if (!allow_over)
+            rc = mplb_err_set(&err, MPLB_ECONFIG, "%s: -j %d runs %d measuring points (backend other than \"model\") at "
+                              "once on %ld cores: their times would include each other's work; use -j %ld or fewer, "
+                              "or --allow-oversubscribed (the times are then labelled OVERSUBSCRIBED)", exp, jobs, jobs,
+                              cores, cores);
+        else
+            snprintf(over_note, sizeof over_note, "OVERSUBSCRIBED, allowed by --allow-oversubscribed: mplb sweep -j %d "
+                     "on %ld cores, the times include other points' work", jobs, cores);
+    }
     if (rc < 0) {
         if (rank == 0) fprintf(stderr, "mplb: %s\n", err.msg);
 #ifdef MPLB_HAVE_MPI
@@ -369,7 +390,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
             if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed sweep takes its workers with it */
                 alarm((unsigned)point_timeout);   /* SIGALRM ends a point that runs too long */
-                _exit(run_point(dir, base_dir, next, sensitivity));
+                _exit(run_point(dir, base_dir, next, sensitivity, over_note));
             }
             if (pid < 0) { fprintf(stderr, "mplb: fork failed: %s\n", strerror(errno)); break; }
             pids[slot] = pid;

@@ -59,5 +59,25 @@ rc=$?
 grep -q "unknown precision 'fp3'" failing/index.csv && ok "failure message in the index" || bad "failure message"
 "$MPLB" sweep exp.lua -o ref > again.txt 2>&1 && bad "re-sweep into a used DIR" || \
   { grep -q "already holds a sweep" again.txt && ok "a used DIR needs --resume" || bad "used DIR message"; }
+# measuring points (backend cpu) with more workers than cores: refused, or run and labelled
+cores=$(nproc)
+cat > cpu.lua <<'LUA'
+return {
+  model = { name = "t", layers = 1, experts = 8, top_k = 2, hidden = 64, ffn = 64 },
+  cluster = { nodes = 1, gpus_per_node = 2, profile = "h100" },
+  workload = { steps = 1, tokens = {64, 128} }, policies = { "baseline" }, backend = "cpu", seed = 1,
+}
+LUA
+"$MPLB" sweep cpu.lua -o over -j $((cores + 1)) > over.txt 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q "on $cores cores" over.txt && grep -q -- "--allow-oversubscribed" over.txt && [ ! -e over/index.csv ] \
+  && ok "cpu points at -j $((cores + 1)) on $cores cores refused" || { bad "oversubscribed sweep not refused (exit $rc)"; cat over.txt; }
+if "$MPLB" sweep cpu.lua -o overok -j $((cores + 1)) --allow-oversubscribed --set repeats=1 > overok.txt 2>&1 &&
+   "$PY" -c "import h5py,sys; sys.exit(not all('OVERSUBSCRIBED' in h5py.File(f'overok/runs/p000{i}.h5','r').attrs['times_source'] for i in (0,1)))"; then
+  ok "--allow-oversubscribed: cpu points run, times labelled OVERSUBSCRIBED"
+else bad "--allow-oversubscribed label"; cat overok.txt; fi
+"$MPLB" sweep cpu.lua -o fit -j "$cores" --set repeats=1 > fit.txt 2>&1 &&
+  "$PY" -c "import h5py,sys; sys.exit('OVERSUBSCRIBED' in h5py.File('fit/runs/p0000.h5','r').attrs['times_source'])" \
+  && ok "-j cores: no label" || { bad "-j $cores sweep"; cat fit.txt; }
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

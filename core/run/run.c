@@ -146,6 +146,10 @@ static int open_model(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb
     r->sum->error_metric = r->be->error_metric;
     if ((rc = r->be->open(&r->env, &r->be_ctx, err)) < 0) return rc;
     r->be->describe(r->be_ctx, r->sum->times_source, sizeof r->sum->times_source);
+    if (opts->times_note && strcmp(r->be->name, "model") != 0) {
+        size_t n = strlen(r->sum->times_source);
+        snprintf(r->sum->times_source + n, sizeof r->sum->times_source - n, " (%s)", opts->times_note);
+    }
     return 0;
 }
 

@@ -44,6 +44,8 @@ typedef struct mplb_run_opts {
     /* backend ep: run even when a host has more processes than cores (the
      * times are then labelled OVERSUBSCRIBED); refused otherwise */
     int allow_oversubscribed;
+    /* appended to the times source (e.g. a sweep's OVERSUBSCRIBED label); NULL = none */
+    const char *times_note;
 } mplb_run_opts;
 
 typedef struct mplb_policy_summary {
