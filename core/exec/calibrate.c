@@ -116,7 +116,7 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     for (int i = 0; i < ng; i++) {
         double e = gf[i] / best_gf;
         if (e < 1e-4) e = 1e-4;
-        fprintf(out, " {%d, %.4f},", grid[i], e);
+        fprintf(out, " {%d, %.6g},", grid[i], e);
     }
     fprintf(out, " src = \"measured\", ref = \"%s: GFLOP/s at n over the best\" },\n  },\n", ref);
     fprintf(out, "  -- raw: GFLOP/s per n:");
@@ -181,7 +181,7 @@ int mplb_calib_write_gpu(const mplb_calib_gpu *g, FILE *out, mplb_err *err) {
         fprintf(out, "    %s = {", p == 0 ? "default" : mplb_prec_name(g->prec[p]));
         for (int i = 0; i < g->ng; i++) {
             double e = g->best[p] > 0 ? g->tf[p][i] / g->best[p] : 1e-4;
-            fprintf(out, " {%d, %.4f},", g->grid[i], e < 1e-4 ? 1e-4 : e);
+            fprintf(out, " {%d, %.6g},", g->grid[i], e < 1e-4 ? 1e-4 : e);
         }
         fprintf(out, " src = \"measured\", ref = \"%s: TFLOP/s at n over the best\" },\n", ref);
     }
