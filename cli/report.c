@@ -23,7 +23,8 @@ int mplb_read_file_text(const char *path, char **out) {
 }
 
 /* mplb report: the Python analysis package draws the figures. Run it with
- * $MPLB_PYTHON, else the project's .venv, else python3 on PATH. */
+ * $MPLB_PYTHON, else the project's .venv, else python3 on PATH; the source
+ * tree's analysis/ (when the binary was built from one) comes first on PYTHONPATH. */
 int mplb_cmd_report(int argc, char **argv) {
     char py[MPLB_PATH_MAX];
     const char *env = getenv("MPLB_PYTHON");
@@ -31,6 +32,15 @@ int mplb_cmd_report(int argc, char **argv) {
     else {
         snprintf(py, sizeof py, "%s/.venv/bin/python", MPLB_SOURCE_DIR);
         if (access(py, X_OK) != 0) snprintf(py, sizeof py, "python3");
+    }
+    /* the package of this binary's own source tree first, so the figures are
+     * drawn by the same version that wrote the file (a venv may hold another) */
+    char pkg[MPLB_PATH_MAX], path[2 * MPLB_PATH_MAX];
+    snprintf(pkg, sizeof pkg, "%s/analysis/mplb/report.py", MPLB_SOURCE_DIR);
+    if (access(pkg, R_OK) == 0) {
+        const char *old = getenv("PYTHONPATH");
+        snprintf(path, sizeof path, "%s/analysis%s%s", MPLB_SOURCE_DIR, old && *old ? ":" : "", old && *old ? old : "");
+        setenv("PYTHONPATH", path, 1);
     }
     char **args = calloc((size_t)argc + 4, sizeof *args);
     if (!args) return 1;
