@@ -26,7 +26,7 @@ CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
        " td:first-child,th:first-child{text-align:left} img{max-width:100%}"
        " .src{background:#f4f4f4;padding:4px 8px}")
 # columns of the tables, in order; a sweep's table adds point and its axes first
-TABLE_COLUMNS = ["policy", "speedup", "t_layer_us", "t_baseline_us", "imbalance", "lis", "error_proxy",
+TABLE_COLUMNS = ["policy", "speedup", "t_layer_us", "t_layer_min_us", "t_layer_max_us", "repeats", "t_baseline_us", "imbalance", "lis", "error_proxy",
                  "kl", "top1_agree", "ppl_delta", "exposed_conv_us", "bytes_inter", "decide_us"]
 DOMAIN_COLUMNS = ["policy", "domain", "steps", "kl", "top1_agree", "ppl_delta"]
 

@@ -169,6 +169,11 @@ def summarize_steps(steps: pd.DataFrame) -> pd.DataFrame:
     })
     if "lis_after" in steps.columns:   # LIS after the plan (files from before it lack it)
         out.insert(out.columns.get_loc("lis") + 1, "lis_after", g["lis_after"].mean())
+    if "repeats" in steps.columns and (steps["repeats"] > 1).any():   # measured more than once: the spread
+        at = out.columns.get_loc("t_layer_us") + 1
+        out.insert(at, "t_layer_max_us", g["t_layer_max_us"].mean())
+        out.insert(at, "t_layer_min_us", g["t_layer_min_us"].mean())
+        out.insert(at + 2, "repeats", g["repeats"].max())
     if "kl" in steps.columns and steps["kl"].notna().any():   # measured accuracy (workload kind "lm")
         for c in ("kl", "top1_agree", "ppl_delta"):
             out[c] = g[c].mean()   # NaN rows (not measured) are skipped
