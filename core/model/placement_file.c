@@ -34,7 +34,9 @@ static int fill_layer(const char *path, const char *key, int l, const int *ids, 
     return 0;
 }
 
-typedef struct rows { int n, slots, *ids; char key[64]; } rows;   /* ids [n * slots]; slots -1 = ragged */
+/* ids [n * slots]; a row of another length than row 0 makes slots -1 - its
+ * index (the first such row is kept, with its length, for the error) */
+typedef struct rows { int n, slots, bad_len, *ids; char key[64]; } rows;
 
 static int add_row(rows *m, int l, const int *v, int len) {
     if (l == 0) {
@@ -42,7 +44,8 @@ static int add_row(rows *m, int l, const int *v, int len) {
         m->ids = malloc((size_t)m->n * (len > 0 ? len : 1) * sizeof *m->ids);
         if (!m->ids) return -1;
     }
-    if (len != m->slots) { m->slots = -1 - l; return 0; }
+    if (m->slots < 0) return 0;
+    if (len != m->slots) { m->slots = -1 - l; m->bad_len = len; return 0; }
     memcpy(m->ids + (size_t)l * len, v, (size_t)len * sizeof *v);
     return 0;
 }
@@ -59,16 +62,18 @@ static int json_rows(const char *path, const char *text, rows *m, mplb_err *err)
     for (int l = 0; l < m->n && rc == 0; l++) {
         const cJSON *row = cJSON_GetArrayItem(a, l), *v;
         int len = cJSON_IsArray(row) ? cJSON_GetArraySize(row) : 0, x = 0;
+        if (!cJSON_IsArray(row)) { rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%d] is not a list", path, m->key, l); break; }
         int *tmp = malloc((size_t)(len > 0 ? len : 1) * sizeof *tmp);
         if (!tmp) { rc = mplb_err_set(err, MPLB_ENOMEM, "%s: out of memory", path); break; }
-        cJSON_ArrayForEach(v, row) {
+        cJSON_ArrayForEach(v, row) {   /* row is a list: at most len items */
             double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-            tmp[x] = d == (int)d ? (int)d : -1;
-            if (!cJSON_IsNumber(v) || d != (int)d)
-                rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%d][%d] is not an integer", path, m->key, l, x);
+            int ok = cJSON_IsNumber(v) && d >= 0 && d <= (1 << 30) && d == (double)(int)d;
+            tmp[x] = ok ? (int)d : -1;
+            if (!ok && rc == 0)
+                rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%d][%d] is not an expert id (an integer >= 0)", path,
+                                  m->key, l, x);
             x++;
         }
-        if (!cJSON_IsArray(row)) rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%d] is not a list", path, m->key, l);
         if (rc == 0 && add_row(m, l, tmp, len) < 0) rc = mplb_err_set(err, MPLB_ENOMEM, "%s: out of memory", path);
         free(tmp);
     }
@@ -92,12 +97,14 @@ static int yaml_rows(const char *path, const char *text, rows *m, mplb_err *err)
         return rc;
     }
     int rc = 0;
-    yaml_node_t *root = yaml_document_get_root_node(&doc), *asg = NULL;
+    yaml_node_t *root = yaml_document_get_root_node(&doc), *asg = NULL, *nslots = NULL;
     if (root && root->type == YAML_MAPPING_NODE)
         for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
             yaml_node_t *k = yaml_document_get_node(&doc, p->key);
             if (k && k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, m->key))
                 asg = yaml_document_get_node(&doc, p->value);
+            if (k && k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, "num_slots"))
+                nslots = yaml_document_get_node(&doc, p->value);
         }
     if (!asg || asg->type != YAML_MAPPING_NODE)
         rc = mplb_err_set(err, MPLB_EFORMAT, "%s: no initial_global_assignments mapping (layer: [slots])", path);
@@ -110,24 +117,44 @@ static int yaml_rows(const char *path, const char *text, rows *m, mplb_err *err)
         char *end = NULL;
         lid[i] = k && k->type == YAML_SCALAR_NODE ? strtol((char *)k->data.scalar.value, &end, 10) : -1;
         if (!end || *end || lid[i] < 0)
-            rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s key %d is not a layer id", path, m->key, i + 1);
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s:%zu: %s key %d is not a layer id", path,
+                              k ? k->start_mark.line + 1 : 0, m->key, i + 1);
         order[i] = i;
     }
     for (int i = 1; i < n; i++)   /* layers by id */
         for (int j = i; j > 0 && lid[order[j]] < lid[order[j - 1]]; j--) { int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t; }
+    for (int i = 1; i < n && rc == 0; i++)
+        if (lid[order[i]] == lid[order[i - 1]]) {
+            yaml_node_t *k = yaml_document_get_node(&doc, asg->data.mapping.pairs.start[order[i]].key);
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s:%zu: %s lists layer %ld twice", path, k ? k->start_mark.line + 1 : 0,
+                              m->key, lid[order[i]]);
+        }
+    long want = -1;   /* num_slots, when given, is every row's length */
+    if (rc == 0 && nslots) {
+        char *end = NULL;
+        want = nslots->type == YAML_SCALAR_NODE ? strtol((char *)nslots->data.scalar.value, &end, 10) : -1;
+        if (!end || *end || want < 1)
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s:%zu: num_slots is not a positive integer", path,
+                              nslots->start_mark.line + 1);
+    }
     m->n = n;
     for (int l = 0; l < n && rc == 0; l++) {
         yaml_node_t *seq = yaml_document_get_node(&doc, asg->data.mapping.pairs.start[order[l]].value);
         int len = seq && seq->type == YAML_SEQUENCE_NODE ? (int)(seq->data.sequence.items.top - seq->data.sequence.items.start) : -1;
         int *tmp = malloc((size_t)(len > 0 ? len : 1) * sizeof *tmp);
-        if (len < 0) rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%ld] is not a list", path, m->key, lid[order[l]]);
+        size_t line = seq ? seq->start_mark.line + 1 : 0;
+        if (len < 0) rc = mplb_err_set(err, MPLB_EFORMAT, "%s:%zu: %s[%ld] is not a list", path, line, m->key, lid[order[l]]);
         else if (!tmp) rc = mplb_err_set(err, MPLB_ENOMEM, "%s: out of memory", path);
+        else if (want > 0 && len != want)
+            rc = mplb_err_set(err, MPLB_EFORMAT, "%s:%zu: %s[%ld] lists %d slots, num_slots says %ld", path, line, m->key,
+                              lid[order[l]], len, want);
         for (int x = 0; x < len && rc == 0; x++) {
             yaml_node_t *v = yaml_document_get_node(&doc, seq->data.sequence.items.start[x]);
             char *end = NULL;
             long e = v && v->type == YAML_SCALAR_NODE ? strtol((char *)v->data.scalar.value, &end, 10) : -1;
             if (!end || *end || e < 0 || e > 1 << 30)
-                rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%ld][%d] is not an expert id", path, m->key, lid[order[l]], x);
+                rc = mplb_err_set(err, MPLB_EFORMAT, "%s:%zu: %s[%ld][%d] is not an expert id", path,
+                                  v ? v->start_mark.line + 1 : line, m->key, lid[order[l]], x);
             else tmp[x] = (int)e;
         }
         if (rc == 0 && add_row(m, l, tmp, len) < 0) rc = mplb_err_set(err, MPLB_ENOMEM, "%s: out of memory", path);
@@ -154,7 +181,7 @@ int mplb_placement_load_map(const char *path, int layers, int R, int E, mplb_pla
     if (rc == 0 && (m.slots < 0 || m.slots < E || m.slots % R))
         rc = mplb_err_set(err, MPLB_EFORMAT, "%s: %s[%d] lists %d slots: need at least the %d experts, a multiple of the "
                           "%d ranks, the same in every row", path, m.key, m.slots < 0 ? -1 - m.slots : 0,
-                          m.slots < 0 ? -1 : m.slots, E, R);
+                          m.slots < 0 ? m.bad_len : m.slots, E, R);
     int done = 0;
     for (; done < layers && rc == 0; done++)
         if ((rc = mplb_placement_init_contiguous(&out[done], R, E, err)) == 0 &&

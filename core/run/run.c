@@ -111,14 +111,20 @@ static int open_model(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb
         if (!(r->base_mem = calloc((size_t)x->model.layers * R, sizeof *r->base_mem)))
             return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
         double most = 0;
+        int most_l = 0, most_q = 0;
         for (int l = 0; l < x->model.layers; l++) {
             mplb_plan bf16;
             if ((rc = mplb_plan_init(&bf16, &r->bases[l], err)) < 0) return rc;
             mplb_plan_memory(&bf16, &x->model, r->base_mem + (size_t)l * R);
             mplb_plan_free(&bf16);
-            for (int q = 0; q < R; q++) if (r->base_mem[(size_t)l * R + q] > most) most = r->base_mem[(size_t)l * R + q];
+            for (int q = 0; q < R; q++)
+                if (r->base_mem[(size_t)l * R + q] > most) { most = r->base_mem[(size_t)l * R + q]; most_l = l; most_q = q; }
         }
         if (x->cluster.expert_memory_gb <= 0) r->ob.mem_budget = 1.25 * most;
+        else if (most > r->ob.mem_budget)   /* refused here, not later in the name of the first policy */
+            return mplb_err_set(err, MPLB_ECONFIG, "%s: placement_file %s: layer %d puts %.4g GB of bf16 experts on rank %d, "
+                                "over cluster.expert_memory_gb = %g", x->path, x->placement_file, most_l + 1, most / 1e9,
+                                most_q + 1, x->cluster.expert_memory_gb);
     }
     r->prev = calloc((size_t)r->P * x->model.layers + 1, sizeof *r->prev);
     if (!r->prev) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");

@@ -184,6 +184,34 @@ def test_placement_file_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("num_slots: 64\ninitial_global_assignments:\n  0: [1, 2\n")
     p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
     assert p.returncode == 1 and "bad.yaml" in p.stderr and "not YAML" in p.stderr
+    full = list(range(64))
+    cases = {   # YAML text -> what the error must say (file:line and the field)
+        "initial_global_assignments:\n  0: %s\n  0: %s\n  1: %s\n" % (full, full, full): "bad.yaml:3: initial_global_assignments lists layer 0 twice",
+        "num_slots: 72\ninitial_global_assignments:\n  0: %s\n  1: %s\n  2: %s\n" % (full, full, full): "bad.yaml:3: initial_global_assignments[0] lists 64 slots, num_slots says 72",
+        "initial_global_assignments:\n  0: %s\n  1: [0, x]\n  2: %s\n" % (full, full): "bad.yaml:3: initial_global_assignments[1][1] is not an expert id",
+    }
+    for text, want in cases.items():
+        (tmp_path / "bad.yaml").write_text(text)
+        p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
+        assert p.returncode == 1 and want in p.stderr, (want, p.stderr)
+    (tmp_path / "x.lua").write_text((tmp_path / "x.lua").read_text().replace("bad.yaml", "bad.json"))
+    cases = {   # JSON rows -> error (a row that is an object once overran a buffer)
+        json.dumps({"phy2log": [{str(i): i for i in range(64)}] + [full] * 2}): "phy2log[0] is not a list",
+        json.dumps({"phy2log": [full, full[:63], full[:62]]}): "phy2log[1] lists 63 slots",
+        json.dumps({"phy2log": [full, full[:63] + [1e10], full]}): "phy2log[1][63] is not an expert id",
+        json.dumps({"phy2log": [full, full[:63] + [2.5], full]}): "phy2log[1][63] is not an expert id",
+    }
+    for text, want in cases.items():
+        (tmp_path / "bad.json").write_text(text)
+        p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
+        assert p.returncode == 1 and want in p.stderr, (want, p.stderr)
+    # a map over the memory budget is refused at open, naming the file, layer and rank
+    (tmp_path / "bad.json").write_text(json.dumps({"phy2log": [full] * 3}))
+    (tmp_path / "x.lua").write_text((tmp_path / "x.lua").read_text().replace(
+        "gpus_per_node = 8 }", "gpus_per_node = 8, expert_memory_gb = 0.05 }"))
+    p = mplb("run", tmp_path / "x.lua", "-o", tmp_path / "x.h5", "--force", ok=False)
+    assert p.returncode == 1 and "placement_file" in p.stderr and "bad.json: layer 1 puts" in p.stderr \
+        and "over cluster.expert_memory_gb = 0.05" in p.stderr, p.stderr
 
 
 MEMCHECK = """-- fails the run unless obs.rank_mem is the expected count of expert copies per rank
