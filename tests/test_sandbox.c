@@ -192,6 +192,13 @@ static void test_plan_validation(void **st) {
     mplb_err err = {0};
     assert_int_equal(run_decide("moves_ok", "  act:move_tokens(1, 1, 2, 50)\n  act:move_tokens(1, 1, 3, 50)", &err, NULL), 0);
     assert_int_equal(run_decide("place_move_ok", "  act:replicate(1, 3)\n  act:move_tokens(1, 3, 2, 10)", &err, NULL), 0);
+    /* after a replicate the source computes its share (100 tokens, 2 copies: 50), refused at the call */
+    expect_refused("rep_move", "  act:replicate(1, 3)\n  act:move_tokens(1, 1, 2, 60)",
+                   "sb_rep_move.lua:4: move_tokens: rank 1 computes 50 of expert 1's tokens");
+    expect_refused("rep_move2", "  act:replicate(1, 3)\n  act:move_tokens(1, 1, 2, 30)\n  act:move_tokens(1, 1, 4, 30)",
+                   "sb_rep_move2.lua:5: move_tokens: rank 1 computes 20 of expert 1's tokens");
+    assert_int_equal(run_decide("rep_move_ok", "  act:replicate(1, 3)\n  act:move_tokens(1, 1, 2, 30)\n"
+                                "  act:move_tokens(1, 3, 4, 50)\n  act:move_tokens(1, 1, 4, 20)", &err, NULL), 0);
 }
 
 int main(void) {

@@ -2,7 +2,9 @@
 #include "mplb/policy.h"
 #include "lsandbox.h"
 #include "lhelpers.h"
+#include "mplb/split.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +270,28 @@ static int act_place_all(lua_State *L) {
 /* move_tokens(e, from, to, n): n of expert e's tokens computed on rank
  * `from` are computed on rank `to` instead (HarMoEny); `to` fetches e's
  * weights if it holds no copy. */
+/* Rows rank `from` computes of expert e under the plan so far: its copy's
+ * share, then the earlier moves in order, exactly as mplb_split_rows applies
+ * them (a move takes at most what its source has). -1: out of memory. */
+static int64_t move_source_rows(const mplb_plan *plan, int e, int from, int64_t load) {
+    const mplb_placement *pl = &plan->placement;
+    int64_t *rows = calloc((size_t)pl->R, sizeof *rows);
+    if (!rows) return -1;
+    for (int i = 0; i < pl->copies[e]; i++)
+        rows[pl->ranks[(size_t)e * pl->R + i]] = mplb_split_share(load, pl->copies[e], i);
+    for (int i = 0; i < plan->n_moves; i++) {
+        const mplb_move *mv = &plan->moves[i];
+        if (mv->e != e) continue;
+        int64_t m = llround(mv->n);
+        if (m > rows[mv->from]) m = rows[mv->from];
+        rows[mv->from] -= m;
+        rows[mv->to] += m;
+    }
+    int64_t avail = rows[from];
+    free(rows);
+    return avail;
+}
+
 static int act_move_tokens(lua_State *L) {
     mplb_policy *pol = act_pol(L);
     int e = check_index(L, 2, pol->plan->E, "expert");
@@ -296,6 +320,11 @@ static int act_move_tokens(lua_State *L) {
     if (pol->moved[e] + n > pol->obs.expert_load[e])
         return luaL_error(L, "move_tokens: moves of expert %d add up to %f tokens, it has %d", e + 1,
                           pol->moved[e] + n, (int)pol->obs.expert_load[e]);
+    int64_t avail = move_source_rows(plan, e, from, (int64_t)pol->obs.expert_load[e]);
+    if (avail < 0) return luaL_error(L, "move_tokens: out of memory");
+    if (llround(n) > avail + 1)   /* the split rule's bound (mplb/split.h), checked here to name the policy's line */
+        return luaL_error(L, "move_tokens: rank %d computes %d of expert %d's tokens (its share of %d copies, after "
+                          "earlier moves), not %d", from + 1, (int)avail, e + 1, pl->copies[e], (int)llround(n));
     pol->moved[e] += n;
     mplb_err err;
     if (mplb_plan_add_move(pol->plan, e, from, to, n, &err) < 0) return luaL_error(L, "%s", err.msg);
@@ -832,14 +861,14 @@ int mplb_policy_rebalance(mplb_policy *pol, const double *w, int layers, int exp
         int idx = which ? -1 : -2;
         int *out = which ? phyrank : phy2log;
         if (which && (!phyrank || lua_isnil(L, idx))) { if (phyrank) phyrank[0] = -1; continue; }
-        if (!lua_istable(L, idx) || (int)luaL_len(L, idx) != layers) {
+        if (!lua_istable(L, idx) || (int)lua_rawlen(L, idx) != layers) {   /* raw: no __len runs unprotected */
             rc = mplb_err_set(err, MPLB_EPOLICY, "%s: rebalance_experts must return %s as %d lists (one per layer)",
                               pol->path, which ? "phyrank" : "phy2log", layers);
             break;
         }
         for (int l = 0; l < layers && rc == 0; l++) {
             lua_rawgeti(L, idx, l + 1);
-            if (!lua_istable(L, -1) || (int)luaL_len(L, -1) != slots)
+            if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != slots)
                 rc = mplb_err_set(err, MPLB_EPOLICY, "%s: rebalance_experts: %s row %d must list %d physical slots",
                                   pol->path, which ? "phyrank" : "phy2log", l + 1, slots);
             for (int x = 0; x < slots && rc == 0; x++) {

@@ -242,3 +242,16 @@ def test_placement_file_rank_mem(tmp_path):
   placement_file = "{tmp_path / 'p.json'}",
 }}""")
     mplb("run", tmp_path / "m.lua", "-o", tmp_path / "m.h5")
+
+
+def test_place_hostile_policy_is_an_error_not_an_abort(tmp_path):
+    """rebalance_experts returning a table whose __len raises: a clear error
+    (exit 1), not a Lua panic outside a protected call (it aborted, exit 134)."""
+    (tmp_path / "bad.lua").write_text("""local P = {}
+function P.decide(obs, act) end
+function P.rebalance_experts(w, nr, ng, nn, ngpu)
+  return setmetatable({}, { __len = function() error("boom") end })
+end
+return P""")
+    p = mplb("place", OLMOE, "-o", tmp_path / "p.json", "--policy", tmp_path / "bad.lua", "--gpus", 4, ok=False)
+    assert p.returncode == 1 and "rebalance_experts must return phy2log" in p.stderr, (p.returncode, p.stderr)
