@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HarMoEny card: run.sh --bin MPLB --out DIR [--small]   (docs/reproductions/harmoeny.md)
 # For each router skew: a trace of HarMoEny's skewed routing (skew_trace.py), harmoeny.lua under the
-# cost model with --sensitivity, then DIR/results.md and DIR/results.csv (summarize.py).
+# cost model with --sensitivity, then DIR/results.md and DIR/results.csv (summarize.py); paths under
+# the repository are printed relative to it in the mplb-run-*.txt logs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
 bin="$root/build/mplb"; out=""; small=0
@@ -33,7 +34,7 @@ for s in $skews; do
     "$py" "$here/skew_trace.py" "$out/$name.npy" --tokens $t --skew $s --steps $steps --layers 6
     "$bin" trace import "$out/$name.npy" -o "$out/$name.trace.h5" --top-k 1 --force > /dev/null
     "$bin" run "$here/harmoeny.lua" -o "$out/$name.h5" --force --sensitivity \
-      --set "workload.file=\"$out/$name.trace.h5\"" --set workload.steps=$steps > "$out/mplb-run-$name.txt"
+      --set "workload.file=\"$out/$name.trace.h5\"" --set workload.steps=$steps | sed "s|$root/||g" > "$out/mplb-run-$name.txt"
     files+=("$out/$name.h5")
     rm -f "$out/$name.npy" "$out/$name.trace.h5"
   done

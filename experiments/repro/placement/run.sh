@@ -2,6 +2,7 @@
 # Placement card: run.sh --bin MPLB --out DIR [--small]   (docs/reproductions/placement.md)
 # Builds the arrival-order and k-means-grouped traces from real OLMoE routing (group_requests.py),
 # runs placement.lua on each under the cost model with --sensitivity, writes DIR/results.md and .csv.
+# Paths under the repository are printed relative to it in the mplb-run-*.txt logs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
 bin="$root/build/mplb"; out=""; small=0
@@ -21,7 +22,7 @@ else steps=8; req=128; tok=128; prof=512; fi
   --req-tokens $tok --nodes 4 --gpus-per-node 8 --profile $prof --seed 7 > /dev/null
 for g in arrival kmeans; do
   "$bin" run "$here/placement.lua" -o "$out/$g.h5" --force --sensitivity \
-    --set "workload.file=\"$out/$g.trace.h5\"" --set workload.steps=$steps > "$out/mplb-run-$g.txt"
+    --set "workload.file=\"$out/$g.trace.h5\"" --set workload.steps=$steps | sed "s|$root/||g" > "$out/mplb-run-$g.txt"
 done
 rm -f "$out/arrival.trace.h5" "$out/kmeans.trace.h5"
 "$py" "$here/summarize.py" "$out"
