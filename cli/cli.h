@@ -28,6 +28,9 @@ int mplb_cli_help(int argc, char **argv, const char *usage);
 int mplb_cli_usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg);
 /* Create the folder of path (dir = 0) or path itself (dir = 1) with parents. */
 int mplb_cli_mkdirs(const char *path, int dir);
+/* An integer option's value: the whole of s, or *bad = opt (the first bad
+ * option, for one usage error after the parse; atoi took "4x" as 4). */
+void mplb_cli_int(const char *opt, const char *s, int *out, const char **bad);
 /* A whole file into a malloc'd NUL-terminated buffer; 0 or -1. */
 int mplb_cli_slurp(const char *path, char **out);
 /* Print an experiment's warnings to stderr. */

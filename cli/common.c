@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,14 @@ int mplb_cli_usage_error(const char *cmd, const char *usage, const char *fmt, co
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n%s", usage);
     return 2;
+}
+
+void mplb_cli_int(const char *opt, const char *s, int *out, const char **bad) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < INT_MIN || v > INT_MAX) { if (!*bad) *bad = opt; return; }
+    *out = (int)v;
 }
 
 /* mkdir -p of the folder holding path (dir = 0) or of path itself (dir = 1). */

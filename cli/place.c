@@ -147,13 +147,14 @@ int mplb_cmd_place(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, place_usage)) return 0;
     const char *in = NULL, *out = NULL, *policy = "eplb", *sg = NULL, *trt = NULL, *steps = NULL;
     int slots = 0, gpus = 8, nodes = 1, groups = 0, force = 0;
+    const char *bad_int = NULL;
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--policy") && i + 1 < argc) policy = argv[++i];
-        else if (!strcmp(argv[i], "--slots") && i + 1 < argc) slots = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--gpus") && i + 1 < argc) gpus = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--nodes") && i + 1 < argc) nodes = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--groups") && i + 1 < argc) groups = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--slots") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &slots, &bad_int), i++;
+        else if (!strcmp(argv[i], "--gpus") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &gpus, &bad_int), i++;
+        else if (!strcmp(argv[i], "--nodes") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &nodes, &bad_int), i++;
+        else if (!strcmp(argv[i], "--groups") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &groups, &bad_int), i++;
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = argv[++i];
         else if (!strcmp(argv[i], "--sglang") && i + 1 < argc) sg = argv[++i];
         else if (!strcmp(argv[i], "--trtllm") && i + 1 < argc) trt = argv[++i];
@@ -161,6 +162,7 @@ int mplb_cmd_place(int argc, char **argv) {
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else return mplb_cli_usage_error("place", place_usage, "unexpected argument '%s'", argv[i]);
     }
+    if (bad_int) return mplb_cli_usage_error("place", place_usage, "%s needs a whole number", bad_int);
     if (!in || !out) return mplb_cli_usage_error("place", place_usage, "%s", "needs TRACE.h5 and -o PLACEMENT.json");
     if (gpus < 1 || nodes < 1 || gpus % nodes || slots < 0 || groups < 0)
         return mplb_cli_usage_error("place", place_usage, "%s", "--gpus and --nodes must be >= 1 with nodes dividing gpus");

@@ -228,6 +228,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
     int jobs = 1, resume = 0, n_sets = 0, sensitivity = 0, allow_over = 0;
+    const char *bad_int = NULL;
     char over_note[256] = "";
     double point_timeout = 3600;   /* a last line behind the sandbox's limits: no point hangs a sweep */
     char zipset[2048] = "", zipline[2100];
@@ -235,8 +236,8 @@ int mplb_cmd_sweep(int argc, char **argv) {
     if (!sets) return 1;
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "-j") && i + 1 < argc) jobs = atoi(argv[++i]);
-        else if (!strncmp(argv[i], "-j", 2) && argv[i][2]) jobs = atoi(argv[i] + 2);
+        else if (!strcmp(argv[i], "-j") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &jobs, &bad_int), i++;
+        else if (!strncmp(argv[i], "-j", 2) && argv[i][2]) mplb_cli_int("-j", argv[i] + 2, &jobs, &bad_int);
         else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
         else if (!strcmp(argv[i], "--zip") && i + 1 < argc) {
             /* a,b -> {"a","b"}, gathered into one zip = {...} set below */
@@ -263,9 +264,9 @@ int mplb_cmd_sweep(int argc, char **argv) {
         else if (argv[i][0] != '-' && !exp) exp = argv[i];
         else { free(sets); return mplb_cli_usage_error("sweep", sweep_usage, "unexpected argument '%s'", argv[i]); }
     }
-    if (!exp || !dir || jobs < 1) {
+    if (!exp || !dir || jobs < 1 || bad_int) {
         free(sets);
-        return mplb_cli_usage_error("sweep", sweep_usage, "%s", !exp ? "missing EXP.lua" : !dir ? "missing -o DIR" : "-j needs N >= 1");
+        return mplb_cli_usage_error("sweep", sweep_usage, "%s", !exp ? "missing EXP.lua" : !dir ? "missing -o DIR" : "-j needs a whole number N >= 1");
     }
     int rank = 0, size = 1;
 #ifdef MPLB_HAVE_MPI

@@ -71,6 +71,7 @@ static int trace_import_python(int argc, char **argv) {
 static int trace_import(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *model = "", *fmt = NULL, *first = NULL, *phase = NULL, *license = "";
     int k = 0, E = 0, force = 0, n_in = 0;
+    const char *bad_int = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--force")) continue;
         if (argv[i][0] == '-') {
@@ -88,8 +89,8 @@ static int trace_import(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--format") && i + 1 < argc) i++;
         else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) k = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--experts") && i + 1 < argc) E = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &k, &bad_int), i++;
+        else if (!strcmp(argv[i], "--experts") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &E, &bad_int), i++;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--license") && i + 1 < argc) license = argv[++i];
         else if (!strcmp(argv[i], "--phase") && i + 1 < argc) phase = argv[++i];
@@ -97,6 +98,7 @@ static int trace_import(int argc, char **argv) {
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else return mplb_cli_usage_error("trace import", trace_usage, "unexpected argument '%s'", argv[i]);
     }
+    if (bad_int) return mplb_cli_usage_error("trace import", trace_usage, "%s needs a whole number", bad_int);
     if (phase && strcmp(phase, "prefill") && strcmp(phase, "decode"))
         return mplb_cli_usage_error("trace import", trace_usage, "--phase '%s': expected prefill or decode", phase);
     if (!in || !out || k < 1)
@@ -217,13 +219,15 @@ static int stats_side_by_side(const mplb_trace *t, const char *wpath, int R, int
 static int trace_fit(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     int R = 8, force = 0;
+    const char *bad_int = NULL;
     for (int i = 2; i < argc; i++) {
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) R = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &R, &bad_int), i++;
         else if (!strcmp(argv[i], "--force")) force = 1;
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else return mplb_cli_usage_error("trace fit", trace_usage, "unexpected argument '%s'", argv[i]);
     }
+    if (bad_int) return mplb_cli_usage_error("trace fit", trace_usage, "%s needs a whole number", bad_int);
     if (!in || !out || R < 1 || R > 1024)
         return mplb_cli_usage_error("trace fit", trace_usage, "%s", "needs TRACE.h5, -o W.lua (and --ranks R in 1..1024)");
     mplb_trace t;
@@ -254,19 +258,21 @@ static int trace_gen(int argc, char **argv) {
     int steps = 0, force = 0;
     long long tokens = 0;
     uint64_t seed = 1;
+    const char *bad_int = NULL;
     for (int i = 2; i < argc; i++) {
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) preset = argv[++i];
-        else if (!strcmp(argv[i], "--layers") && i + 1 < argc) m.layers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--experts") && i + 1 < argc) m.experts = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) m.top_k = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--layers") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &m.layers, &bad_int), i++;
+        else if (!strcmp(argv[i], "--experts") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &m.experts, &bad_int), i++;
+        else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &m.top_k, &bad_int), i++;
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &steps, &bad_int), i++;
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--force")) force = 1;
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else return mplb_cli_usage_error("trace gen", trace_usage, "unexpected argument '%s'", argv[i]);
     }
+    if (bad_int) return mplb_cli_usage_error("trace gen", trace_usage, "%s needs a whole number", bad_int);
     if (preset && mplb_model_preset(preset, &m) < 0)
         return mplb_cli_usage_error("trace gen", trace_usage, "unknown model preset '%s'", preset);
     if (!in || !out || m.layers < 1 || m.experts < 1 || m.top_k < 1 || m.top_k > m.experts || m.top_k > 64 ||
@@ -296,17 +302,19 @@ static int trace_stats(int argc, char **argv) {
     int R = 8, top = 0, json = 0, gsteps = 0;
     long long gtokens = 0;
     uint64_t seed = 1;
+    const char *bad_int = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--workload") && i + 1 < argc) wpath = argv[++i];
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) gsteps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &gsteps, &bad_int), i++;
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) gtokens = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) R = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--top") && i + 1 < argc) top = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &R, &bad_int), i++;
+        else if (!strcmp(argv[i], "--top") && i + 1 < argc) mplb_cli_int(argv[i], argv[i + 1], &top, &bad_int), i++;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else return mplb_cli_usage_error("trace stats", trace_usage, "unexpected argument '%s'", argv[i]);
     }
+    if (bad_int) return mplb_cli_usage_error("trace stats", trace_usage, "%s needs a whole number", bad_int);
     if (!path || R < 1 || R > 1024 || gsteps < 0 || gtokens < 0)
         return mplb_cli_usage_error("trace stats", trace_usage, "%s", "needs FILE.h5 (and --ranks R in 1..1024)");
     mplb_trace t;

@@ -46,6 +46,10 @@ check inspect 0 "status:   complete" "$MPLB" inspect out.h5
 check inspect-rows 0 "rows: 8" "$MPLB" inspect out.h5
 check inspect-json 0 '"status": "complete", "closed": true' "$MPLB" inspect out.h5 --json
 check resume-needs-o 2 "--resume needs -o FILE" "$MPLB" run small.lua --resume
+# integer options take the whole word (atoi once read "4x" as 4 and "abc" as 0)
+check place-bad-int 2 "--gpus needs a whole number" "$MPLB" place "$SRC/traces/olmoe-mixtral/olmoe.h5" -o p.json --gpus 4x
+check stats-bad-int 2 "--ranks needs a whole number" "$MPLB" trace stats "$SRC/traces/olmoe-mixtral/olmoe.h5" --ranks 8z
+check sweep-bad-j 2 "-j needs a whole number" "$MPLB" sweep small.lua -o sw -j2x
 check resume-fresh 0 "run file: fresh.h5" "$MPLB" run small.lua -o fresh.h5 --resume
 check set-override 0 "1 node(s)" "$MPLB" run small.lua -o out3.h5 --set workload.tokens=64
 check policy-flag 0 "baseline" "$MPLB" run small.lua -o out4.h5 --policy baseline
