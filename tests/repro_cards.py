@@ -108,6 +108,20 @@ check("realb", "| setting | ReaLB |", rows)
 check("realb", "| vision σ |", [((lab,), {1: sp(8192, .85, s, "realb"), 2: sp(8192, .85, s, "fp4-everywhere"),
                                            3: sp(8192, .85, s, "eplb"), 4: last(8192, .85, s)})
                                  for lab, s in (("0 (fixed hot set)", 0), ("0.45", .45), ("1.0", 1.0))])
+v = pd.read_csv(os.path.join(res, "realb", "variants.csv"))
+
+
+def var(name, tok, vf, pol):
+    r = v[(v.variant == name) & (v.tokens == tok) & (abs(v.vision_frac - vf) < 1e-9) & (v.policy == pol)].iloc[0]
+    return [r.speedup] + ([] if math.isnan(r.band_lo) else [r.band_lo, r.band_hi])
+
+
+check("realb", "| setting | ReaLB, τ = 1.25 |",
+      [((lab,), {1: var("tau125", tok, vf, "realb"), 2: var("tau125", tok, vf, "realb-no-modality"),
+                 3: var("corner", tok, vf, "realb"), 4: var("corner", tok, vf, "fp4-everywhere"),
+                 5: var("corner", tok, vf, "eplb")})
+       for lab, tok, vf in (("4K, vision 0.60", 4096, .6), ("4K, vision 0.85", 4096, .85),
+                            ("8K, vision 0.60", 8192, .6), ("8K, vision 0.85", 8192, .85))])
 a = pd.read_csv(os.path.join(res, "realb", "accuracy.csv")).set_index("policy")
 acc = {"baseline, EPLB": "baseline", "ReaLB (modality threshold 0.7)": "realb", "ReaLB, threshold 0.5": "realb-modality-0.5",
        "ReaLB, no modality test": "realb-no-modality", "FP4 everywhere": "fp4-everywhere",

@@ -120,6 +120,34 @@ def seed_rows():
     return out
 
 
+VARIANTS = {"tau125": "ReaLB's rule at threshold's default tau = 1.25 (the card's runs use 1.1)",
+            "corner": "profile rtx5090_corner.lua: nvlink_eff 0.3 and the FP8/FP4 MMA share 0.4 together"}
+
+
+def variant_rows():
+    """variant_NAME_TOKENS_vVIS.h5 (run.sh, full size): the card's setting with one choice changed;
+    speedup over the whole run, the --sensitivity band where the run has one."""
+    rows = []
+    for fn in sorted(os.listdir(OUT)):
+        m = re.match(r"variant_(\w+?)_(\d+)_v(\d+)\.h5$", fn)
+        if not m:
+            continue
+        path = os.path.join(OUT, fn)
+        st = mplb.load(path).steps
+        g = st.groupby("policy_name", sort=False)
+        sp = (g["t_baseline_us"].sum() / g["t_layer_us"].sum()).to_dict()
+        bands = {}
+        with h5py.File(path, "r") as f:
+            if "sensitivity" in f:
+                bands = dict(zip(names(f["sensitivity"], "policy"), f["sensitivity/band"][()]))
+        for p, v in sp.items():
+            b = bands.get(p)
+            rows.append(dict(variant=m.group(1), tokens=int(m.group(2)), vision_frac=int(m.group(3)) / 100, policy=p,
+                             speedup=v, band_lo=float(b[1]) if b is not None else float("nan"),
+                             band_hi=float(b[2]) if b is not None else float("nan")))
+    return rows
+
+
 def accuracy_rows():
     path = os.path.join(OUT, "accuracy.h5")
     if not os.path.exists(path):
@@ -160,7 +188,7 @@ def figure(rows, path):
             hi.append(r["band_hi"] - r["speedup"])
         ax.bar(xs, ys, w, yerr=[lo, hi], capsize=2, label=p)
     ax.axhline(1.0, color="black", lw=0.8)
-    ax.axhline(1.29, color="grey", ls="--", lw=0.8, label="paper: 1.29x (layer, v1)")
+    ax.axhline(1.29, color="grey", ls="--", lw=0.8, label="paper: 1.29x (layer, v1 abstract, 2nd-hand)")
     ax.set_xticks([i + w * (len(pols) - 1) / 2 for i in range(len(conds))])
     ax.set_xticklabels([f"{t // 1024}K, vision {v:.0%}" + (f"\nvision σ {g}" if g else "") for t, v, g in conds], fontsize=8)
     ax.set_ylabel("MoE-layer speedup vs bf16")
@@ -201,6 +229,15 @@ def main():
                "| policy | " + " | ".join(["11"] + [str(k) for k in seeds]) + " |", "|---|" + "---|" * (1 + len(seeds))]
         for p in pols:
             md.append(f"| {p} | {base[p]:.3f}x | " + " | ".join(f"{seeds[k][p]:.3f}x" for k in seeds) + " |")
+        md.append("")
+    v = variant_rows()
+    write_csv(os.path.join(OUT, "variants.csv"), v)
+    if v:
+        md += ["Variants (full size only): " + "; ".join(f"{k} = {d}" for k, d in VARIANTS.items()), "",
+               "| variant | tokens | vision | policy | MoE-layer speedup | band |", "|---|---|---|---|---|---|"]
+        for r in v:
+            bd = "-" if math.isnan(r["band_lo"]) else f"{r['band_lo']:.3f}-{r['band_hi']:.3f}x"
+            md.append(f"| {r['variant']} | {r['tokens']} | {r['vision_frac']:.2f} | {r['policy']} | {r['speedup']:.3f}x | {bd} |")
         md.append("")
     if a:
         md += ["Accuracy, measured on models/tiny-moe (NOT Qwen3-VL; code labelled `vision`), last-layer rows, "
