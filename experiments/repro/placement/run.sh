@@ -24,5 +24,28 @@ for g in arrival kmeans; do
   "$bin" run "$here/placement.lua" -o "$out/$g.h5" --force --sensitivity \
     --set "workload.file=\"$out/$g.trace.h5\"" --set workload.steps=$steps | sed "s|$root/||g" > "$out/mplb-run-$g.txt"
 done
+# the k-means runs' bands against arrival order's baseline: --sensitivity gives each run's speedups
+# against its own baseline at every assumption end; the two baselines' times at the same ends come
+# from baseline-only runs on a profile inheriting h100 with that one assumption at that end
+"$py" - "$out/kmeans.h5" "$out" <<'PYEND'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")["sensitivity"]
+for i, (name, lo, hi) in enumerate(zip(f["param"][()], f["lo"][()].tolist(), f["hi"][()].tolist())):
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    for e, v in (("lo", float(lo)), ("hi", float(hi))):
+        val = f'{{ {v!r}, src = "assumption", range = {{ {lo!r}, {hi!r} }}, ref = "h100 {name} at its {e} end (placement card band)" }}'
+        key, _, sub = name.partition(".")
+        body = f"{key} = {{ {sub} = {val} }}" if sub else f"{key} = {val}"
+        open(f"{sys.argv[2]}/end_{i}_{e}.lua", "w").write(f'return {{ name = "h100-{name}-{e}", inherit = "h100", {body} }}\n')
+PYEND
+for p in "$out"/end_*_lo.lua "$out"/end_*_hi.lua; do
+  e=$(basename "$p" .lua)
+  for g in arrival kmeans; do
+    "$bin" run "$here/placement.lua" -o "$out/$g.$e.h5" --force --policy baseline --set "cluster.profile=\"$p\"" \
+      --set "workload.file=\"$out/$g.trace.h5\"" --set workload.steps=$steps > /dev/null
+  done
+  rm -f "$p"
+done
 rm -f "$out/arrival.trace.h5" "$out/kmeans.trace.h5"
 "$py" "$here/summarize.py" "$out"
+rm -f "$out"/arrival.end_*.h5 "$out"/kmeans.end_*.h5

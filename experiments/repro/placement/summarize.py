@@ -5,8 +5,11 @@ default deployment (arrival order, default placement). Bytes come from the
 cost model's dispatch count (per token once per destination node across the
 NIC, once per destination GPU inside a node; bf16 payload); they depend on no
 profile assumption, so they have no band. Layer time: the cost model (h100),
-with the --sensitivity band of each run's within-run speedup."""
+with the --sensitivity band of each run's within-run speedup, and the whole-run speedup's band against
+arrival order + default at every assumption end (run.sh's baseline-only runs at each end)."""
 import json
+
+import h5py
 import os
 import sys
 
@@ -15,6 +18,26 @@ import repro2_common as rc  # noqa: E402
 
 out = sys.argv[1]
 info = json.load(open(os.path.join(out, "clusters.json")))
+
+
+def base_us(g, end):
+    return rc.summarise(os.path.join(out, f"{g}.{end}.h5"), from_step=0)[0]["layer_us"]
+
+
+def band_vs_ref(g, policy, point):
+    """(point, lo, hi) of a policy's whole-run speedup against arrival order's baseline."""
+    with h5py.File(os.path.join(out, f"{g}.h5"), "r") as f:
+        s = f["sensitivity"]
+        pol = [x.decode() if isinstance(x, bytes) else str(x) for x in s["policy"][()]]
+        sp = s["speedup"][()][:, :, pol.index(policy)]          # [assumption, end (lo, hi)]
+    v = [point]
+    for i in range(sp.shape[0]):
+        for j, e in enumerate(("lo", "hi")):
+            ratio = 1.0 if g == "arrival" else base_us("arrival", f"end_{i}_{e}") / base_us(g, f"end_{i}_{e}")
+            v.append(sp[i, j] * ratio)
+    return (point, min(v), max(v))
+
+
 rows = []
 ref = None
 for g in ("arrival", "kmeans"):
@@ -35,13 +58,10 @@ for g in ("arrival", "kmeans"):
         # the after-placement speedup at the policy's whole-run band ends (scaled)
         b = r["band"]
         r["d_time_band"] = (r["d_time"], r["d_time"] * b[1] / b[0], r["d_time"] * b[2] / b[0]) if b else None
-        # the whole-run speedup against the same reference as its point (arrival order + default):
-        # --sensitivity gives each run's speedup against its own baseline only (no per-end layer
-        # times), so a k-means run's band is rescaled by its baseline's time against the
-        # reference's, assumed not to move with the assumptions (both baselines are the default
-        # placement on the same token counts); exact for the arrival-order runs (factor 1)
-        r["d_time_run_band"] = (r["d_time_run"], r["d_time_run"] * b[1] / b[0],
-                                r["d_time_run"] * b[2] / b[0]) if b else None
+        # the whole-run speedup against the same reference as its point (arrival order + default),
+        # at every assumption end: the run's own --sensitivity speedup there times its baseline's
+        # time against the reference's at the same end (run.sh's baseline-only end runs)
+        r["d_time_run_band"] = band_vs_ref(g, a["policy"], r["d_time_run"])
         rows.append(r)
 md = os.path.join(out, "results.md")
 for f in (md, os.path.join(out, "results.csv")):
