@@ -162,6 +162,17 @@ static void test_calibrated_profiles(void **st) {
     assert_true(hw.peak_tflops[MPLB_PREC_MXFP4] == 0 && hw.compute_as[MPLB_PREC_MXFP4] == MPLB_PREC_BF16);   /* never an FP4 peak */
     assert_int_equal(hw.n_eff[MPLB_PREC_NVFP4], cg.ng);
     for (int i = 0; i < cg.ng; i++) assert_close(hw.eff[MPLB_PREC_NVFP4][i].eff, cg.tf[2][i] / cg.best[2], 1e-3);
+    /* a device name with a quote, a backslash and a line break still gives a loadable profile */
+    mplb_calib_gpu evil = cg;
+    evil.device = "GPU \"9\" \\ x\nreturn {}";
+    evil.name = "cal\"gpu";
+    f = fopen("cal_evil.lua", "w");
+    assert_non_null(f);
+    assert_int_equal(mplb_calib_write_gpu(&evil, f, &err), 0);
+    fclose(f);
+    if (mplb_profile_load("./cal_evil.lua", ".", &hw, &err) < 0) fail_msg("%s", err.msg);
+    assert_contains(hw.prov[MPLB_PS_hbm_gbps].ref, "on GPU '9' ' x return {} at 20");
+    if (mplb_profile_load("./cal_gpu.lua", ".", &hw, &err) < 0) fail_msg("%s", err.msg);
     /* both run an experiment on the cost model */
     write_text("cal.lua", "return { model = { layers = 2, experts = 8, top_k = 2, hidden = 64, ffn = 32 },\n"
                           "  cluster = { gpus_per_node = 2, profile = './cal_cpu.lua' },\n"

@@ -34,6 +34,16 @@ static double now(void) {
         } while (now() < _t_end);                                         \
     } while (0)
 
+
+/* A device or host name inside a Lua string literal and a comment line: a
+ * quote, backslash or line break would end either, so they become ' and a
+ * space (the name stays readable). */
+static void lua_plain(char *s) {
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\') *s = '\'';
+        else if (*s == '\n' || *s == '\r') *s = ' ';
+}
+
 int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     int d = o && o->hidden ? o->hidden : 1024, f = o && o->ffn ? o->ffn : 512;
     int nmax = o && o->max_tokens ? o->max_tokens : 2048;
@@ -93,9 +103,12 @@ int mplb_calibrate_cpu(const mplb_calib_opts *o, FILE *out, mplb_err *err) {
     fprintf(out, "-- (ranks on one host share memory); latencies are a 1 us guess.\n");
     fprintf(out, "-- Every format computes at the FP32 GEMM rate (listed as bf16) until the CPU\n");
     fprintf(out, "-- backend's mixed-precision kernels are calibrated.\n");
-    char ref[400];
+    char ref[400], qname[128];
     snprintf(ref, sizeof ref, "mplb calibrate --backend cpu on %s at %s", host, stamp);
-    fprintf(out, "return {\n  name = \"%s\",\n", name);
+    lua_plain(ref);
+    snprintf(qname, sizeof qname, "%s", name);
+    lua_plain(qname);
+    fprintf(out, "return {\n  name = \"%s\",\n", qname);
     fprintf(out, "  peak_tflops = {\n");
     mplb_calib_value(out, "  bf16", best_gf / 1e3, "measured", ref, 0, 0);
     fprintf(out, "  },\n");
@@ -131,9 +144,10 @@ int mplb_calib_write_gpu(const mplb_calib_gpu *g, FILE *out, mplb_err *err) {
     char stamp[64], ref[400];
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now_t));
     snprintf(ref, sizeof ref, "mplb calibrate --backend cuda on %s at %s", g->device, stamp);
+    lua_plain(ref);   /* also what the comment lines below print of the device */
     fprintf(out, "-- Hardware profile measured by `mplb calibrate --backend cuda` (mplb %s, git %s)\n", MPLB_VERSION,
             mplb_git_revision());
-    fprintf(out, "-- on %s at %s.\n", g->device, stamp);
+    fprintf(out, "-- %s.\n", ref);
     fprintf(out, "-- Measured: expert SwiGLU FFNs through cuBLASLt (d=%d, f=%d; n = 1..%d tokens), device time\n", g->d,
             g->f, g->nmax);
     fprintf(out, "-- only (GEMM plans prepared first, a warm-up, then %s, best replay).\n",
@@ -148,7 +162,10 @@ int mplb_calib_write_gpu(const mplb_calib_gpu *g, FILE *out, mplb_err *err) {
     fprintf(out, "-- nvfp4, mxfp8 and fp8_e5m2 as fp8_e4m3, fp16 and int4 as bf16 (assumed, not measured).\n");
     fprintf(out, "-- HBM: a device-to-device copy (read + write); conv_eff: the fp8 conversion kernel over that bandwidth.\n");
     fprintf(out, "-- Not measured (assumptions with ranges: edit them): NVLink, NIC, latencies, launch.\n");
-    fprintf(out, "return {\n  name = \"%s\",\n  peak_tflops = {\n", g->name);
+    char qname[128];
+    snprintf(qname, sizeof qname, "%s", g->name);
+    lua_plain(qname);
+    fprintf(out, "return {\n  name = \"%s\",\n  peak_tflops = {\n", qname);
     char key[64], pref[480];
     snprintf(pref, sizeof pref, "%s: best TFLOP/s of the cuBLASLt FFN over the n grid", ref);
     for (int p = 0; p < MPLB_CALIB_FORMATS; p++) {

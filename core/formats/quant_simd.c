@@ -366,7 +366,8 @@ int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
 int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_err *err) {
     if ((isa == MPLB_ISA_AVX512 && !mplb_quant_have_avx512()) || (isa == MPLB_ISA_AVX2 && !have_avx2()) ||
         (int)isa < 0 || isa > MPLB_ISA_SCALAR)
-        return mplb_err_set(err, MPLB_EINVAL, "quantize: instruction set %d forced, but this CPU does not have it", (int)isa);
+        return mplb_err_set(err, MPLB_EINVAL, "quantize: instruction set %s forced, but this CPU does not have it",
+                            isa == MPLB_ISA_AVX512 ? "avx512" : isa == MPLB_ISA_AVX2 ? "avx2" : "(not an mplb_isa)");
     if (isa == MPLB_ISA_SCALAR) return mplb_quant_quantize_ref(x, t, err);
     if (isa != MPLB_ISA_AVX2 && mplb_quant_nvfp4_avx512(x, t)) return 0;
 #ifdef MPLB_X86

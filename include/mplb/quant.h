@@ -80,7 +80,9 @@ MPLB_API int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err)
 MPLB_API int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err);
 /* The fast path kept to one instruction set (tests and benches reach the
  * AVX2 paths on an AVX-512 machine this way): AUTO is mplb_quant_quantize,
- * SCALAR the reference; a forced set the CPU lacks is MPLB_EINVAL. */
+ * SCALAR the reference; AVX512 allows AVX-512 kernels (only NVFP4 has one;
+ * other formats run their AVX2 kernel); a forced set the CPU lacks is
+ * MPLB_EINVAL. */
 typedef enum mplb_isa { MPLB_ISA_AUTO = 0, MPLB_ISA_AVX512, MPLB_ISA_AVX2, MPLB_ISA_SCALAR } mplb_isa;
 MPLB_API int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_err *err);
 /* y = dequantize(quantize(x)); y may equal x. */
