@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DOM 8
+#define MAX_DOM MPLB_MAX_DOMAINS
 
 struct mplb_accrun {
     mplb_lm m;

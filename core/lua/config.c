@@ -438,8 +438,10 @@ static int read_texts(cfg *c, const char *path, const char *base_dir, mplb_workl
     while (rc == 0 && lua_next(L, tt)) {
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
             rc = cfg_fail(c, path, "%s", "entries must be domain = \"file\"");
-        } else if (w->n_text == 8) {
-            rc = cfg_fail(c, path, "%s", "at most 8 domains");
+        } else if (w->n_text == MPLB_MAX_DOMAINS) {
+            char most[32];
+            snprintf(most, sizeof most, "at most %d domains", MPLB_MAX_DOMAINS);
+            rc = cfg_fail(c, path, "%s", most);
         } else {
             const char *dn = lua_tostring(L, -2);
             int k = w->n_text++;

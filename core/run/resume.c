@@ -75,7 +75,7 @@ int run_resume_copy(run_resume *rs, mplb_runfile *rf, const mplb_exp *x, int P, 
         if (d->step >= rs->start_step || d->policy >= P) continue;
         rc = mplb_runfile_append_domain(rf, d, err);
         mplb_policy_summary *ps = &sum->pol[d->policy];
-        if (rc == 0 && d->domain < 8) {
+        if (rc == 0 && d->domain < MPLB_MAX_DOMAINS) {
             ps->dom_kl[d->domain] += d->kl;
             ps->dom_top1[d->domain] += d->top1_agree;
             ps->dom_ppl_delta[d->domain] += d->ppl_delta;

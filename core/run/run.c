@@ -136,7 +136,7 @@ static int open_model(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb
         if (x->workload.lm_ablation) r->ablation = calloc((size_t)E, sizeof *r->ablation);
         if (!r->met || (x->workload.lm_ablation && !r->ablation)) return mplb_err_set(err, MPLB_ENOMEM, "run: out of memory");
         r->sum->n_domains = mplb_accrun_domains(r->acc);
-        for (int g = 0; g < r->sum->n_domains && g < 8; g++)
+        for (int g = 0; g < r->sum->n_domains && g < MPLB_MAX_DOMAINS; g++)
             snprintf(r->sum->domains[g], sizeof r->sum->domains[g], "%s", mplb_accrun_domain(r->acc, g));
     }
     mplb_backend_id id;
@@ -189,16 +189,16 @@ static int open_file(run *r, const mplb_exp *x, const mplb_run_opts *opts, mplb_
         params[i] = mplb_policy_params(r->pols[i]);
     }
     gethostname(host, sizeof host - 1);
-    const char *doms[8];   /* workload.kind = "lm": the text domains of /accuracy */
+    const char *doms[MPLB_MAX_DOMAINS];   /* workload.kind = "lm": the text domains of /accuracy */
     int nd = r->acc ? mplb_accrun_domains(r->acc) : 0;
-    for (int g = 0; g < nd && g < 8; g++) doms[g] = mplb_accrun_domain(r->acc, g);
+    for (int g = 0; g < nd && g < MPLB_MAX_DOMAINS; g++) doms[g] = mplb_accrun_domain(r->acc, g);
     mplb_runfile_meta meta = {.mplb_version = MPLB_VERSION, .git_revision = mplb_git_revision(),
                               .command = opts->command ? opts->command : "", .config = x->resolved, .hardware = hw_src,
                               .host = host, .times_source = r->sum->times_source, .backend = r->be->name,
                               .error_metric = r->be->error_metric, .seed = x->seed, .n_policies = P,
                               .repeats = strcmp(r->be->name, "model") != 0 ? x->repeats : 0,
                               .policy_names = names, .policy_sources = srcs, .policy_params = params,
-                              .n_domains = nd < 8 ? nd : 8, .domain_names = doms};
+                              .n_domains = nd < MPLB_MAX_DOMAINS ? nd : MPLB_MAX_DOMAINS, .domain_names = doms};
     /* resume only a file of the same config, policy sources and params */
     if (rc == 0 && r->rs.active) rc = mplb_runfile_resumable(opts->out_path, &r->rs.old, &meta, R, E, err);
     if (rc == 0)
@@ -267,7 +267,7 @@ static int run_policy(run *r, int i, const mplb_layer_in *in, double lis, int re
             top1 = all->top1;
             ppl = all->ppl_q - all->ppl_ref;
             mplb_policy_summary *ps = &r->sum->pol[i];
-            for (int g = 0; g < r->sum->n_domains && g < 8 && !replaying; g++) {
+            for (int g = 0; g < r->sum->n_domains && g < MPLB_MAX_DOMAINS && !replaying; g++) {
                 ps->dom_kl[g] += r->met[g].kl;
                 ps->dom_top1[g] += r->met[g].top1;
                 ps->dom_ppl_delta[g] += r->met[g].ppl_q - r->met[g].ppl_ref;

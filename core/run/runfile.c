@@ -2,6 +2,7 @@
 #include "mplb/runfile.h"
 #include "mplb/prec.h"
 #include "mplb/cost.h"
+#include "mplb/config.h"
 #include "h5check.h"
 
 #include <hdf5.h>
@@ -546,12 +547,12 @@ static int read_domains(mplb_h5_file *h, mplb_runfile_info *info, mplb_err *err)
     int rc = mplb_h5_dset_strs(h, "accuracy/domains", -1, &info->domain_names, &nd, err);
     if (rc < 0) return rc;
     if (rc > 0) return 0;
-    if (nd > MAX_POLICIES || nd < 1) {
+    if (nd > MPLB_MAX_DOMAINS || nd < 1) {
         for (int64_t i = 0; i < nd; i++) free(info->domain_names[i]);
         free(info->domain_names);
         info->domain_names = NULL;
         return mplb_err_set(err, MPLB_EFORMAT, "%s: /accuracy/domains holds %lld names (1 to %d)", h->path, (long long)nd,
-                            MAX_POLICIES);
+                            MPLB_MAX_DOMAINS);
     }
     info->n_domains = (int)nd;
     for (int i = 0; i < info->n_domains; i++) info->domain_names[i] = display(info->domain_names[i]);

@@ -25,6 +25,8 @@
 MPLB_BEGIN_DECLS
 
 #define MPLB_NAME_MAX 64
+/* text domains of an lm workload (workload.text): config, accuracy, run summary and file share it */
+#define MPLB_MAX_DOMAINS 8
 #define MPLB_PATH_MAX 1024
 #define MPLB_EFF_MAX 16
 #define MPLB_LABEL_MAX 256
@@ -64,8 +66,8 @@ typedef struct mplb_workload_cfg {
     char lm_acts[16];             /* "matched" (W8A8, W4A4) or "bf16" (weight-only) */
     int lm_ablation;              /* measure each expert's importance by ablation (obs.expert_ablation) */
     int n_text;                   /* text domains, each a file */
-    char text_name[8][MPLB_NAME_MAX];
-    char text_path[8][MPLB_PATH_MAX];
+    char text_name[MPLB_MAX_DOMAINS][MPLB_NAME_MAX];
+    char text_path[MPLB_MAX_DOMAINS][MPLB_PATH_MAX];
     /* Step-to-step time structure (docs/trace-file.md, "Fitted workloads"):
      * a step's log-popularity is the base's plus step_sigma * z, where z is
      * redrawn at regime changes (probability regime_rate a step) and

@@ -56,7 +56,7 @@ typedef struct mplb_policy_summary {
     int repeats;                /* timed runs per row (the last row's) */
     long acc_rows;              /* steps whose accuracy was measured (workload.kind = "lm") */
     double sum_kl, sum_top1, sum_ppl_delta;
-    double dom_kl[8], dom_top1[8], dom_ppl_delta[8];  /* per text domain (kept steps of a resume from /accuracy) */
+    double dom_kl[MPLB_MAX_DOMAINS], dom_top1[MPLB_MAX_DOMAINS], dom_ppl_delta[MPLB_MAX_DOMAINS];  /* per text domain (kept steps of a resume from /accuracy) */
     long dom_rows;
 } mplb_policy_summary;
 
@@ -64,7 +64,7 @@ typedef struct mplb_run_summary {
     int n_policies;
     int resumed_steps;          /* steps taken from an earlier file by resume */
     int n_domains;              /* workload.kind = "lm": its text domains (per-domain sums in pol[]) */
-    char domains[8][64];
+    char domains[MPLB_MAX_DOMAINS][64];
     mplb_policy_summary *pol;   /* malloc'd */
     char times_source[1024];    /* where the times come from (the backend's words) */
     const char *backend, *error_metric;   /* static strings */
