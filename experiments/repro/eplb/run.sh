@@ -2,17 +2,8 @@
 # EPLB card: run.sh --bin MPLB --out DIR [--small]   (docs/reproductions/eplb.md)
 # Runs eplb.lua under the cost model with --sensitivity and writes DIR/results.md and DIR/results.csv.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
-bin="$root/build/mplb"; out=""; small=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) bin="$2"; shift ;; --out) out="$2"; shift ;; --small) small=1 ;;
-    *) echo "eplb/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
-  esac; shift
-done
-[ -n "$out" ] || { echo "eplb/run.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$out"
-py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../args.sh"   # root, bin, out, small, py
 # --small: 8 steps of one layer; periods shortened so that each policy rebalances and has steady steps
 if [ $small = 1 ]; then sets=(--set workload.steps=8 --set model.layers=1 --set workload.tokens=4096
   --set 'policies[3].period=3' --set 'policies[4].period=4' --set 'policies[5].period=3' --set 'policies[6].period=3'

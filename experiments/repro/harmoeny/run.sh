@@ -4,17 +4,8 @@
 # cost model with --sensitivity, then DIR/results.md and DIR/results.csv (summarize.py); paths under
 # the repository are printed relative to it in the mplb-run-*.txt logs.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
-bin="$root/build/mplb"; out=""; small=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) bin="$2"; shift ;; --out) out="$2"; shift ;; --small) small=1 ;;
-    *) echo "harmoeny/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
-  esac; shift
-done
-[ -n "$out" ] || { echo "harmoeny/run.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$out"; out=$(cd "$out" && pwd)
-py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../args.sh"   # root, bin, out, small, py
 # HarMoEny's batch: 2500 sequences x 120 tokens per GPU x 8 GPUs; the baselines' own batches in the
 # public script (scripts/experiment_systems_skew.sh: DeepSpeed, FastMoE and FasterMoE alike, smaller as
 # the skew grows: their memory limit): skew 0 (random) 1250, 25: 1100, 50: 625, 75: 550, 90: 450, 95: 400.

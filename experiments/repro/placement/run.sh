@@ -4,17 +4,8 @@
 # runs placement.lua on each under the cost model with --sensitivity, writes DIR/results.md and .csv.
 # Paths under the repository are printed relative to it in the mplb-run-*.txt logs.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
-bin="$root/build/mplb"; out=""; small=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) bin="$2"; shift ;; --out) out="$2"; shift ;; --small) small=1 ;;
-    *) echo "placement/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
-  esac; shift
-done
-[ -n "$out" ] || { echo "placement/run.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$out"; out=$(cd "$out" && pwd)
-py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../args.sh"   # root, bin, out, small, py
 # full: 8 steps of 128 requests x 128 tokens (16K tokens); --small: 3 steps of 64 x 64
 if [ $small = 1 ]; then steps=3; req=64; tok=64; prof=128
 else steps=8; req=128; tok=128; prof=512; fi

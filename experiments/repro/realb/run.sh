@@ -7,20 +7,8 @@
 # DIR/results.md, timing.csv, variants.csv, accuracy.csv and speedup.png.
 # --small: 2 MoE layers x 2 steps, one fluctuating-vision point, 2 lm steps (the card's shape, for make test).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
-bin="$root/build/mplb"; out=""; small=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) bin="$2"; shift ;;
-    --out) out="$2"; shift ;;
-    --small) small=1 ;;
-    *) echo "realb/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ -n "$out" ] || { echo "realb/run.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$out"
-py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../args.sh"   # root, bin, out, small, py
 size=(); acc=()
 sigmas="45 100"
 if [ $small = 1 ]; then size=(--set model.layers=2 --set workload.steps=2); acc=(--set workload.steps=2); sigmas=100; fi

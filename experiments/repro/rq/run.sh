@@ -5,20 +5,8 @@
 # summarize.py writes DIR/results.md, lis.csv and lis.png.
 # --small: 4 trace steps and 1 lm step (the shape of the card, for make test).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../../.." && pwd)
-bin="$root/build/mplb"; out=""; small=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) bin="$2"; shift ;;
-    --out) out="$2"; shift ;;
-    --small) small=1 ;;
-    *) echo "rq/run.sh: unknown option '$1' (valid: --bin, --out, --small)" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ -n "$out" ] || { echo "rq/run.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$out"
-py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../args.sh"   # root, bin, out, small, py
 olmoe_steps=6; mixtral_steps=5; lm=()
 if [ $small = 1 ]; then olmoe_steps=4; mixtral_steps=4; lm=(--set workload.steps=1); fi
 "$bin" run "$here/trace.lua" --force -o "$out/olmoe.h5" --sensitivity --set workload.steps=$olmoe_steps > "$out/olmoe.txt"
