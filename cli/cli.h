@@ -18,7 +18,6 @@ int mplb_cmd_place(int argc, char **argv);
 /* Read a small text file; 0 and *out (malloc'd) or -1. */
 /* The usage text main.c prints for help and usage errors. */
 extern const char *mplb_usage_text;
-int mplb_read_file_text(const char *path, char **out);
 
 /* cli/common.c. Exit status of every subcommand: 0 ok, 1 runtime error (a
  * bad experiment, a failed run, a missing file), 2 usage error. */
@@ -30,6 +29,10 @@ int mplb_cli_usage_error(const char *cmd, const char *usage, const char *fmt, co
 int mplb_cli_mkdirs(const char *path, int dir);
 /* An integer option's value: the whole of s, or *bad = opt (the first bad
  * option, for one usage error after the parse; atoi took "4x" as 4). */
+/* exec python -m module args[0..n-1] ($MPLB_PYTHON, else the project's .venv,
+ * else python3; the source tree's analysis/ first on PYTHONPATH); returns 1
+ * with a message only when the exec fails. */
+int mplb_cli_exec_python(const char *cmd, const char *module, int n, char **args);
 void mplb_cli_int(const char *opt, const char *s, int *out, const char **bad);
 /* A whole file into a malloc'd NUL-terminated buffer; 0 or -1. */
 int mplb_cli_slurp(const char *path, char **out);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int mplb_cli_help(int argc, char **argv, const char *usage) {
     for (int i = 1; i < argc; i++) {
@@ -129,4 +130,33 @@ void mplb_cli_json_str_to(FILE *f, const char *s) {
         else fputc(c, f);
     }
     fputc('"', f);
+}
+
+int mplb_cli_exec_python(const char *cmd, const char *module, int n, char **args_in) {
+    char py[MPLB_PATH_MAX], pkg[MPLB_PATH_MAX], path[2 * MPLB_PATH_MAX];
+    const char *env = getenv("MPLB_PYTHON");
+    if (env) snprintf(py, sizeof py, "%s", env);
+    else {
+        snprintf(py, sizeof py, "%s/.venv/bin/python", MPLB_SOURCE_DIR);
+        if (access(py, X_OK) != 0) snprintf(py, sizeof py, "python3");
+    }
+    /* the package of this binary's own source tree first, so the Python side
+     * is the version the binary was built with (a venv may hold another) */
+    snprintf(pkg, sizeof pkg, "%s/analysis/mplb/__init__.py", MPLB_SOURCE_DIR);
+    if (access(pkg, R_OK) == 0) {
+        const char *old = getenv("PYTHONPATH");
+        snprintf(path, sizeof path, "%s/analysis%s%s", MPLB_SOURCE_DIR, old && *old ? ":" : "", old && *old ? old : "");
+        setenv("PYTHONPATH", path, 1);
+    }
+    char **args = calloc((size_t)n + 4, sizeof *args);
+    if (!args) return 1;
+    args[0] = py;
+    args[1] = "-m";
+    args[2] = (char *)module;
+    for (int i = 0; i < n; i++) args[i + 3] = args_in[i];
+    fflush(stdout);
+    execvp(py, args);
+    fprintf(stderr, "mplb %s: cannot run %s (%s); install the analysis package: make setup\n", cmd, py, strerror(errno));
+    free(args);
+    return 1;
 }

@@ -118,7 +118,7 @@ static char *read_err(const char *dir, int p) {
     char er[MPLB_PATH_MAX], h5[MPLB_PATH_MAX];
     run_path(dir, p, "err", er, sizeof er);
     char *msg = NULL;
-    if (mplb_read_file_text(er, &msg) == 0) {
+    if (mplb_cli_slurp(er, &msg) == 0) {
         char *nl = strchr(msg, '\n');
         if (nl) *nl = 0;
         return msg;

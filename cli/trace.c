@@ -41,31 +41,7 @@ static const char trace_usage[] =
  * arguments, with $MPLB_PYTHON, else the project's .venv, else python3, and
  * the source tree's analysis/ first on PYTHONPATH (a build-tree binary). */
 static int trace_import_python(int argc, char **argv) {
-    char py[MPLB_PATH_MAX], pp[2 * MPLB_PATH_MAX];
-    const char *env = getenv("MPLB_PYTHON");
-    if (env) snprintf(py, sizeof py, "%s", env);
-    else {
-        snprintf(py, sizeof py, "%s/.venv/bin/python", MPLB_SOURCE_DIR);
-        if (access(py, X_OK) != 0) snprintf(py, sizeof py, "python3");
-    }
-    struct stat st;
-    snprintf(pp, sizeof pp, "%s/analysis/mplb", MPLB_SOURCE_DIR);
-    if (stat(pp, &st) == 0) {
-        const char *old = getenv("PYTHONPATH");
-        snprintf(pp, sizeof pp, "%s/analysis%s%s", MPLB_SOURCE_DIR, old && *old ? ":" : "", old ? old : "");
-        setenv("PYTHONPATH", pp, 1);
-    }
-    char **args = calloc((size_t)argc + 4, sizeof *args);
-    if (!args) return 1;
-    args[0] = py;
-    args[1] = "-m";
-    args[2] = "mplb.importers";
-    for (int i = 2; i < argc; i++) args[i + 1] = argv[i];
-    fflush(stdout);
-    execvp(py, args);
-    fprintf(stderr, "mplb trace import: cannot run %s (%s); install the analysis package: make setup\n", py, strerror(errno));
-    free(args);
-    return 1;
+    return mplb_cli_exec_python("trace import", "mplb.importers", argc - 2, argv + 2);
 }
 
 static int trace_import(int argc, char **argv) {
