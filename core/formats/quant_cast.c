@@ -58,20 +58,7 @@ AVX2 static __m256i e2m1_code8(__m256 v) {
 
 /* the reference's per-tensor scale: amax over finite values / max */
 AVX2 static float tensor_scale(const float *x, int64_t n, float maxv) {
-    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), fmax = _mm256_set1_ps(3.4028235e38f);
-    __m256 m = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absm);
-        m = _mm256_max_ps(m, _mm256_and_ps(a, _mm256_cmp_ps(a, fmax, _CMP_LE_OQ)));
-    }
-    float l[8], amax = 0;
-    _mm256_storeu_ps(l, m);
-    for (int k = 0; k < 8; k++) if (l[k] > amax) amax = l[k];
-    for (; i < n; i++) {
-        float a = fabsf(x[i]);
-        if (a <= 3.4028235e38f && a > amax) amax = a;
-    }
+    float amax = mplb_quant_amax_finite_avx2(x, n);
     float gs = amax > 0 ? amax / maxv : 1.0f;
     return gs == 0 ? 1.4e-45f : gs;
 }

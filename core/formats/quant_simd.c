@@ -257,7 +257,7 @@ AVX2 static void nv_avx2(const float *x, mplb_qtensor *t, float gs) {
     }
 }
 /* amax over finite values (NaN and Inf skipped), as the reference's amax_of */
-AVX2 static float amax_finite(const float *x, int64_t n) {
+AVX2 float mplb_quant_amax_finite_avx2(const float *x, int64_t n) {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
     __m256 m = _mm256_setzero_ps();
     int64_t i = 0;
@@ -375,7 +375,7 @@ int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_
         mplb_prec f = t->fmt;
         if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_TENSOR) {
             int64_t n = t->rows * t->cols;
-            float amax = amax_finite(x, n), mx = f == MPLB_PREC_FP8_E4M3 ? 448.0f : 57344.0f;
+            float amax = mplb_quant_amax_finite_avx2(x, n), mx = f == MPLB_PREC_FP8_E4M3 ? 448.0f : 57344.0f;
             float gs = amax > 0 ? amax / mx : 1.0f;
             if (gs == 0) gs = 1.4e-45f;
             t->global_scale = gs;
@@ -398,7 +398,7 @@ int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_
         }
         if (f == MPLB_PREC_NVFP4 && !t->opts.nvfp4_2d && t->cols % 32 == 0) {
             /* NaN/Inf do not enter the tensor amax; their blocks are marked */
-            float amax = amax_finite(x, t->rows * t->cols);
+            float amax = mplb_quant_amax_finite_avx2(x, t->rows * t->cols);
             float gs = amax > 0 ? amax / 2688.0f : 1.0f;
             if (gs == 0) gs = 1.4e-45f;
             t->global_scale = gs;

@@ -9,6 +9,10 @@
 
 int mplb_quant_cast_fast(const float *x, mplb_qtensor *t);
 
+/* quant_simd.c: max |x| over the finite values (NaN, Inf skipped), the
+ * reference's amax; AVX2 instructions: call only where the CPU has them. */
+float mplb_quant_amax_finite_avx2(const float *x, int64_t n);
+
 /* quant_avx512.c: 1 when the CPU has AVX-512 F/BW/VL/DQ; NVFP4 1x16 quantize
  * (rows a multiple of 16 long) on it, 1 when done, 0 (t untouched) if not. */
 int mplb_quant_have_avx512(void);
