@@ -52,8 +52,7 @@ __global__ void fp4_kernel(const float *x, int64_t rows, int64_t cols, int nv, i
     float gs = 1.0f;
     if (nv) {
         float amax = mplb_bits_f32(*amax_bits);
-        gs = amax > 0 ? amax / 2688.0f : 1.0f;
-        if (gs == 0) gs = 1.4e-45f;
+        gs = mplb_amax_scale(amax, 2688.0f);
     }
     for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < rows * nb; blk += (int64_t)gridDim.x * blockDim.x) {
         if (blk == 0 && nv) *global_scale = gs;
@@ -69,8 +68,7 @@ __global__ void fp4_kernel(const float *x, int64_t rows, int64_t cols, int nv, i
 // the per-tensor fp8 scale from the amax bits, as the CPU quantizer sets it
 __global__ void fp8_scale_kernel(const unsigned int *amax_bits, float *scale) {
     float amax = mplb_bits_f32(*amax_bits);
-    float s = amax > 0 ? amax / 448.0f : 1.0f;
-    *scale = s == 0 ? 1.4e-45f : s;
+    *scale = mplb_amax_scale(amax, 448.0f);
 }
 
 __global__ void fp8_scaled_kernel(const float *x, uint8_t *out, int64_t n, const float *scale) {

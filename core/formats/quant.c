@@ -113,8 +113,7 @@ static void q_cast(const float *x, mplb_qtensor *t) {
         int bad = 0;
         float amax = amax_of(x, n, &bad);
         float mx = f == MPLB_PREC_FP8_E4M3 ? 448.0f : f == MPLB_PREC_FP8_E5M2 ? 57344.0f : 6.0f;
-        gs = amax > 0 ? amax / mx : 1.0f;
-        if (gs == 0) gs = 1.4e-45f; /* amax so small the division underflowed */
+        gs = mplb_amax_scale(amax, mx);
     }
     t->global_scale = gs;
     for (int64_t r = 0; r < t->rows; r++) {
@@ -194,8 +193,7 @@ static void q_nv(const float *x, mplb_qtensor *t) {
     int64_t R = t->rows, C = t->cols, nb = (C + NV_BLOCK - 1) / NV_BLOCK, rowbytes = (nb * NV_BLOCK + 1) / 2;
     int bad_any = 0;
     float amax = amax_of(x, R * C, &bad_any);
-    float gs = amax > 0 ? amax / 2688.0f : 1.0f;
-    if (gs == 0) gs = 1.4e-45f;
+    float gs = mplb_amax_scale(amax, 2688.0f);
     t->global_scale = gs;
     int tile = t->opts.nvfp4_2d ? 16 : 1;
     for (int64_t r0 = 0; r0 < R; r0 += tile) {
@@ -237,8 +235,7 @@ static void q_int8(const float *x, mplb_qtensor *t) {
         const float *xr = x + r * t->cols;
         int bad = 0;
         float amax = amax_of(xr, t->cols, &bad);
-        float s = bad ? NAN : amax > 0 ? amax / 127.0f : 1.0f;
-        if (s == 0) s = 1.4e-45f;
+        float s = bad ? NAN : mplb_amax_scale(amax, 127.0f);
         memcpy(t->scales + r * 4, &s, 4);
         for (int64_t c = 0; c < t->cols; c++) {
             double q = bad ? 0 : rint((double)xr[c] / (double)s);

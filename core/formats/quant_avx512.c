@@ -153,8 +153,7 @@ int mplb_quant_nvfp4_avx512(const float *x, mplb_qtensor *t) {
     if (!x || !t->data || t->fmt != MPLB_PREC_NVFP4 || t->opts.nvfp4_2d || t->cols % 16 || !mplb_quant_have_avx512())
         return 0;
     float amax = amax_finite512(x, t->rows * t->cols);
-    float gs = amax > 0 ? amax / 2688.0f : 1.0f;
-    if (gs == 0) gs = 1.4e-45f;
+    float gs = mplb_amax_scale(amax, 2688.0f);
     t->global_scale = gs;
     nv_avx512(x, t, gs);
     return 1;

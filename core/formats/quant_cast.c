@@ -58,9 +58,7 @@ AVX2 static __m256i e2m1_code8(__m256 v) {
 
 /* the reference's per-tensor scale: amax over finite values / max */
 AVX2 static float tensor_scale(const float *x, int64_t n, float maxv) {
-    float amax = mplb_quant_amax_finite_avx2(x, n);
-    float gs = amax > 0 ? amax / maxv : 1.0f;
-    return gs == 0 ? 1.4e-45f : gs;
+    return mplb_amax_scale(mplb_quant_amax_finite_avx2(x, n), maxv);
 }
 
 AVX2 static void cast_fp16(const float *x, uint8_t *out, int64_t n) {
@@ -135,8 +133,7 @@ AVX2 static void q_int8(const float *x, mplb_qtensor *t) {
         uint8_t *out = t->data + r * C;
         int bad;
         float amax = amax_row(xr, C, &bad);
-        float s = bad ? NAN : amax > 0 ? amax / 127.0f : 1.0f;
-        if (s == 0) s = 1.4e-45f;
+        float s = bad ? NAN : mplb_amax_scale(amax, 127.0f);
         memcpy(t->scales + r * 4, &s, 4);
         if (bad) {
             memset(out, 0, (size_t)C);

@@ -376,8 +376,7 @@ int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_
         if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_TENSOR) {
             int64_t n = t->rows * t->cols;
             float amax = mplb_quant_amax_finite_avx2(x, n), mx = f == MPLB_PREC_FP8_E4M3 ? 448.0f : 57344.0f;
-            float gs = amax > 0 ? amax / mx : 1.0f;
-            if (gs == 0) gs = 1.4e-45f;
+            float gs = mplb_amax_scale(amax, mx);
             t->global_scale = gs;
             cast_fp8_scaled_avx2(x, t->data, n, f == MPLB_PREC_FP8_E5M2, t->opts.saturate, gs);
             return 0;
@@ -399,8 +398,7 @@ int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_
         if (f == MPLB_PREC_NVFP4 && !t->opts.nvfp4_2d && t->cols % 32 == 0) {
             /* NaN/Inf do not enter the tensor amax; their blocks are marked */
             float amax = mplb_quant_amax_finite_avx2(x, t->rows * t->cols);
-            float gs = amax > 0 ? amax / 2688.0f : 1.0f;
-            if (gs == 0) gs = 1.4e-45f;
+            float gs = mplb_amax_scale(amax, 2688.0f);
             t->global_scale = gs;
             nv_avx2(x, t, gs);
             return 0;

@@ -35,6 +35,14 @@ MPLB_HD uint32_t mplb_f32_bits(float x) {
 #endif
 }
 
+/* A scale from an amax: amax / maxv (the largest code), 1 for an all-zero
+ * tensor, and the smallest subnormal where the division underflowed (a scale
+ * of 0 would turn every value into NaN). The one rule every quantizer uses. */
+MPLB_HD float mplb_amax_scale(float amax, float maxv) {
+    float s = amax > 0 ? amax / maxv : 1.0f;
+    return s == 0 ? 1.4e-45f : s;
+}
+
 MPLB_HD float mplb_bits_f32(uint32_t u) {
 #if defined(__CUDA_ARCH__)
     return __uint_as_float(u);
