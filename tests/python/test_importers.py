@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import os
-import subprocess
 
 import h5py
 import numpy as np
@@ -17,18 +16,9 @@ from safetensors.numpy import save_file
 
 import torch_save_ref
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("MPLB_BIN", os.path.join(ROOT, "build", "mplb"))
-SEED = int(os.environ.get("MPLB_TEST_SEED", np.random.SeedSequence().entropy % (1 << 32)))
+from mplb_cli import SEED, mplb
+
 print(f"# MPLB_TEST_SEED={SEED}")
-
-
-def mplb(*args, ok=True):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "analysis"))
-    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env)
-    if ok:
-        assert p.returncode == 0, p.stderr + p.stdout
-    return p
 
 
 def routing(r, tokens, layers, experts, k):

@@ -5,7 +5,6 @@ and log2phy as EPLB derives it, the engines' files (SGLang's
 rank max/mean before and after, on fresh tie-free loads summed over steps."""
 import json
 import os
-import subprocess
 
 import h5py
 import numpy as np
@@ -14,18 +13,9 @@ import yaml
 
 import eplb_ref
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("MPLB_BIN", os.path.join(ROOT, "build", "mplb"))
-SEED = int(os.environ.get("MPLB_TEST_SEED", np.random.SeedSequence().entropy % (1 << 32)))
+from mplb_cli import ROOT, SEED, mplb
+
 print(f"# MPLB_TEST_SEED={SEED}")
-
-
-def mplb(*args, ok=True):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "analysis"))
-    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env)
-    if ok:
-        assert p.returncode == 0, p.stderr + p.stdout
-    return p
 
 
 def write_trace(path, counts, k, load=None, layer_ids=None):
