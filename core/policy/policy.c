@@ -273,8 +273,13 @@ static int act_place_all(lua_State *L) {
 /* Rows rank `from` computes of expert e under the plan so far: its copy's
  * share, then the earlier moves in order, exactly as mplb_split_rows applies
  * them (a move takes at most what its source has). -1: out of memory. */
-static int64_t move_source_rows(const mplb_plan *plan, int e, int from, int64_t load) {
+static int64_t move_source_rows(const mplb_plan *plan, int e, int from, int64_t load, int first_move) {
     const mplb_placement *pl = &plan->placement;
+    if (first_move) {   /* the common case (one move per expert): its copy's share, no scan */
+        for (int i = 0; i < pl->copies[e]; i++)
+            if (pl->ranks[(size_t)e * pl->R + i] == from) return mplb_split_share(load, pl->copies[e], i);
+        return 0;
+    }
     int64_t *rows = calloc((size_t)pl->R, sizeof *rows);
     if (!rows) return -1;
     for (int i = 0; i < pl->copies[e]; i++)
@@ -320,7 +325,7 @@ static int act_move_tokens(lua_State *L) {
     if (pol->moved[e] + n > pol->obs.expert_load[e])
         return luaL_error(L, "move_tokens: moves of expert %d add up to %f tokens, it has %d", e + 1,
                           pol->moved[e] + n, (int)pol->obs.expert_load[e]);
-    int64_t avail = move_source_rows(plan, e, from, (int64_t)pol->obs.expert_load[e]);
+    int64_t avail = move_source_rows(plan, e, from, (int64_t)pol->obs.expert_load[e], pol->moved[e] == 0);
     if (avail < 0) return luaL_error(L, "move_tokens: out of memory");
     if (llround(n) > avail + 1)   /* the split rule's bound (mplb/split.h), checked here to name the policy's line */
         return luaL_error(L, "move_tokens: rank %d computes %d of expert %d's tokens (its share of %d copies, after "
