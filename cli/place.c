@@ -143,6 +143,24 @@ static int derive_maps(place_out *o, int have_rank) {
     return 0;
 }
 
+/* Rank max/mean per layer of the summed loads w: before, expert e on GPU
+ * e / ceil(E/gpus), one copy each; after, the map's slots. */
+static void balance_ratios(place_out *o, const double *w) {
+    int gpus = o->gpus, eslots = (o->E + gpus - 1) / gpus * gpus;
+    for (int l = 0; l < o->L; l++) {
+        double mx = 0, sum = 0;
+        for (int r = 0; r < gpus; r++) {
+            double g = 0;
+            for (int e = r * (eslots / gpus); e < (r + 1) * (eslots / gpus) && e < o->E; e++) g += w[(size_t)l * o->E + e];
+            sum += g;
+            if (g > mx) mx = g;
+        }
+        o->before[l] = sum > 0 ? mx * gpus / sum : 1.0;
+        o->after[l] = rank_ratio(w + (size_t)l * o->E, o->p2l + (size_t)l * o->slots, o->cnt + (size_t)l * o->E, o->slots,
+                                 gpus);
+    }
+}
+
 int mplb_cmd_place(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, place_usage)) return 0;
     const char *in = NULL, *out = NULL, *policy = "eplb", *sg = NULL, *trt = NULL, *steps = NULL;
@@ -213,19 +231,7 @@ int mplb_cmd_place(int argc, char **argv) {
                 d == -2 ? "replica ranks that repeat or exceed an expert's copies" : "(out of memory)");
         goto done;
     }
-    int eslots = (o.E + gpus - 1) / gpus * gpus;
-    for (int l = 0; l < o.L; l++) {
-        /* before: expert e on GPU e / ceil(E/gpus), one copy each */
-        double mx = 0, sum = 0;
-        for (int r = 0; r < gpus; r++) {
-            double g = 0;
-            for (int e = r * (eslots / gpus); e < (r + 1) * (eslots / gpus) && e < o.E; e++) g += w[(size_t)l * o.E + e];
-            sum += g;
-            if (g > mx) mx = g;
-        }
-        o.before[l] = sum > 0 ? mx * gpus / sum : 1.0;
-        o.after[l] = rank_ratio(w + (size_t)l * o.E, o.p2l + (size_t)l * o.slots, o.cnt + (size_t)l * o.E, o.slots, gpus);
-    }
+    balance_ratios(&o, w);
     rc = write_json(out, force, in, policy, &o, t.layer_ids);
     if (rc == 0 && sg) rc = write_sglang(sg, force, &o);
     if (rc == 0 && trt) rc = write_trtllm(trt, force, &o, t.layer_ids);
