@@ -224,6 +224,23 @@ static int check_points(const char *exp, const mplb_sweep *sw, int verbose, int 
     return rc;
 }
 
+/* Measuring points side by side share the cores: each one's times would
+ * include the others' work (4 cpu points on 2 cores once reported speedups
+ * that were the scheduler's), so -j above the core count is refused unless
+ * allowed, and then note says so for every point's times source. */
+static int check_oversubscribed(const char *exp, int jobs, int allow, char *note, size_t cap, mplb_err *err) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores <= 0 || jobs <= cores) return 0;
+    if (!allow)
+        return mplb_err_set(err, MPLB_ECONFIG, "%s: -j %d runs %d measuring points (backend other than \"model\") at "
+                            "once on %ld cores: their times would include each other's work; use -j %ld or fewer, "
+                            "or --allow-oversubscribed (the times are then labelled OVERSUBSCRIBED)", exp, jobs, jobs,
+                            cores, cores);
+    snprintf(note, cap, "OVERSUBSCRIBED, allowed by --allow-oversubscribed: mplb sweep -j %d on %ld cores, the times "
+             "include other points' work", jobs, cores);
+    return 0;
+}
+
 int mplb_cmd_sweep(int argc, char **argv) {
     if (mplb_cli_help(argc, argv, sweep_usage)) return 0;
     const char *exp = NULL, *dir = NULL;
@@ -287,20 +304,7 @@ int mplb_cmd_sweep(int argc, char **argv) {
     free(sets);
     int measured = 0;
     if (rc == 0) rc = check_points(exp, &sw, rank == 0, &measured, &err);
-    /* measuring points side by side share the cores: each one's times would
-     * include the others' work (4 cpu points on 2 cores once reported speedups
-     * that were the scheduler's), so refuse unless asked, then label them */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (rc == 0 && measured && cores > 0 && jobs > cores) {
-        if (!allow_over)
-            rc = mplb_err_set(&err, MPLB_ECONFIG, "%s: -j %d runs %d measuring points (backend other than \"model\") at "
-                              "once on %ld cores: their times would include each other's work; use -j %ld or fewer, "
-                              "or --allow-oversubscribed (the times are then labelled OVERSUBSCRIBED)", exp, jobs, jobs,
-                              cores, cores);
-        else
-            snprintf(over_note, sizeof over_note, "OVERSUBSCRIBED, allowed by --allow-oversubscribed: mplb sweep -j %d "
-                     "on %ld cores, the times include other points' work", jobs, cores);
-    }
+    if (rc == 0 && measured) rc = check_oversubscribed(exp, jobs, allow_over, over_note, sizeof over_note, &err);
     if (rc < 0) {
         if (rank == 0) fprintf(stderr, "mplb: %s\n", err.msg);
 #ifdef MPLB_HAVE_MPI
