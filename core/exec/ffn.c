@@ -1,5 +1,6 @@
 /* The CPU expert FFN: see include/mplb/ffn.h. */
 #include "mplb/ffn.h"
+#include "cpu.h"
 #include "quant_elem.h"
 
 #include <cblas.h>
@@ -81,14 +82,6 @@ int mplb_ffn_path_parse(const char *name) {
  * it with a numpy model of "round the activations, then float32 GEMMs"). */
 static int acts_exact_in_bf16(mplb_prec p) {
     return p == MPLB_PREC_BF16 || p == MPLB_PREC_MXFP8 || p == MPLB_PREC_MXFP4 || p == MPLB_PREC_FP4_E2M1;
-}
-
-static int have_avx2(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
 }
 
 int mplb_qtensor_rows(const mplb_qtensor *t, int64_t r0, int64_t n, mplb_qtensor *v) {
@@ -173,7 +166,7 @@ int mplb_ffn_forward(const mplb_expert_w *w, const float *x, int n, mplb_prec ac
     if (n < 0) return mplb_err_set(err, MPLB_EINVAL, "ffn: n = %d tokens", n);
     if (n == 0) return 0;
     if ((ws->path == MPLB_FFN_AVX512_BF16 && !mplb_ffn_have_bf16()) ||
-        (ws->path == MPLB_FFN_AVX2 && !have_avx2()) || (ws->path == MPLB_FFN_AVX512_F32 && !mplb_ffn_have_avx512f()))
+        (ws->path == MPLB_FFN_AVX2 && !mplb_cpu_avx2()) || (ws->path == MPLB_FFN_AVX512_F32 && !mplb_ffn_have_avx512f()))
         return mplb_err_set(err, MPLB_EINVAL, "ffn: path %s forced, but this CPU does not have it", mplb_ffn_path_name(ws->path));
     if ((int)ws->path < 0 || ws->path >= MPLB_FFN_PATH_COUNT)
         return mplb_err_set(err, MPLB_EINVAL, "ffn: path %d is none of auto, avx512_bf16, avx512_f32, avx2, scalar",

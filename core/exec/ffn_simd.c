@@ -6,6 +6,7 @@
  * F16C, FP4 codes through a per-block table) and multiplied into up to 6
  * tokens at once; the tensor scale is applied to each finished dot product. */
 #include "mplb/ffn.h"
+#include "cpu.h"
 #include "quant_elem.h"
 
 #include <math.h>
@@ -112,10 +113,6 @@ DEFINE_TWO_ROWS(rows_mxfp4, MPLB_PREC_MXFP4, 0)
 
 typedef void (*rows_fn)(const wfmt *, const wrow *, const wrow *, const float *, int, int, int, float, float *, int, int);
 
-static int have_simd(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-
 /* The row r of W, as widen8 reads it. */
 static wrow row_of(const mplb_qtensor *W, const wfmt *F, int r) {
     mplb_prec f = W->fmt;
@@ -136,7 +133,7 @@ int mplb_ffn_gemm_small(const mplb_qtensor *W, const float *a, int n, int k, flo
     int most = f == MPLB_PREC_BF16 ? 64 : f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2 ? 24
              : f == MPLB_PREC_NVFP4 || f == MPLB_PREC_MXFP4 ? 16 : 0;
     wfmt F = {.f = f, .bs = f == MPLB_PREC_NVFP4 ? 16 : 32};
-    if (n < 1 || n > most || k % 8 || k % F.bs || W->rows % 2 || W->cols != k || !have_simd()) return 1;
+    if (n < 1 || n > most || k % 8 || k % F.bs || W->rows % 2 || W->cols != k || !mplb_cpu_avx2()) return 1;
     float lut[256], gs = f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2 || f == MPLB_PREC_NVFP4 ? W->global_scale : 1.0f;
     if (f == MPLB_PREC_NVFP4)
         for (int c = 0; c < 256; c++) lut[c] = mplb_e4m3_to_f32((uint8_t)c);

@@ -8,6 +8,7 @@
  * fp16, fp4_e2m1, int8 and int4 quantize are in quant_cast.c. Everything
  * else falls back to the reference. */
 #include "mplb/quant.h"
+#include "cpu.h"
 #include "quant_elem.h"
 #include "quant_fast.h"
 
@@ -351,27 +352,19 @@ AVX2 static void fp8_to_f32_avx2(const uint8_t *in, float *y, int64_t n, int e5m
 }
 #endif
 
-static int have_avx2(void) {
-#ifdef MPLB_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
-}
-
 int mplb_quant_quantize(const float *x, mplb_qtensor *t, mplb_err *err) {
     return mplb_quant_quantize_isa(x, t, MPLB_ISA_AUTO, err);
 }
 
 int mplb_quant_quantize_isa(const float *x, mplb_qtensor *t, mplb_isa isa, mplb_err *err) {
-    if ((isa == MPLB_ISA_AVX512 && !mplb_quant_have_avx512()) || (isa == MPLB_ISA_AVX2 && !have_avx2()) ||
+    if ((isa == MPLB_ISA_AVX512 && !mplb_quant_have_avx512()) || (isa == MPLB_ISA_AVX2 && !mplb_cpu_avx2()) ||
         (int)isa < 0 || isa > MPLB_ISA_SCALAR)
         return mplb_err_set(err, MPLB_EINVAL, "quantize: instruction set %s forced, but this CPU does not have it",
                             isa == MPLB_ISA_AVX512 ? "avx512" : isa == MPLB_ISA_AVX2 ? "avx2" : "(not an mplb_isa)");
     if (isa == MPLB_ISA_SCALAR) return mplb_quant_quantize_ref(x, t, err);
     if (isa != MPLB_ISA_AVX2 && mplb_quant_nvfp4_avx512(x, t)) return 0;
 #ifdef MPLB_X86
-    if (have_avx2() && x && t->data) {
+    if (mplb_cpu_avx2() && x && t->data) {
         mplb_prec f = t->fmt;
         if ((f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2) && t->opts.scaling == MPLB_SCALE_TENSOR) {
             int64_t n = t->rows * t->cols;
@@ -502,20 +495,20 @@ static int dequant_blocks(const mplb_qtensor *t, float *y) {
 int mplb_quant_dequantize(const mplb_qtensor *t, float *y, mplb_err *err) {
     mplb_prec f = t->fmt;
 #ifdef MPLB_X86
-    if (have_avx2() && y && t->data && f == MPLB_PREC_BF16) {
+    if (mplb_cpu_avx2() && y && t->data && f == MPLB_PREC_BF16) {
         bf16_to_f32_avx2(t->data, y, t->rows * t->cols);
         return 0;
     }
-    if (have_avx2() && y && t->data && (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2)) {
+    if (mplb_cpu_avx2() && y && t->data && (f == MPLB_PREC_FP8_E4M3 || f == MPLB_PREC_FP8_E5M2)) {
         fp8_to_f32_avx2(t->data, y, t->rows * t->cols, f == MPLB_PREC_FP8_E5M2, t->global_scale);
         return 0;
     }
-    if (have_avx2() && y && t->data && (f == MPLB_PREC_NVFP4 || f == MPLB_PREC_MXFP4) &&
+    if (mplb_cpu_avx2() && y && t->data && (f == MPLB_PREC_NVFP4 || f == MPLB_PREC_MXFP4) &&
         t->cols % (f == MPLB_PREC_NVFP4 ? 16 : 32) == 0 && isfinite(t->global_scale)) {
         fp4_blocks_avx2(t, y);
         return 0;
     }
-    if (have_avx2() && y && t->data && (f == MPLB_PREC_INT4_G32 || f == MPLB_PREC_INT4_G128) &&
+    if (mplb_cpu_avx2() && y && t->data && (f == MPLB_PREC_INT4_G32 || f == MPLB_PREC_INT4_G128) &&
         t->cols % mplb_quant_block(f) == 0) {
         int4_avx2(t, y);
         return 0;
