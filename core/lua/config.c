@@ -309,8 +309,18 @@ static void workload_defaults(mplb_workload_cfg *w, int has_sigma, int has_rate,
 
 #include "exp_keys.h"
 
-typedef enum { T_PRESET, T_INT, T_I64, T_U64, T_NUM, T_STR, T_ENUM, T_TRACE, T_DATA, T_TABLE, T_MODEL, T_POLICIES, T_ZIP,
-               T_BOOL, T_LMDIR, T_TEXTS, T_FIT, T_PLACE } key_type;
+/* value types of the keys, with the name messages and the reference give them */
+#define KEY_TYPES(X)                                                                                                 \
+    X(T_PRESET, "string") X(T_INT, "integer") X(T_I64, "integer") X(T_U64, "integer") X(T_NUM, "number")              \
+    X(T_STR, "string") X(T_ENUM, "string") X(T_TRACE, "trace name") X(T_DATA, "file name") X(T_TABLE, "table")        \
+    X(T_MODEL, "preset or table") X(T_POLICIES, "list") X(T_ZIP, "list of lists") X(T_BOOL, "boolean")                \
+    X(T_LMDIR, "checkpoint directory") X(T_TEXTS, "table of domain = file") X(T_FIT, "list (per layer)")              \
+    X(T_PLACE, "placement file")
+typedef enum {
+#define X(t, name) t,
+    KEY_TYPES(X)
+#undef X
+} key_type;
 enum { REQ = 1, REQ_NOPRESET = 2, REQ_SYNTH = 4, REQ_TRACE = 8, REQ_LM = 16 };
 enum {
 #define X(s, key, doc) S_##s,
@@ -349,10 +359,11 @@ static const key_def keys[] = {
 #define N_KEYS (int)(sizeof keys / sizeof keys[0])
 
 static const char *type_name(key_type t) {
-    static const char *const n[] = {"string", "integer", "integer", "integer", "number", "string", "string",
-                                    "trace name", "file name", "table", "preset or table", "list", "list of lists",
-                                    "boolean", "checkpoint directory", "table of domain = file", "list (per layer)",
-                                    "placement file"};
+    static const char *const n[] = {
+#define X(t, name) name,
+        KEY_TYPES(X)
+#undef X
+    };
     return n[t];
 }
 
